@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="vq_keras",
+    version="0.1.0",
+    description="VQ-VAE and VQ-VAE-2 for Keras 3 / TensorFlow: quantizer layers, zoo models, priors.",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vq_keras", "vq_keras.*"]),
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.16",  # the first release that uses Keras 3
+        "keras>=3.3",
+        "tensorflow-datasets>=4.9",
+        "tensorflow-probability[tf]>=0.24",  # [tf] brings tf-keras, which TFP needs
+        "absl-py>=2.0",
+        "tensorboard>=2.16",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "bench": ["dm-sonnet>=2.0.2", "dm-tree"],
+    },
+)

@@ -1,0 +1,1 @@
+"""The applications: training, and the data pipelines they read."""

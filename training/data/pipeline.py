@@ -1,0 +1,180 @@
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from training.errors import UsageError
+
+SAMPLE_DATASET = "cifar10_sample"
+SAMPLE_PATH = Path(__file__).with_name("cifar10_sample.npz")
+FOLDER_PREFIX = "folder:"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+VALIDATION_EVERY = 10  # folder data sets: every 10th file (sorted) is held out
+KNOWN_DATASETS = (
+    f"{SAMPLE_DATASET} (bundled, offline), folder:PATH (a folder of images), "
+    "or any TFDS image data set such as cifar10, mnist, svhn_cropped, celeb_a"
+)
+
+
+@dataclasses.dataclass
+class ImageData:
+    """Batched float32 images in [0, 1] and what the model needs to know of them."""
+
+    train: tf.data.Dataset  # repeats forever, shuffled
+    validation: tf.data.Dataset  # one pass
+    image_shape: tuple
+    data_variance: float  # pixel variance of the training split, [0, 1] scale
+    num_train: int
+    num_validation: int
+
+
+def describe_source(name, data_dir):
+    return f"{name!r} (data_dir={data_dir or os.environ.get('TFDS_DATA_DIR') or 'TFDS default'})"
+
+
+def image_spec_or_none(name, data_dir=None):
+    """The (height, width, channels) of a data set's images if known before reading any."""
+    if name == SAMPLE_DATASET:
+        return (32, 32, 3)
+    if name.startswith(FOLDER_PREFIX):
+        return None  # known once the files are read
+    return tuple(_tfds_builder(name, data_dir).info.features["image"].shape)
+
+
+def load_image_data(name, data_dir=None, batch_size=32, seed=0):
+    """Loads a data set by name into an `ImageData`; raises UsageError if it cannot."""
+    if name == SAMPLE_DATASET:
+        train, validation = _sample_splits()
+    elif name.startswith(FOLDER_PREFIX):
+        train, validation = _folder_splits(name[len(FOLDER_PREFIX):])
+    else:
+        train, validation = _tfds_splits(name, data_dir)
+    train, validation = train.cache(), validation.cache()
+    count, variance = _count_and_variance(train)
+    num_validation = int(validation.reduce(0, lambda n, _: n + 1))
+    if count < batch_size:
+        raise UsageError(
+            f"The training split of {name!r} has {count} images, fewer than one batch "
+            f"(--batch_size={batch_size}). Use a smaller --batch_size or more images."
+        )
+    return ImageData(
+        train=_training_pipeline(train, batch_size, seed, count),
+        validation=validation.batch(batch_size).map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
+        image_shape=tuple(train.element_spec.shape),
+        data_variance=variance,
+        num_train=count,
+        num_validation=num_validation,
+    )
+
+
+def _to_float(images):
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def _training_pipeline(images, batch_size, seed, count):
+    return (
+        images.shuffle(min(count, 10_000), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _count_and_variance(images):
+    """Number of images and pixel variance in [0, 1] scale, in one float64 pass."""
+    total = tf.zeros((3,), tf.float64)
+    for batch in images.batch(1024).map(lambda x: tf.cast(x, tf.float64) / 255.0):
+        total += tf.stack(
+            [tf.cast(tf.size(batch), tf.float64), tf.reduce_sum(batch), tf.reduce_sum(tf.square(batch))]
+        )
+    pixels, first, second = total.numpy()
+    num_images = int(pixels / max(np.prod(images.element_spec.shape), 1))
+    if num_images == 0:
+        raise UsageError("The training split holds no images.")
+    mean = first / pixels
+    return num_images, float(second / pixels - mean * mean)
+
+
+def _sample_splits():
+    with np.load(SAMPLE_PATH) as arrays:
+        return (
+            tf.data.Dataset.from_tensor_slices(arrays["train_images"]),
+            tf.data.Dataset.from_tensor_slices(arrays["test_images"]),
+        )
+
+
+def _tfds_builder(name, data_dir):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise UsageError(f"Unknown data set {name!r}. Known data sets: {KNOWN_DATASETS}.") from None
+    if "image" not in builder.info.features:
+        raise UsageError(
+            f"TFDS data set {name!r} has no 'image' feature (it has: "
+            f"{', '.join(builder.info.features)}); pick an image data set."
+        )
+    return builder
+
+
+def _tfds_splits(name, data_dir):
+    builder = _tfds_builder(name, data_dir)
+    if not builder.is_prepared():
+        raise UsageError(
+            f"TFDS data set {name!r} is not prepared under {builder.data_dir_root}, and this "
+            "machine cannot download it. Pass --data_dir=DIR (or set TFDS_DATA_DIR=DIR) to a "
+            f"folder holding {name}/<version>/ as `tfds build` writes it (for CIFAR-10 here: "
+            "--data_dir=../shared/tfds), or use --dataset=cifar10_sample to train offline."
+        )
+    train_split, validation_split = _split_names(builder.info.splits)
+    read = lambda split: builder.as_dataset(split=split, shuffle_files=False).map(  # noqa: E731
+        lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return read(train_split), read(validation_split)
+
+
+def _split_names(splits):
+    """The training split and the held-out split used for validation."""
+    for held_out in ("test", "validation"):
+        if held_out in splits:
+            return "train", held_out
+    return "train[:90%]", "train[90%:]"
+
+
+def _folder_splits(folder):
+    paths = sorted(
+        p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    ) if Path(folder).is_dir() else []
+    if len(paths) < 2:
+        raise UsageError(
+            f"--dataset=folder:{folder} needs a folder with at least two images "
+            f"({', '.join(IMAGE_SUFFIXES)}); found {len(paths)} there."
+        )
+    images = np.stack(_read_same_size_images(paths))
+    held_out = np.arange(len(paths)) % VALIDATION_EVERY == VALIDATION_EVERY - 1
+    if not held_out.any():
+        held_out[-1] = True
+    return (
+        tf.data.Dataset.from_tensor_slices(images[~held_out]),
+        tf.data.Dataset.from_tensor_slices(images[held_out]),
+    )
+
+
+def _read_same_size_images(paths):
+    images = []
+    for path in paths:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            raise UsageError(f"Cannot decode image file {path}: {error.message}") from None
+        if images and image.shape != images[0].shape:
+            raise UsageError(
+                f"All images of a folder data set must have one size; {paths[0]} is "
+                f"{images[0].shape} but {path} is {image.shape}. Resize them first."
+            )
+        images.append(image)
+    return images

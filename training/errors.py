@@ -1,0 +1,5 @@
+class UsageError(ValueError):
+    """A problem with the command line or the data that the user can fix.
+
+    The command-line tools print its message as one paragraph, without a traceback.
+    """

@@ -1,0 +1,143 @@
+"""Train a zoo autoencoder: `python -m training.fit --dataset=cifar10 --model=vqvae`.
+
+Stage 1 of VQ-VAE: trains the model with `model.fit` on a tf.data pipeline,
+validates every epoch on the held-out split, logs every metric to TensorBoard,
+backs up under the log directory (an interrupted run resumes when the same
+command is run again), then saves `<logdir>/model.keras` and reloads it once
+to check it.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  # noqa: E402
+from training.errors import UsageError  # noqa: E402
+from vq_keras.zoo import VQVAE  # noqa: E402
+
+MODELS = {"vqvae": VQVAE}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "dataset", SAMPLE_DATASET,
+    f"A TFDS image data set by name (cifar10, mnist, svhn_cropped, celeb_a, ...), "
+    f"folder:PATH for a folder of images, or {SAMPLE_DATASET} (bundled, offline).",
+)
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR or TFDS's own).")
+flags.DEFINE_string("model", "vqvae", f"Zoo model: one of {', '.join(MODELS)}.")
+flags.DEFINE_string("preset", "cifar10", "The model's preset (see Model.presets()).")
+flags.DEFINE_integer("num_channels", None, "Image channels to build the preset for (default: the preset's).")
+flags.DEFINE_integer("epochs", 1, "Number of epochs.")
+flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch (default: one pass over the data).")
+flags.DEFINE_integer("validation_steps", None, "Validation batches per epoch (default: the whole split).")
+flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+flags.DEFINE_float("learning_rate", 3e-4, "Adam learning rate.")
+flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and every random op.")
+flags.DEFINE_string("logdir", "runs/latest", "Where TensorBoard logs, backups and model.keras go.")
+flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
+
+
+def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset):
+    """The zoo model for `model_name` and `preset`, checked against the images."""
+    if model_name not in MODELS:
+        raise UsageError(f"Unknown model {model_name!r}. Known models: {', '.join(MODELS)}.")
+    model_class = MODELS[model_name]
+    if preset not in model_class.PRESETS:
+        raise UsageError(
+            f"Unknown preset {preset!r} for --model={model_name}. "
+            f"Known presets: {', '.join(model_class.presets())}."
+        )
+    overrides = {"data_variance": data_variance}
+    if num_channels is not None:
+        overrides["num_channels"] = num_channels
+    model = model_class(**{**model_class.PRESETS[preset], **overrides})
+    check_images_fit(model, image_shape, dataset, preset)
+    model.build((None, *image_shape))
+    return model
+
+
+def check_images_fit(model, image_shape, dataset, preset):
+    if image_shape is None:
+        return
+    try:
+        model.check_image_shape(image_shape)
+    except ValueError as error:
+        if image_shape[-1] != model.num_channels:
+            raise UsageError(
+                f"Data set {dataset!r} has {image_shape[-1]}-channel images of shape {image_shape}, "
+                f"but preset {preset!r} is built for {model.num_channels}-channel images. "
+                f"Pass --num_channels={image_shape[-1]} to build the preset for them."
+            ) from None
+        raise UsageError(f"Data set {dataset!r}: {error}") from None
+
+
+def train(argv_flags):
+    keras.utils.set_random_seed(argv_flags.seed)
+    logdir = Path(argv_flags.logdir).absolute()
+    # Check the model against the data set's image shape before reading any data.
+    build_model(
+        argv_flags.model, argv_flags.preset, argv_flags.num_channels, 1.0,
+        image_spec_or_none(argv_flags.dataset, argv_flags.data_dir), argv_flags.dataset,
+    )
+    data = load_image_data(argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed)
+    model = build_model(
+        argv_flags.model, argv_flags.preset, argv_flags.num_channels, data.data_variance,
+        data.image_shape, argv_flags.dataset,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile
+    )
+    print(
+        f"Training {argv_flags.model} ({argv_flags.preset}) on {argv_flags.dataset}: "
+        f"{data.num_train} training and {data.num_validation} validation images of shape "
+        f"{data.image_shape}, pixel variance {data.data_variance:.5f}."
+    )
+    steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size
+    model.fit(
+        data.train,
+        epochs=argv_flags.epochs,
+        steps_per_epoch=steps,
+        validation_data=data.validation,
+        validation_steps=argv_flags.validation_steps,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(logdir / "backup")),
+            keras.callbacks.TensorBoard(str(logdir)),
+        ],
+        verbose=2 if os.environ.get("CI") else "auto",
+    )
+    path = save_and_check(model, logdir / "model.keras", next(iter(data.validation)))
+    print(f"Saved model: {path}")
+    print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
+    return path
+
+
+def save_and_check(model, path, images):
+    """Saves `model` as .keras and reloads it; the reload must give identical outputs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    difference = np.abs(np.asarray(reloaded.reconstruct(images)) - np.asarray(model.reconstruct(images))).max()
+    if difference > 1e-6:
+        raise RuntimeError(f"The reloaded {path} differs from the trained model by {difference}.")
+    return path
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        train(FLAGS)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

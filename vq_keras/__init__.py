@@ -1,0 +1,5 @@
+"""vq_keras: VQ-VAE and VQ-VAE-2 for Keras 3 / TensorFlow."""
+
+__version__ = "0.1.0"
+
+from vq_keras import layers, models, zoo  # noqa: E402,F401

@@ -1,0 +1,125 @@
+import keras
+from keras import ops
+
+from vq_keras.layers._base_quantizer import BaseQuantizer
+from vq_keras.layers._validation import require_number
+
+
+def _sum_over_replicas(value):
+    """Sums `value` across tf.distribute replicas so each sees the global batch."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+@keras.saving.register_keras_serializable(package="vq_keras")
+class VectorQuantizerEMA(BaseQuantizer):
+    """Vector quantization layer whose codebook follows exponential moving averages.
+
+    The nearest-code lookup and straight-through gradient are those of
+    `VectorQuantizer`; the codebook is not trained by gradients. Instead, on
+    every call with `training=True`, with n_i the number of vectors assigned
+    to code i and s_i their sum (summed over all `tf.distribute` replicas):
+
+        N_i <- decay * N_i + (1 - decay) * n_i
+        m_i <- decay * m_i + (1 - decay) * s_i
+        e_i  = m_i / N~_i,  N~_i = (N_i + epsilon) / (n + K epsilon) * n
+
+    where n = sum_i N_i (Laplace smoothing, so no code divides by zero) and
+    N, m are zero-debiased by 1 - decay^t as in Sonnet. All statistics are
+    non-trainable float32 weights. Only the commitment loss is added.
+
+    Args:
+        num_embeddings: K, the number of codebook vectors.
+        embedding_dim: D, the size of each codebook vector; the last input axis.
+        commitment_cost: beta, the weight of the commitment loss.
+        decay: gamma, the EMA decay in [0, 1).
+        epsilon: the Laplace smoothing constant, > 0.
+        **kwargs: standard `keras.layers.Layer` arguments (name, dtype, ...).
+
+    Call arguments:
+        inputs: floating tensor (..., embedding_dim), the encoder output z_e.
+        training: if True, update the codebook and its statistics.
+        return_codes: if True, also return the int32 code indices.
+
+    Input shape:
+        (..., embedding_dim), e.g. (batch, height, width, embedding_dim).
+
+    Output shape:
+        Same as the input (and (...,) int32 codes with `return_codes=True`).
+
+    Example:
+        >>> vq = VectorQuantizerEMA(num_embeddings=512, embedding_dim=64, decay=0.99)
+        >>> z_q = vq(keras.random.normal((2, 8, 8, 64)), training=True)
+
+    Reference:
+        van den Oord et al., "Neural Discrete Representation Learning", 2017,
+        arXiv:1711.00937, appendix A.1.
+    """
+
+    def __init__(
+        self,
+        num_embeddings,
+        embedding_dim,
+        commitment_cost=0.25,
+        decay=0.99,
+        epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(num_embeddings, embedding_dim, commitment_cost, **kwargs)
+        require_number("VectorQuantizerEMA", "decay (gamma)", decay, low=0, high=1)
+        require_number("VectorQuantizerEMA", "epsilon", epsilon, low=0, low_inclusive=False)
+        self.decay = decay
+        self.epsilon = epsilon
+
+    def _statistic(self, name, shape, initializer):
+        # Every replica computes the same update from all-reduced statistics,
+        # so the first replica's value stands for all.
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=initializer,
+            dtype="float32",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+
+    def _build_codebook(self):
+        shape = (self.num_embeddings, self.embedding_dim)
+        self.codebook = self._statistic(
+            "codebook", shape, keras.initializers.VarianceScaling(distribution="uniform")
+        )
+        self.ema_cluster_size = self._statistic("ema_cluster_size", (self.num_embeddings,), "zeros")
+        self.ema_embedding_sum = self._statistic("ema_embedding_sum", shape, "zeros")
+        self.ema_steps = self._statistic("ema_steps", (), "zeros")
+
+    def _update_codebook(self, flat_inputs, one_hot):
+        counts = _sum_over_replicas(ops.sum(one_hot, axis=0))
+        sums = _sum_over_replicas(ops.matmul(ops.transpose(one_hot), flat_inputs))
+        keep = self.decay
+        cluster_size = keep * self.ema_cluster_size + (1.0 - keep) * counts
+        embedding_sum = keep * self.ema_embedding_sum + (1.0 - keep) * sums
+        steps = self.ema_steps + 1.0
+        self.ema_cluster_size.assign(cluster_size)
+        self.ema_embedding_sum.assign(embedding_sum)
+        self.ema_steps.assign(steps)
+
+        debias = 1.0 - ops.power(keep, steps)
+        cluster_size = cluster_size / debias
+        total = ops.sum(cluster_size)
+        smoothed = (
+            (cluster_size + self.epsilon)
+            / (total + self.num_embeddings * self.epsilon)
+            * total
+        )
+        self.codebook.assign(embedding_sum / debias / smoothed[:, None])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(decay=self.decay, epsilon=self.epsilon)
+        return config

@@ -1,0 +1,155 @@
+import keras
+import tensorflow as tf
+from keras import ops
+
+from vq_keras import metrics
+from vq_keras.layers._validation import require_number, require_positive_int
+
+DEFAULT_LEARNING_RATE = 3e-4  # Adam, as in the VQ-VAE paper and Sonnet's example
+
+
+class VQModel(keras.Model):
+    """The base of every autoencoder in the zoo: one train_step and test_step.
+
+    Subclasses build their layers in `__init__` and `build(input_shape)`, set
+    `level_names` (top first; "" for a single level) and `downsampling` (the
+    total factor from image to the finest code grid), and implement
+    `call(images, training=None, return_codes=False)` returning the
+    reconstruction (and, with `return_codes=True`, the list of int32 code
+    grids, top first), plus `encode` and `decode`.
+
+    The loss is reconstruction MSE / data_variance plus the quantizer losses
+    added with `add_loss`. Metrics: loss, reconstruction_loss, vq_loss, and
+    per level perplexity and codebook_usage (the fraction of codes used in the
+    batch), prefixed by the level name for multi-level models.
+
+    Args:
+        num_channels: image channels (3 for RGB, 1 for grayscale).
+        data_variance: pixel variance of the training images in [0, 1] scale,
+            the normaliser of the reconstruction error (CIFAR-10: about 0.0633).
+        **kwargs: standard `keras.Model` arguments.
+    """
+
+    level_names = ("",)
+    downsampling = 1
+
+    def __init__(self, num_channels=3, data_variance=1.0, **kwargs):
+        super().__init__(**kwargs)
+        require_positive_int(type(self).__name__, "num_channels", num_channels)
+        require_number(type(self).__name__, "data_variance", data_variance, low=0, low_inclusive=False)
+        self.num_channels = num_channels
+        self.data_variance = float(data_variance)
+        names = ["loss", "reconstruction_loss", "vq_loss"]
+        for level in self.level_names:
+            prefix = f"{level}_" if level else ""
+            names += [f"{prefix}perplexity", f"{prefix}codebook_usage"]
+        self._trackers = [keras.metrics.Mean(name=name) for name in names]
+
+    @property
+    def metrics(self):
+        return list(self._trackers)
+
+    @property
+    def quantizers(self):
+        """The quantizer layer of every level, top first."""
+        raise NotImplementedError
+
+    def compile(self, optimizer=None, **kwargs):
+        """Like `keras.Model.compile`; the default optimizer is Adam(3e-4)."""
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(DEFAULT_LEARNING_RATE)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips this for models that override compile(); ours keeps its
+        # signature, so restore the saved optimizer (and its state) as usual.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def check_image_shape(self, shape):
+        """Raises ValueError unless (..., height, width, channels) fits this model."""
+        name = type(self).__name__
+        shape = tuple(shape)
+        if len(shape) < 3:
+            raise ValueError(
+                f"{name} expects images of shape (batch, height, width, {self.num_channels}). "
+                f"Received: shape={shape}"
+            )
+        height, width, channels = shape[-3:]
+        if channels != self.num_channels:
+            raise ValueError(
+                f"{name} was built for {self.num_channels}-channel images but received "
+                f"{channels}-channel images (shape={shape}). Build it with "
+                f"num_channels={channels} (for example `from_preset(..., num_channels={channels})`), "
+                "or convert the images."
+            )
+        step = self.downsampling
+        for size in (height, width):
+            if size is not None and (size < step or size % step):
+                raise ValueError(
+                    f"{name} downsamples images by {step}, so height and width must be "
+                    f"positive multiples of {step} (e.g. {step * 7}, {step * 8}, {step * 16}). "
+                    f"Received: image size {height}x{width}. Crop or resize the images."
+                )
+
+    def _check_images(self, images):
+        dtype = keras.backend.standardize_dtype(images.dtype)
+        if not keras.backend.is_float_dtype(dtype):
+            raise TypeError(
+                f"{type(self).__name__} expects float32 images scaled to [0, 1]. "
+                f"Received: dtype={dtype}. Divide uint8 images by 255 first."
+            )
+        self.check_image_shape(images.shape)
+
+    def reconstruct(self, images):
+        """Encodes and decodes float32 images in [0, 1]; returns images clipped to [0, 1]."""
+        images = ops.convert_to_tensor(images)
+        self._check_images(images)
+        return ops.clip(self(images, training=False), 0.0, 1.0)
+
+    def _losses_and_codes(self, images, training):
+        reconstruction, codes = self(images, training=training, return_codes=True)
+        reconstruction = ops.cast(reconstruction, "float32")
+        reconstruction_loss = ops.mean(ops.square(reconstruction - images)) / self.data_variance
+        vq_loss = ops.sum(ops.stack([ops.cast(loss, "float32") for loss in self.losses]))
+        return reconstruction_loss, vq_loss, codes
+
+    def _record(self, reconstruction_loss, vq_loss, codes):
+        values = [reconstruction_loss + vq_loss, reconstruction_loss, vq_loss]
+        for level_codes, quantizer in zip(codes, self.quantizers):
+            values.append(metrics.perplexity(level_codes, quantizer.num_embeddings))
+            values.append(metrics.codebook_usage(level_codes, quantizer.num_embeddings))
+        for tracker, value in zip(self._trackers, values):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self._trackers}
+
+    @staticmethod
+    def _images_from(data):
+        """Accepts images, (images,), (images, labels) or {"image": ...} batches."""
+        if isinstance(data, dict):
+            data = data["image"]
+        if isinstance(data, (tuple, list)):
+            data = data[0]
+        return ops.cast(data, "float32")
+
+    def train_step(self, data):
+        images = self._images_from(data)
+        with tf.GradientTape() as tape:
+            reconstruction_loss, vq_loss, codes = self._losses_and_codes(images, training=True)
+            loss = self.optimizer.scale_loss(reconstruction_loss + vq_loss)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._record(reconstruction_loss, vq_loss, codes)
+
+    def test_step(self, data):
+        images = self._images_from(data)
+        return self._record(*self._losses_and_codes(images, training=False))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_channels": self.num_channels,
+            "data_variance": self.data_variance,
+        }

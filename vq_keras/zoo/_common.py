@@ -1,0 +1,39 @@
+"""What every zoo model shares: presets as plain data and the quantizer choice."""
+
+from vq_keras.layers.vector_quantizer import VectorQuantizer
+from vq_keras.layers.vector_quantizer_ema import VectorQuantizerEMA
+
+QUANTIZER_KINDS = ("ema", "vq")
+
+
+class PresetMixin:
+    """`from_preset(name, **overrides)` and `presets()` over a class's PRESETS dict."""
+
+    PRESETS = {}
+
+    @classmethod
+    def presets(cls):
+        """The names of this model's presets."""
+        return sorted(cls.PRESETS)
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """Builds the preset `name` (constructor arguments, updated by `overrides`)."""
+        if name not in cls.PRESETS:
+            raise ValueError(
+                f"Unknown {cls.__name__} preset {name!r}. Known presets: {', '.join(cls.presets())}."
+            )
+        model = cls(**{**cls.PRESETS[name], **overrides})
+        model.build((None, None, None, model.num_channels))
+        return model
+
+
+def make_quantizer(quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, name):
+    """The quantizer layer for `quantizer="ema"|"vq"`."""
+    if quantizer == "ema":
+        return VectorQuantizerEMA(
+            num_embeddings, embedding_dim, commitment_cost, decay=decay, epsilon=epsilon, name=name
+        )
+    if quantizer == "vq":
+        return VectorQuantizer(num_embeddings, embedding_dim, commitment_cost, name=name)
+    raise ValueError(f'quantizer must be one of {QUANTIZER_KINDS}. Received: quantizer={quantizer!r}')
