@@ -7,6 +7,14 @@ from keras import ops
 from vq_keras import metrics
 from vq_keras.layers._validation import require_number, require_positive_int
 
+def codebook_initializer():
+    """Uniform in +-sqrt(3 / embedding_dim), as Sonnet initialises its codebooks.
+
+    The codebook is (num_embeddings, embedding_dim), so fan_out is embedding_dim.
+    A new instance per layer: an unseeded Keras initializer repeats its values.
+    """
+    return keras.initializers.VarianceScaling(mode="fan_out", distribution="uniform")
+
 
 @ops.custom_gradient
 def _straight_through(inputs, quantized):
@@ -103,10 +111,10 @@ class BaseQuantizer(keras.layers.Layer):
         inputs32 = ops.cast(inputs, "float32")
         flat = ops.reshape(inputs32, (-1, self.embedding_dim))
         flat_codes = self._nearest(flat)
+        codes = ops.reshape(flat_codes, ops.shape(inputs32)[:-1])
+        quantized = self.lookup(codes)  # the codebook the codes were chosen from
         if training:
             self._update_codebook(flat, ops.one_hot(flat_codes, self.num_embeddings))
-        codes = ops.reshape(flat_codes, ops.shape(inputs32)[:-1])
-        quantized = self.lookup(codes)
         self._add_codebook_loss(inputs32, quantized)
         commitment = ops.mean(ops.square(inputs32 - ops.stop_gradient(quantized)))
         self.add_loss(self.commitment_cost * commitment)

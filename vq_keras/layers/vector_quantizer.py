@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from vq_keras.layers._base_quantizer import BaseQuantizer
+from vq_keras.layers._base_quantizer import BaseQuantizer, codebook_initializer
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
@@ -47,8 +47,9 @@ class VectorQuantizer(BaseQuantizer):
         self.codebook = self.add_weight(
             name="codebook",
             shape=(self.num_embeddings, self.embedding_dim),
-            initializer=keras.initializers.VarianceScaling(distribution="uniform"),
+            initializer=codebook_initializer(),
             dtype="float32",
+            autocast=False,  # float32 even inside a mixed-precision autocast scope
             trainable=True,
         )
 

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from vq_keras.layers._base_quantizer import BaseQuantizer
+from vq_keras.layers._base_quantizer import BaseQuantizer, codebook_initializer
 from vq_keras.layers._validation import require_number
 
 
@@ -85,6 +85,7 @@ class VectorQuantizerEMA(BaseQuantizer):
             shape=shape,
             initializer=initializer,
             dtype="float32",
+            autocast=False,  # float32 even inside a mixed-precision autocast scope
             trainable=False,
             aggregation="only_first_replica",
         )
@@ -92,7 +93,7 @@ class VectorQuantizerEMA(BaseQuantizer):
     def _build_codebook(self):
         shape = (self.num_embeddings, self.embedding_dim)
         self.codebook = self._statistic(
-            "codebook", shape, keras.initializers.VarianceScaling(distribution="uniform")
+            "codebook", shape, codebook_initializer()
         )
         self.ema_cluster_size = self._statistic("ema_cluster_size", (self.num_embeddings,), "zeros")
         self.ema_embedding_sum = self._statistic("ema_embedding_sum", shape, "zeros")

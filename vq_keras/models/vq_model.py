@@ -101,6 +101,12 @@ class VQModel(keras.Model):
                 f"Received: dtype={dtype}. Divide uint8 images by 255 first."
             )
         self.check_image_shape(images.shape)
+        self.build_if_needed()
+
+    def build_if_needed(self):
+        """Builds the model from shapes alone (any image size) if it is not built yet."""
+        if not self.built:
+            self.build((None, None, None, self.num_channels))
 
     def reconstruct(self, images):
         """Encodes and decodes float32 images in [0, 1]; returns images clipped to [0, 1]."""

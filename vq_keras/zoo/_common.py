@@ -24,7 +24,7 @@ class PresetMixin:
                 f"Unknown {cls.__name__} preset {name!r}. Known presets: {', '.join(cls.presets())}."
             )
         model = cls(**{**cls.PRESETS[name], **overrides})
-        model.build((None, None, None, model.num_channels))
+        model.build_if_needed()
         return model
 
 

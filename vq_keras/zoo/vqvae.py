@@ -136,6 +136,7 @@ class VQVAE(PresetMixin, VQModel):
 
     def decode(self, codes):
         """int32 codes (N, h, w) -> float32 images (N, 4h, 4w, C) clipped to [0, 1]."""
+        self.build_if_needed()
         return ops.clip(self._decode_vectors(self.quantizer.lookup(codes)), 0.0, 1.0)
 
     def get_config(self):

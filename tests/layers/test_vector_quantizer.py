@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from vq_keras.layers import VectorQuantizer
+
+
+def _numpy_nearest(x, codebook):
+    flat = x.reshape(-1, codebook.shape[1]).astype(np.float64)
+    distances = ((flat[:, None, :] - codebook[None, :, :].astype(np.float64)) ** 2).sum(-1)
+    return distances.argmin(1).reshape(x.shape[:-1])
+
+
+def _layer(num_embeddings=16, embedding_dim=4, seed=0, **kwargs):
+    layer = VectorQuantizer(num_embeddings, embedding_dim, **kwargs)
+    layer.build((None, embedding_dim))
+    rng = np.random.default_rng(seed)
+    layer.codebook.assign(rng.normal(size=(num_embeddings, embedding_dim)).astype("float32"))
+    return layer
+
+
+def test_nearest_code_matches_numpy():
+    layer = _layer(num_embeddings=32, embedding_dim=8)
+    x = np.random.default_rng(1).normal(size=(3, 5, 7, 8)).astype("float32")
+    codebook = layer.codebook.numpy()
+    expected = _numpy_nearest(x, codebook)
+    codes = layer.encode(x)
+    assert codes.dtype == tf.int32 and tuple(codes.shape) == (3, 5, 7)
+    np.testing.assert_array_equal(codes.numpy(), expected)
+    np.testing.assert_allclose(layer(x).numpy(), codebook[expected], rtol=0, atol=0)
+    np.testing.assert_array_equal(layer.lookup(codes).numpy(), codebook[expected])
+
+
+def test_call_can_return_codes():
+    layer = _layer()
+    x = np.random.default_rng(2).normal(size=(2, 3, 4)).astype("float32")
+    quantized, codes = layer(x, return_codes=True)
+    np.testing.assert_array_equal(codes.numpy(), _numpy_nearest(x, layer.codebook.numpy()))
+    np.testing.assert_array_equal(quantized.numpy(), layer(x).numpy())
+
+
+def test_straight_through_gradient_is_identity():
+    layer = _layer(num_embeddings=8, embedding_dim=3)
+    x = tf.constant(np.random.default_rng(3).normal(size=(2, 3)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+    jacobian = tape.jacobian(y, x).numpy().reshape(6, 6)
+    np.testing.assert_array_equal(jacobian, np.eye(6))
+
+
+def test_losses_match_numpy_and_reach_only_their_side():
+    beta = 0.3
+    layer = _layer(num_embeddings=8, embedding_dim=3, commitment_cost=beta)
+    x_np = np.random.default_rng(4).normal(size=(5, 3)).astype("float32")
+    x = tf.constant(x_np)
+    codebook = layer.codebook.numpy()
+    e = codebook[_numpy_nearest(x_np, codebook)]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        layer(x)
+        codebook_loss, commitment_loss = layer.losses
+    np.testing.assert_allclose(codebook_loss.numpy(), ((x_np - e) ** 2).mean(), rtol=1e-6)
+    np.testing.assert_allclose(commitment_loss.numpy(), beta * ((x_np - e) ** 2).mean(), rtol=1e-6)
+
+    # Codebook loss |sg[z_e] - e|^2: a gradient on the codebook only.
+    assert tape.gradient(codebook_loss, x) is None
+    expected = np.zeros_like(codebook)
+    np.add.at(expected, _numpy_nearest(x_np, codebook), 2 * (e - x_np) / x_np.size)
+    codebook_gradient = tf.convert_to_tensor(tape.gradient(codebook_loss, layer.codebook))
+    np.testing.assert_allclose(codebook_gradient.numpy(), expected, atol=1e-6)
+
+    # Commitment loss beta |z_e - sg[e]|^2: a gradient on the encoder side only.
+    assert tape.gradient(commitment_loss, layer.codebook) is None
+    np.testing.assert_allclose(
+        tape.gradient(commitment_loss, x).numpy(), beta * 2 * (x_np - e) / x_np.size, atol=1e-6
+    )
+
+
+def test_perplexity_matches_numpy():
+    layer = _layer(num_embeddings=4)
+    codes = np.array([0, 0, 1, 2, 2, 2, 3, 3])
+    p = np.bincount(codes, minlength=4) / codes.size
+    np.testing.assert_allclose(layer.perplexity(codes).numpy(), np.exp(-(p * np.log(p)).sum()), rtol=1e-5)
+    np.testing.assert_allclose(layer.perplexity(np.arange(4)).numpy(), 4.0, rtol=1e-5)
+
+
+def test_distances_stay_float32_under_mixed_precision():
+    x = np.random.default_rng(5).normal(size=(4, 6, 6, 8)).astype("float32")
+    reference = _layer(num_embeddings=64, embedding_dim=8)
+    mixed = _layer(num_embeddings=64, embedding_dim=8, dtype="mixed_float16")
+    assert mixed.codebook.dtype == "float32"
+    outputs, codes = mixed(x, return_codes=True)
+    assert outputs.dtype == tf.float16
+    np.testing.assert_array_equal(codes.numpy(), reference.encode(x).numpy())
+    np.testing.assert_array_equal(codes.numpy(), _numpy_nearest(x, mixed.codebook.numpy()))
+
+
+def test_wrong_last_axis_is_a_clear_error():
+    layer = VectorQuantizer(num_embeddings=16, embedding_dim=64)
+    with pytest.raises(ValueError) as error:
+        layer(np.zeros((1, 8, 8, 32), "float32"))
+    assert str(error.value) == (
+        "VectorQuantizer expects the last input axis to equal embedding_dim=64. "
+        "Received: input_shape=(1, 8, 8, 32)"
+    )
+
+
+def test_integer_inputs_are_a_clear_error():
+    layer = VectorQuantizer(num_embeddings=16, embedding_dim=4)
+    with pytest.raises(TypeError, match=r"VectorQuantizer expects floating-point inputs .* Received: dtype=int32"):
+        layer(np.zeros((2, 4), "int32"))
+    assert not layer.built
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_embeddings=0, embedding_dim=4), "num_embeddings to be a positive integer. Received: num_embeddings=0"),
+        (dict(num_embeddings=8, embedding_dim=2.5), "embedding_dim to be a positive integer. Received: embedding_dim=2.5"),
+        (
+            dict(num_embeddings=8, embedding_dim=4, commitment_cost=-1),
+            r"commitment_cost \(beta\) in \[0, inf\). Received: commitment_cost \(beta\)=-1",
+        ),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VectorQuantizer(**kwargs)
+
+
+def test_config_round_trip_gives_identical_outputs():
+    layer = _layer(num_embeddings=8, embedding_dim=4, commitment_cost=0.5, name="vq")
+    clone = VectorQuantizer.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    clone.build((None, 4))
+    clone.set_weights(layer.get_weights())
+    x = np.random.default_rng(6).normal(size=(3, 4)).astype("float32")
+    np.testing.assert_array_equal(clone(x).numpy(), layer(x).numpy())
+
+
+def test_keras_file_round_trip(tmp_path):
+    inputs = keras.Input((4, 4, 8))
+    model = keras.Model(inputs, VectorQuantizer(16, 8)(keras.layers.Conv2D(8, 1)(inputs)))
+    x = np.random.default_rng(7).normal(size=(2, 4, 4, 8)).astype("float32")
+    model.save(tmp_path / "vq.keras")
+    reloaded = keras.saving.load_model(tmp_path / "vq.keras")
+    assert isinstance(reloaded.layers[-1], VectorQuantizer)
+    np.testing.assert_array_equal(reloaded(x).numpy(), model(x).numpy())

@@ -1,0 +1,141 @@
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO
+from vq_keras.layers import VectorQuantizerEMA
+
+
+def _numpy_ema_steps(codebook, batches, decay, epsilon):
+    """The paper's EMA updates with Laplace smoothing and zero-debiasing, in float64."""
+    num_embeddings = codebook.shape[0]
+    cluster_size = np.zeros(num_embeddings)
+    embedding_sum = np.zeros_like(codebook, dtype=np.float64)
+    codebook = codebook.astype(np.float64)
+    for step, batch in enumerate(batches, start=1):
+        flat = batch.reshape(-1, codebook.shape[1]).astype(np.float64)
+        codes = ((flat[:, None] - codebook[None]) ** 2).sum(-1).argmin(1)
+        one_hot = np.eye(num_embeddings)[codes]
+        cluster_size = decay * cluster_size + (1 - decay) * one_hot.sum(0)
+        embedding_sum = decay * embedding_sum + (1 - decay) * one_hot.T @ flat
+        debias = 1 - decay**step
+        n_i = cluster_size / debias
+        total = n_i.sum()
+        smoothed = (n_i + epsilon) / (total + num_embeddings * epsilon) * total
+        codebook = embedding_sum / debias / smoothed[:, None]
+    return codebook, cluster_size, embedding_sum
+
+
+def _layer(num_embeddings=6, embedding_dim=3, decay=0.9, epsilon=1e-3):
+    layer = VectorQuantizerEMA(num_embeddings, embedding_dim, decay=decay, epsilon=epsilon)
+    layer.build((None, embedding_dim))
+    return layer
+
+
+def test_three_ema_steps_match_numpy():
+    layer = _layer()
+    rng = np.random.default_rng(0)
+    initial = layer.codebook.numpy()
+    batches = [rng.normal(size=(4, 5, 3)).astype("float32") for _ in range(3)]
+    for batch in batches:
+        layer(batch, training=True)
+    codebook, cluster_size, embedding_sum = _numpy_ema_steps(initial, batches, 0.9, 1e-3)
+    np.testing.assert_allclose(layer.ema_cluster_size.numpy(), cluster_size, rtol=1e-5)
+    np.testing.assert_allclose(layer.ema_embedding_sum.numpy(), embedding_sum, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.codebook.numpy(), codebook, rtol=1e-4, atol=1e-6)
+    assert layer.ema_steps.numpy() == 3
+
+
+def test_inference_changes_no_weight():
+    layer = _layer()
+    layer(np.ones((2, 3), "float32"), training=True)
+    before = [w.numpy().copy() for w in layer.weights]
+    layer(np.random.default_rng(1).normal(size=(8, 3)).astype("float32"), training=False)
+    layer(np.random.default_rng(2).normal(size=(8, 3)).astype("float32"))
+    for old, weight in zip(before, layer.weights):
+        np.testing.assert_array_equal(weight.numpy(), old)
+
+
+def test_codebook_is_not_trained_by_gradients_and_only_commitment_loss_is_added():
+    layer = _layer()
+    assert layer.trainable_weights == []
+    assert all(w.dtype == "float32" for w in layer.weights)
+    x_np = np.random.default_rng(3).normal(size=(5, 3)).astype("float32")
+    x = tf.constant(x_np)
+    codebook = layer.codebook.numpy()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        layer(x, training=False)
+        (loss,) = layer.losses
+    codes = ((x_np[:, None] - codebook[None]) ** 2).sum(-1).argmin(1)
+    e = codebook[codes]
+    np.testing.assert_allclose(loss.numpy(), 0.25 * ((x_np - e) ** 2).mean(), rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), 0.25 * 2 * (x_np - e) / x_np.size, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(decay=1.0), r"decay \(gamma\) in \[0, 1\). Received: decay \(gamma\)=1.0"),
+        (dict(decay=-0.1), r"decay \(gamma\) in \[0, 1\). Received: decay \(gamma\)=-0.1"),
+        (dict(epsilon=0), r"epsilon in \(0, inf\). Received: epsilon=0"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match="VectorQuantizerEMA expects " + message):
+        VectorQuantizerEMA(8, 4, **kwargs)
+
+
+def test_config_round_trip_gives_identical_outputs_and_updates():
+    layer = _layer(decay=0.95, epsilon=1e-4)
+    clone = VectorQuantizerEMA.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    clone.build((None, 3))
+    clone.set_weights(layer.get_weights())
+    x = np.random.default_rng(4).normal(size=(7, 3)).astype("float32")
+    np.testing.assert_array_equal(clone(x, training=True).numpy(), layer(x, training=True).numpy())
+    np.testing.assert_array_equal(clone.codebook.numpy(), layer.codebook.numpy())
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from vq_keras.layers import VectorQuantizerEMA
+
+    batch = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    initial = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
+
+    single = VectorQuantizerEMA(5, 4, decay=0.5)
+    single.build((None, 4)); single.codebook.assign(initial)
+    single(batch, training=True)
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        mirrored = VectorQuantizerEMA(5, 4, decay=0.5)
+        mirrored.build((None, 4)); mirrored.codebook.assign(initial)
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).unbatch().batch(8))
+    step = tf.function(lambda x: mirrored(x, training=True))
+    for x in dataset:
+        strategy.run(step, args=(x,))
+    replicas = [v.numpy() for v in strategy.experimental_local_results(mirrored.codebook.value)]
+    assert len(replicas) == 2
+    for replica in replicas:
+        np.testing.assert_allclose(replica, single.codebook.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mirrored.ema_cluster_size.numpy(), single.ema_cluster_size.numpy(), rtol=1e-6)
+    print("replicas agree")
+    """
+)
+
+
+def test_statistics_are_summed_across_replicas():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas agree" in result.stdout

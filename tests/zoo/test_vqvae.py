@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import keras
+
+from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
+from vq_keras.zoo import VQVAE
+
+TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=64)
+
+
+def _images(n=4, size=32, channels=3, seed=0):
+    return np.random.default_rng(seed).random((n, size, size, channels)).astype("float32")
+
+
+def test_cifar10_preset_is_the_papers_architecture():
+    assert VQVAE.presets() == ["cifar10"]
+    model = VQVAE.from_preset("cifar10")
+    config = model.get_config()
+    assert {k: config[k] for k in VQVAE.PRESETS["cifar10"]} == dict(
+        num_hiddens=128, num_residual_hiddens=32, num_residual_layers=2, embedding_dim=64,
+        num_embeddings=512, commitment_cost=0.25, quantizer="ema", decay=0.99, num_channels=3,
+    )
+    assert isinstance(model.quantizer, VectorQuantizerEMA)
+    assert tuple(model.quantizer.codebook.shape) == (512, 64)
+    assert model.built
+    codes = model.encode(_images(2))
+    assert codes.dtype == "int32" and tuple(codes.shape) == (2, 8, 8)
+
+
+def test_unknown_preset_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"Unknown VQVAE preset 'imagenet'. Known presets: cifar10."):
+        VQVAE.from_preset("imagenet")
+
+
+def test_quantizer_choice():
+    assert isinstance(VQVAE(quantizer="vq", **TINY).quantizer, VectorQuantizer)
+    with pytest.raises(ValueError, match=r"quantizer must be one of \('ema', 'vq'\). Received: quantizer='kmeans'"):
+        VQVAE(quantizer="kmeans", **TINY)
+
+
+def test_encode_decode_reconstruct_agree():
+    model = VQVAE(**TINY)
+    x = _images()
+    codes = model.encode(x)
+    assert codes.dtype == "int32" and tuple(codes.shape) == (4, 8, 8)
+    assert int(np.min(codes)) >= 0 and int(np.max(codes)) < 64
+    decoded = model.decode(codes).numpy()
+    assert decoded.shape == x.shape and decoded.min() >= 0 and decoded.max() <= 1
+    np.testing.assert_allclose(decoded, model.reconstruct(x).numpy(), atol=1e-6)
+
+
+def test_other_sizes_and_grayscale():
+    model = VQVAE(num_channels=1, **TINY)
+    x = _images(2, size=28, channels=1)
+    assert tuple(model.encode(x).shape) == (2, 7, 7)
+    assert model.reconstruct(x).shape == x.shape
+
+
+def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
+    model = VQVAE(data_variance=0.06, **TINY)
+    model.build((None, 32, 32, 3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = _images()
+    model.fit(x, epochs=1, batch_size=4, verbose=0)
+    model.save(tmp_path / "vqvae.keras")
+    reloaded = keras.saving.load_model(tmp_path / "vqvae.keras")
+    assert reloaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(reloaded.encode(x).numpy(), model.encode(x).numpy())
+    np.testing.assert_array_equal(reloaded.reconstruct(x).numpy(), model.reconstruct(x).numpy())
+    for saved, loaded in zip(model.quantizer.weights, reloaded.quantizer.weights):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+    assert reloaded.optimizer.iterations.numpy() == 1
+
+
+def test_image_size_it_cannot_take_is_a_clear_error():
+    model = VQVAE(**TINY)
+    with pytest.raises(ValueError) as error:
+        model.encode(_images(1, size=30))
+    assert str(error.value) == (
+        "VQVAE downsamples images by 4, so height and width must be positive multiples of 4 "
+        "(e.g. 28, 32, 64). Received: image size 30x30. Crop or resize the images."
+    )
+
+
+def test_wrong_channels_and_dtype_are_clear_errors():
+    model = VQVAE(**TINY)
+    with pytest.raises(ValueError, match=r"VQVAE was built for 3-channel images but received 1-channel images"):
+        model.reconstruct(_images(1, channels=1))
+    with pytest.raises(TypeError, match=r"VQVAE expects float32 images scaled to \[0, 1\]. Received: dtype=uint8"):
+        model.encode(np.zeros((1, 32, 32, 3), "uint8"))
+
+
+def test_a_few_hundred_steps_on_real_images_lower_the_loss():
+    from training.data import load_image_data
+
+    data = load_image_data("cifar10_sample", batch_size=32, seed=0)
+    model = VQVAE(data_variance=data.data_variance, num_hiddens=32, num_residual_hiddens=16,
+                  num_residual_layers=1, embedding_dim=16, num_embeddings=128)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = model.evaluate(data.validation, verbose=0, return_dict=True)
+    model.fit(data.train, steps_per_epoch=300, epochs=1, verbose=0)
+    after = model.evaluate(data.validation, verbose=0, return_dict=True)
+    assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)
+    assert after["perplexity"] > 4, after
