@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training.data import load_image_data
+from training.data.pipeline import SAMPLE_PATH
+from training.errors import UsageError
+
+
+def test_sample_pipeline_scales_batches_and_measures_variance():
+    data = load_image_data("cifar10_sample", batch_size=16, seed=0)
+    with np.load(SAMPLE_PATH) as arrays:
+        train = arrays["train_images"]
+    assert (data.num_train, data.num_validation, data.image_shape) == (1200, 300, (32, 32, 3))
+    np.testing.assert_allclose(data.data_variance, np.var(train / 255.0), rtol=1e-9)
+    batch = next(iter(data.train)).numpy()
+    assert batch.shape == (16, 32, 32, 3) and batch.dtype == np.float32
+    assert 0.0 <= batch.min() and batch.max() <= 1.0
+    # every batch is a set of real training images, scaled
+    as_uint8 = np.round(batch * 255).astype(np.uint8)
+    train_rows = {image.tobytes() for image in train}
+    assert all(image.tobytes() in train_rows for image in as_uint8)
+    assert sum(b.shape[0] for b in data.validation) == 300
+
+
+def test_shuffling_follows_the_seed():
+    first = lambda seed: next(iter(load_image_data("cifar10_sample", batch_size=8, seed=seed).train)).numpy()  # noqa: E731
+    np.testing.assert_array_equal(first(1), first(1))
+    assert not np.array_equal(first(1), first(2))
+
+
+def test_folder_data_set_round_trips_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(20, 12, 12, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        tf.io.write_file(str(tmp_path / "sub" / f"{i:02d}.png"), tf.io.encode_png(image))
+    data = load_image_data(f"folder:{tmp_path}", batch_size=4)
+    assert (data.num_train, data.num_validation, data.image_shape) == (18, 2, (12, 12, 3))
+    validation = np.concatenate([b.numpy() for b in data.validation])
+    np.testing.assert_array_equal(np.round(validation * 255).astype(np.uint8), images[[9, 19]])
+    np.testing.assert_allclose(data.data_variance, np.var(np.delete(images, [9, 19], 0) / 255.0), rtol=1e-9)
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(UsageError, match="needs a folder with at least two images"):
+        load_image_data(f"folder:{tmp_path / 'missing'}")
+    tf.io.write_file(str(tmp_path / "a.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
+    tf.io.write_file(str(tmp_path / "b.png"), tf.io.encode_png(np.zeros((8, 6, 3), np.uint8)))
+    with pytest.raises(UsageError, match=r"must have one size; .*a.png is \(8, 8, 3\) but .*b.png is \(8, 6, 3\)"):
+        load_image_data(f"folder:{tmp_path}")
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    with pytest.raises(UsageError, match=r"Cannot decode image file .*b.png"):
+        load_image_data(f"folder:{tmp_path}")
+
+
+def test_too_few_images_for_a_batch(tmp_path):
+    for name in "ab":
+        tf.io.write_file(str(tmp_path / f"{name}.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(UsageError, match=r"has 1 images, fewer than one batch \(--batch_size=32\)"):
+        load_image_data(f"folder:{tmp_path}", batch_size=32)
+
+
+def test_real_cifar10_from_tfds(cifar10_data_dir):
+    data = load_image_data("cifar10", data_dir=cifar10_data_dir, batch_size=64)
+    assert (data.num_train, data.num_validation, data.image_shape) == (50000, 10000, (32, 32, 3))
+    # ../shared/tfds/README.md: train-set pixel variance in [0, 1] scale is about 0.0633
+    assert abs(data.data_variance - 0.0633) < 5e-4
+    assert next(iter(data.train)).shape == (64, 32, 32, 3)
+
+
+def test_unknown_and_absent_data_sets(tmp_path):
+    with pytest.raises(UsageError, match=r"Unknown data set 'no_such_set'. Known data sets: cifar10_sample"):
+        load_image_data("no_such_set")
+    with pytest.raises(UsageError) as error:
+        load_image_data("svhn_cropped", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert "'svhn_cropped' is not prepared under" in message and str(tmp_path) in message
+    assert "--data_dir=DIR (or set TFDS_DATA_DIR=DIR)" in message

@@ -1,0 +1,82 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from tests.conftest import REPO
+from training.data import image_spec_or_none
+from training.errors import UsageError
+from training.fit import build_model
+
+
+def _fit(*args, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "training.fit", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def _scalar_tags(event_dir):
+    tags = set()
+    for path in tf.io.gfile.glob(os.path.join(event_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_cli_trains_logs_saves_and_reloads(tmp_path):
+    logdir = tmp_path / "run"
+    result = _fit(
+        "--epochs=2", "--steps_per_epoch=3", "--validation_steps=2", "--batch_size=8",
+        "--jit_compile=false", f"--logdir={logdir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training vqvae (cifar10) on cifar10_sample: 1200 training and 300 validation images" in result.stdout
+    assert f"Saved model: {logdir / 'model.keras'}" in result.stdout
+    assert f"TensorBoard logs: {logdir}" in result.stdout
+    model = keras.saving.load_model(logdir / "model.keras")
+    assert model.optimizer.iterations.numpy() == 6
+    np.testing.assert_allclose(model.data_variance, 0.0635028, rtol=1e-5)
+    expected = {"epoch_loss", "epoch_reconstruction_loss", "epoch_vq_loss", "epoch_perplexity", "epoch_codebook_usage"}
+    assert expected <= _scalar_tags(logdir / "train")
+    assert expected <= _scalar_tags(logdir / "validation")
+    assert not (logdir / "backup").exists()  # BackupAndRestore removes it after a finished run
+
+
+def test_cli_errors_are_one_paragraph_without_traceback():
+    result = _fit("--dataset=no_such_set")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error: Unknown data set 'no_such_set'. Known data sets: cifar10_sample (bundled, offline)" in result.stderr
+
+
+def test_unknown_model_and_preset():
+    with pytest.raises(UsageError, match=r"Unknown model 'vqgan'. Known models: vqvae."):
+        build_model("vqgan", "cifar10", None, 1.0, (32, 32, 3), "cifar10")
+    with pytest.raises(UsageError, match=r"Unknown preset 'ffhq' for --model=vqvae. Known presets: cifar10."):
+        build_model("vqvae", "ffhq", None, 1.0, (32, 32, 3), "cifar10")
+
+
+def test_grayscale_into_rgb_preset_says_what_to_change():
+    shape = image_spec_or_none("mnist")  # known from the TFDS catalog without any data
+    with pytest.raises(UsageError) as error:
+        build_model("vqvae", "cifar10", None, 1.0, shape, "mnist")
+    assert str(error.value) == (
+        "Data set 'mnist' has 1-channel images of shape (28, 28, 1), but preset 'cifar10' is built "
+        "for 3-channel images. Pass --num_channels=1 to build the preset for them."
+    )
+    assert build_model("vqvae", "cifar10", 1, 1.0, shape, "mnist").num_channels == 1
+
+
+def test_image_size_the_model_cannot_take():
+    shape = image_spec_or_none("celeb_a")  # 218 x 178
+    with pytest.raises(UsageError, match=(
+        r"Data set 'celeb_a': VQVAE downsamples images by 4, so height and width must be positive "
+        r"multiples of 4 \(e.g. 28, 32, 64\). Received: image size 218x178."
+    )):
+        build_model("vqvae", "cifar10", None, 1.0, shape, "celeb_a")
