@@ -20,9 +20,9 @@ from absl import app, flags  # noqa: E402
 
 from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  # noqa: E402
 from training.errors import UsageError  # noqa: E402
-from vq_keras.zoo import VQVAE  # noqa: E402
+from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
-MODELS = {"vqvae": VQVAE}
+MODELS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

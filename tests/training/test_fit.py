@@ -56,7 +56,7 @@ def test_cli_errors_are_one_paragraph_without_traceback():
 
 
 def test_unknown_model_and_preset():
-    with pytest.raises(UsageError, match=r"Unknown model 'vqgan'. Known models: vqvae."):
+    with pytest.raises(UsageError, match=r"Unknown model 'vqgan'. Known models: vqvae, vqvae2."):
         build_model("vqgan", "cifar10", None, 1.0, (32, 32, 3), "cifar10")
     with pytest.raises(UsageError, match=r"Unknown preset 'ffhq' for --model=vqvae. Known presets: cifar10."):
         build_model("vqvae", "ffhq", None, 1.0, (32, 32, 3), "cifar10")

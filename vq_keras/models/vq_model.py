@@ -11,8 +11,8 @@ DEFAULT_LEARNING_RATE = 3e-4  # Adam, as in the VQ-VAE paper and Sonnet's exampl
 class VQModel(keras.Model):
     """The base of every autoencoder in the zoo: one train_step and test_step.
 
-    Subclasses build their layers in `__init__` and `build(input_shape)`, set
-    `level_names` (top first; "" for a single level) and `downsampling` (the
+    Subclasses build their layers in `__init__` and `build(input_shape)`, pass
+    `level_names` (top first; "" for a single level), set `downsampling` (the
     total factor from image to the finest code grid), and implement
     `call(images, training=None, return_codes=False)` returning the
     reconstruction (and, with `return_codes=True`, the list of int32 code
@@ -27,18 +27,20 @@ class VQModel(keras.Model):
         num_channels: image channels (3 for RGB, 1 for grayscale).
         data_variance: pixel variance of the training images in [0, 1] scale,
             the normaliser of the reconstruction error (CIFAR-10: about 0.0633).
+        level_names: names of the code levels, top first, prefixing the
+            per-level metrics; ("",) for one level (no prefix).
         **kwargs: standard `keras.Model` arguments.
     """
 
-    level_names = ("",)
     downsampling = 1
 
-    def __init__(self, num_channels=3, data_variance=1.0, **kwargs):
+    def __init__(self, num_channels=3, data_variance=1.0, level_names=("",), **kwargs):
         super().__init__(**kwargs)
         require_positive_int(type(self).__name__, "num_channels", num_channels)
         require_number(type(self).__name__, "data_variance", data_variance, low=0, low_inclusive=False)
         self.num_channels = num_channels
         self.data_variance = float(data_variance)
+        self.level_names = tuple(level_names)
         names = ["loss", "reconstruction_loss", "vq_loss"]
         for level in self.level_names:
             prefix = f"{level}_" if level else ""

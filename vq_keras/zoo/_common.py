@@ -4,6 +4,8 @@ from vq_keras.layers.vector_quantizer import VectorQuantizer
 from vq_keras.layers.vector_quantizer_ema import VectorQuantizerEMA
 
 QUANTIZER_KINDS = ("ema", "vq")
+# Images are centred on 0 inside the networks, as in Sonnet's VQ-VAE example.
+PIXEL_SHIFT = 0.5
 
 
 class PresetMixin:

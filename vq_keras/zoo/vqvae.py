@@ -5,10 +5,7 @@ from keras import ops
 from vq_keras.models.decoder import Decoder
 from vq_keras.models.encoder import Encoder
 from vq_keras.models.vq_model import VQModel
-from vq_keras.zoo._common import PresetMixin, make_quantizer
-
-# Decoded images are centred on 0 inside the network, as in Sonnet's example.
-_PIXEL_SHIFT = 0.5
+from vq_keras.zoo._common import PIXEL_SHIFT, PresetMixin, make_quantizer
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
@@ -117,10 +114,10 @@ class VQVAE(PresetMixin, VQModel):
         self.built = True
 
     def _encode_features(self, images, training=None):
-        return self.pre_quantizer(self.encoder(images - _PIXEL_SHIFT, training=training))
+        return self.pre_quantizer(self.encoder(images - PIXEL_SHIFT, training=training))
 
     def _decode_vectors(self, vectors):
-        return self.decoder(vectors) + _PIXEL_SHIFT
+        return self.decoder(vectors) + PIXEL_SHIFT
 
     def call(self, images, training=None, return_codes=False):
         features = self._encode_features(images, training=training)

@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
+from vq_keras.zoo import VQVAE2
+
+TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
+
+
+def _images(n=2, size=32, channels=3, seed=0):
+    return np.random.default_rng(seed).random((n, size, size, channels)).astype("float32")
+
+
+def test_presets():
+    assert VQVAE2.presets() == ["cifar10", "ffhq1024", "imagenet256"]
+    with pytest.raises(ValueError, match="Unknown VQVAE2 preset 'celeba'. Known presets: cifar10, ffhq1024, imagenet256."):
+        VQVAE2.from_preset("celeba")
+
+
+@pytest.mark.parametrize(
+    "preset, image_size, grids",
+    [
+        ("cifar10", 32, [(4, 4), (8, 8)]),
+        ("imagenet256", 256, [(32, 32), (64, 64)]),  # the paper's ImageNet grids
+        ("ffhq1024", 1024, [(32, 32), (64, 64), (128, 128)]),  # the paper's FFHQ grids
+    ],
+)
+def test_preset_code_grids_from_shapes_alone(preset, image_size, grids):
+    model = VQVAE2.from_preset(preset)  # builds weights only, touches no data
+    assert model.built
+    assert model.code_shapes((image_size, image_size)) == grids
+    assert [tuple(q.codebook.shape) for q in model.quantizers] == [(512, 64)] * len(grids)
+    assert all(isinstance(q, VectorQuantizerEMA) for q in model.quantizers)
+
+
+def test_imagenet256_preset_is_the_papers():
+    config = VQVAE2.from_preset("imagenet256").get_config()
+    assert (config["num_hiddens"], config["num_residual_hiddens"], config["num_embeddings"], config["embedding_dim"]) == (
+        128, 64, 512, 64,
+    )
+
+
+def test_cifar10_encode_shapes_and_decode_round_trip():
+    model = VQVAE2.from_preset("cifar10")
+    x = _images()
+    top, bottom = model.encode(x)
+    assert top.dtype == "int32" and bottom.dtype == "int32"
+    assert tuple(top.shape) == (2, 4, 4) and tuple(bottom.shape) == (2, 8, 8)
+    np.testing.assert_allclose(model.decode([top, bottom]).numpy(), model.reconstruct(x).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("num_levels", [2, 3])
+def test_encode_runs_on_tiny_inputs(num_levels):
+    model = VQVAE2(num_levels=num_levels, **TINY)
+    codes = model.encode(_images(size=32))
+    expected = [(2, 32 // 2 ** (num_levels + 1 - i), 32 // 2 ** (num_levels + 1 - i)) for i in range(num_levels)]
+    assert [tuple(c.shape) for c in codes] == expected
+    assert [tuple(c.shape[1:]) for c in codes] == model.code_shapes((32, 32))
+    np.testing.assert_allclose(model.decode(codes).numpy(), model.reconstruct(_images()).numpy(), atol=1e-6)
+
+
+def test_lower_level_depends_on_the_level_above():
+    model = VQVAE2(quantizer="vq", **TINY)
+    x = tf.constant(_images())
+    with tf.GradientTape() as tape:
+        quantized, _ = model._quantize(x)
+    top_in_bottom = tape.gradient(quantized[1], model.conditioners[0].trainable_weights)
+    assert all(g is not None and np.abs(g.numpy()).sum() > 0 for g in top_in_bottom)
+
+
+def test_gradients_reach_every_level_and_the_decoder():
+    model = VQVAE2(quantizer="vq", data_variance=0.06, **TINY)
+    model.build((None, 32, 32, 3))
+    x = tf.constant(_images())
+    with tf.GradientTape() as tape:
+        reconstruction = model(x, training=True)
+        loss = tf.reduce_mean(tf.square(reconstruction - x)) + tf.add_n(model.losses)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    missing = [w.path for w, g in zip(model.trainable_weights, gradients) if g is None or not np.any(tf.convert_to_tensor(g).numpy())]
+    assert missing == []
+    paths = " ".join(w.path for w in model.trainable_weights)
+    for part in ("encoder_top", "encoder_bottom", "quantizer_top", "quantizer_bottom", "conditioner_bottom", "decoder"):
+        assert f"/{part}/" in paths, part
+    assert all(isinstance(q, VectorQuantizer) for q in model.quantizers)
+
+
+def test_per_level_metrics():
+    model = VQVAE2(num_levels=3, **TINY)
+    model.compile()
+    logs = model.train_on_batch(_images(size=32), return_dict=True)
+    assert set(logs) == {
+        "loss", "reconstruction_loss", "vq_loss",
+        "top_perplexity", "top_codebook_usage", "middle_perplexity", "middle_codebook_usage",
+        "bottom_perplexity", "bottom_codebook_usage",
+    }
+    assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = VQVAE2(data_variance=0.06, **TINY)
+    model.build((None, 32, 32, 3))
+    model.compile()
+    x = _images(4)
+    model.fit(x, epochs=1, batch_size=4, verbose=0)
+    model.save(tmp_path / "vqvae2.keras")
+    reloaded = keras.saving.load_model(tmp_path / "vqvae2.keras")
+    assert reloaded.get_config() == model.get_config()
+    for ours, theirs in zip(model.encode(x), reloaded.encode(x)):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(reloaded.reconstruct(x).numpy(), model.reconstruct(x).numpy())
+
+
+def test_sizes_it_cannot_take_are_clear_errors():
+    model = VQVAE2(**TINY)
+    with pytest.raises(ValueError) as error:
+        model.encode(_images(1, size=36))
+    assert str(error.value) == (
+        "VQVAE2 downsamples images by 8, so height and width must be positive multiples of 8 "
+        "(e.g. 56, 64, 128). Received: image size 36x36. Crop or resize the images."
+    )
+    with pytest.raises(ValueError, match="multiples of 32"):
+        VQVAE2.from_preset("ffhq1024").code_shapes((1000, 1000))
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="VQVAE2 expects num_levels >= 2. Received: num_levels=1. For a single code grid use VQVAE."):
+        VQVAE2(num_levels=1)
+    with pytest.raises(ValueError, match=r"expects 2 code grids \(top first\). Received: 1"):
+        VQVAE2(**TINY).decode([np.zeros((1, 4, 4), "int32")])
+
+
+def test_a_few_hundred_steps_on_real_images_lower_the_loss():
+    from training.data import load_image_data
+
+    data = load_image_data("cifar10_sample", batch_size=32, seed=0)
+    model = VQVAE2(data_variance=data.data_variance, num_hiddens=32, num_residual_hiddens=16,
+                   num_residual_layers=1, embedding_dim=16, num_embeddings=128)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = model.evaluate(data.validation, verbose=0, return_dict=True)
+    model.fit(data.train, steps_per_epoch=200, epochs=1, verbose=0)
+    after = model.evaluate(data.validation, verbose=0, return_dict=True)
+    assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)
