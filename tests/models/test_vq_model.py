@@ -22,7 +22,7 @@ def test_train_step_loss_and_metrics_match_a_recomputation():
     model.build((None, 16, 16, 3))
     model.compile()
     x = _images()
-    features = model._encode_features(x).numpy()
+    features = model.pre_quantizers[0](model.encoders[0](x - 0.5)).numpy()
     codebook = model.quantizer.codebook.numpy()
     codes = _numpy_nearest(features, codebook)
     quantized = codebook[codes].reshape(features.shape)

@@ -127,7 +127,7 @@ def test_sizes_it_cannot_take_are_clear_errors():
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="VQVAE2 expects num_levels >= 2. Received: num_levels=1. For a single code grid use VQVAE."):
         VQVAE2(num_levels=1)
-    with pytest.raises(ValueError, match=r"expects 2 code grids \(top first\). Received: 1"):
+    with pytest.raises(ValueError, match=r"VQVAE2 expects 2 code grid\(s\), top first. Received: 1"):
         VQVAE2(**TINY).decode([np.zeros((1, 4, 4), "int32")])
 
 

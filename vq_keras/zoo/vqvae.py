@@ -1,15 +1,10 @@
 import keras
-from keras import layers as keras_layers
-from keras import ops
 
-from vq_keras.models.decoder import Decoder
-from vq_keras.models.encoder import Encoder
-from vq_keras.models.vq_model import VQModel
-from vq_keras.zoo._common import PIXEL_SHIFT, PresetMixin, make_quantizer
+from vq_keras.zoo._levels import LevelledVQVAE
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
-class VQVAE(PresetMixin, VQModel):
+class VQVAE(LevelledVQVAE):
     """VQ-VAE: encoder, 1x1 convolution to embedding_dim, quantizer, decoder.
 
     The image is downsampled by 4 to one grid of codes (32x32 -> 8x8).
@@ -63,8 +58,6 @@ class VQVAE(PresetMixin, VQModel):
             num_channels=3,
         ),
     }
-    downsampling = 4
-
     def __init__(
         self,
         num_hiddens=128,
@@ -80,73 +73,20 @@ class VQVAE(PresetMixin, VQModel):
         data_variance=1.0,
         **kwargs,
     ):
-        super().__init__(num_channels=num_channels, data_variance=data_variance, **kwargs)
-        self.num_hiddens = num_hiddens
-        self.num_residual_hiddens = num_residual_hiddens
-        self.num_residual_layers = num_residual_layers
-        self.embedding_dim = embedding_dim
-        self.num_embeddings = num_embeddings
-        self.commitment_cost = commitment_cost
-        self.quantizer_kind = quantizer
-        self.decay = decay
-        self.epsilon = epsilon
-        self.encoder = Encoder(num_hiddens, num_residual_hiddens, num_residual_layers, name="encoder")
-        self.pre_quantizer = keras_layers.Conv2D(embedding_dim, 1, name="pre_quantizer")
-        self.quantizer = make_quantizer(
-            quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, name="quantizer"
-        )
-        self.decoder = Decoder(
-            num_hiddens, num_residual_hiddens, num_residual_layers, output_channels=num_channels, name="decoder"
+        super().__init__(
+            ("",), num_hiddens, num_residual_hiddens, num_residual_layers, embedding_dim, num_embeddings,
+            commitment_cost, quantizer, decay, epsilon, 2, num_channels, data_variance, **kwargs,
         )
 
     @property
-    def quantizers(self):
-        return [self.quantizer]
-
-    def build(self, input_shape):
-        self.check_image_shape(input_shape)
-        shape = self.encoder.compute_output_shape(input_shape)
-        self.encoder.build(input_shape)
-        self.pre_quantizer.build(shape)
-        shape = self.pre_quantizer.compute_output_shape(shape)
-        self.quantizer.build(shape)
-        self.decoder.build(shape)
-        self.built = True
-
-    def _encode_features(self, images, training=None):
-        return self.pre_quantizer(self.encoder(images - PIXEL_SHIFT, training=training))
-
-    def _decode_vectors(self, vectors):
-        return self.decoder(vectors) + PIXEL_SHIFT
-
-    def call(self, images, training=None, return_codes=False):
-        features = self._encode_features(images, training=training)
-        quantized, codes = self.quantizer(features, training=training, return_codes=True)
-        reconstruction = self._decode_vectors(quantized)
-        return (reconstruction, [codes]) if return_codes else reconstruction
+    def quantizer(self):
+        """The quantizer layer (`VectorQuantizerEMA` or `VectorQuantizer`)."""
+        return self.level_quantizers[0]
 
     def encode(self, images):
         """float32 images in [0, 1] (N, H, W, C) -> int32 codes (N, H/4, W/4)."""
-        images = ops.convert_to_tensor(images)
-        self._check_images(images)
-        return self.quantizer.encode(self._encode_features(images))
+        return self.encode_levels(images)[0]
 
     def decode(self, codes):
         """int32 codes (N, h, w) -> float32 images (N, 4h, 4w, C) clipped to [0, 1]."""
-        self.build_if_needed()
-        return ops.clip(self._decode_vectors(self.quantizer.lookup(codes)), 0.0, 1.0)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_hiddens=self.num_hiddens,
-            num_residual_hiddens=self.num_residual_hiddens,
-            num_residual_layers=self.num_residual_layers,
-            embedding_dim=self.embedding_dim,
-            num_embeddings=self.num_embeddings,
-            commitment_cost=self.commitment_cost,
-            quantizer=self.quantizer_kind,
-            decay=self.decay,
-            epsilon=self.epsilon,
-        )
-        return config
+        return self.decode_levels([codes])
