@@ -12,12 +12,18 @@ def code_counts(codes, num_embeddings):
 
 def perplexity(codes, num_embeddings):
     """exp(entropy) of the code frequencies: 1 (one code) to num_embeddings (uniform)."""
-    counts = code_counts(codes, num_embeddings)
-    probs = counts / ops.maximum(ops.sum(counts), 1.0)
-    return ops.exp(-ops.sum(probs * ops.log(probs + 1e-10)))
+    return perplexity_of_counts(code_counts(codes, num_embeddings))
 
 
 def codebook_usage(codes, num_embeddings):
     """Fraction of the num_embeddings codes that occur at least once in `codes`."""
-    counts = code_counts(codes, num_embeddings)
+    return codebook_usage_of_counts(code_counts(codes, num_embeddings))
+
+
+def perplexity_of_counts(counts):
+    probs = counts / ops.maximum(ops.sum(counts), 1.0)
+    return ops.exp(-ops.sum(probs * ops.log(probs + 1e-10)))
+
+
+def codebook_usage_of_counts(counts):
     return ops.mean(ops.cast(counts > 0, "float32"))

@@ -126,8 +126,9 @@ class VQModel(keras.Model):
     def _record(self, reconstruction_loss, vq_loss, codes):
         values = [reconstruction_loss + vq_loss, reconstruction_loss, vq_loss]
         for level_codes, quantizer in zip(codes, self.quantizers):
-            values.append(metrics.perplexity(level_codes, quantizer.num_embeddings))
-            values.append(metrics.codebook_usage(level_codes, quantizer.num_embeddings))
+            counts = metrics.code_counts(level_codes, quantizer.num_embeddings)
+            values.append(metrics.perplexity_of_counts(counts))
+            values.append(metrics.codebook_usage_of_counts(counts))
         for tracker, value in zip(self._trackers, values):
             tracker.update_state(value)
         return {tracker.name: tracker.result() for tracker in self._trackers}
