@@ -16,3 +16,14 @@ def test_extremes():
     np.testing.assert_allclose(metrics.perplexity(np.zeros((8,), int), 4).numpy(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(metrics.perplexity(np.arange(8) % 4, 4).numpy(), 4.0, rtol=1e-6)
     np.testing.assert_allclose(metrics.codebook_usage(np.zeros((8,), int), 4).numpy(), 0.25)
+
+
+def test_code_usage_accumulates_until_reset():
+    usage = metrics.CodeUsage(6)
+    first, second = np.array([[0, 1], [1, 1]]), np.array([3, 3, 0])
+    usage.update_state(first)
+    usage.update_state(second)
+    np.testing.assert_array_equal(usage.result().numpy(), [2, 3, 0, 2, 0, 0])
+    assert int(usage.unused_codes()) == 3
+    usage.reset_state()
+    assert int(usage.unused_codes()) == 6

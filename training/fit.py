@@ -18,6 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from training.callbacks import VQMonitor  # noqa: E402
 from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  # noqa: E402
 from training.errors import UsageError  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
@@ -42,6 +43,11 @@ flags.DEFINE_float("learning_rate", 3e-4, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and every random op.")
 flags.DEFINE_string("logdir", "runs/latest", "Where TensorBoard logs, backups and model.keras go.")
 flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_integer("monitor_images", 8, "Validation images shown beside their reconstructions in TensorBoard.")
+
+TRACKED_HPARAMS = (
+    "dataset", "model", "preset", "num_channels", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed",
+)
 
 
 def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset):
@@ -100,6 +106,8 @@ def train(argv_flags):
         f"{data.image_shape}, pixel variance {data.data_variance:.5f}."
     )
     steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size
+    monitor_images = next(iter(data.validation.unbatch().batch(argv_flags.monitor_images)))
+    hparams = {name: getattr(argv_flags, name) for name in TRACKED_HPARAMS}
     model.fit(
         data.train,
         epochs=argv_flags.epochs,
@@ -109,6 +117,7 @@ def train(argv_flags):
         callbacks=[
             keras.callbacks.BackupAndRestore(str(logdir / "backup")),
             keras.callbacks.TensorBoard(str(logdir)),
+            VQMonitor(logdir, monitor_images, {**hparams, **model.get_config()}),
         ],
         verbose=2 if os.environ.get("CI") else "auto",
     )

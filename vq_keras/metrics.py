@@ -1,5 +1,6 @@
 """Code-assignment statistics: perplexity and codebook usage."""
 
+import keras
 from keras import ops
 
 
@@ -27,3 +28,34 @@ def perplexity_of_counts(counts):
 
 def codebook_usage_of_counts(counts):
     return ops.mean(ops.cast(counts > 0, "float32"))
+
+
+class CodeUsage(keras.metrics.Metric):
+    """Counts how often each code is assigned, accumulated until `reset_state()`.
+
+    `result()` is the float32 (num_embeddings,) count vector; `unused_codes()`
+    the number of codes never assigned. Counts are summed across replicas.
+
+    Args:
+        num_embeddings: K, the number of codes.
+        **kwargs: standard `keras.metrics.Metric` arguments (name, dtype).
+    """
+
+    def __init__(self, num_embeddings, **kwargs):
+        super().__init__(**kwargs)
+        self.num_embeddings = num_embeddings
+        self.counts = self.add_variable(
+            shape=(num_embeddings,), initializer="zeros", dtype="float32", aggregation="sum", name="counts"
+        )
+
+    def update_state(self, codes):
+        self.counts.assign_add(code_counts(codes, self.num_embeddings))
+
+    def result(self):
+        return ops.convert_to_tensor(self.counts)
+
+    def unused_codes(self):
+        return ops.sum(ops.cast(ops.equal(self.result(), 0.0), "int32"))
+
+    def get_config(self):
+        return {**super().get_config(), "num_embeddings": self.num_embeddings}

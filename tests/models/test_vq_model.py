@@ -94,3 +94,15 @@ def test_bad_data_variance_is_a_clear_error():
 def test_base_class_is_abstract_about_levels():
     with pytest.raises(NotImplementedError):
         VQModel().quantizers
+
+
+def test_code_usage_counts_every_training_position_and_only_training():
+    model = VQVAE(quantizer="vq", **TINY)
+    model.build((None, 16, 16, 3))
+    model.compile()
+    x = _images()
+    codes = model.encode(x).numpy()
+    model.test_on_batch(x)
+    assert float(np.sum(model.code_usage[0].result())) == 0
+    model.train_on_batch(x)  # counts the codes of the forward pass, before the update
+    np.testing.assert_array_equal(model.code_usage[0].result().numpy(), np.bincount(codes.ravel(), minlength=32))

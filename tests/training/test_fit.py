@@ -1,24 +1,14 @@
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 
-from tests.conftest import REPO
+from tests.training.conftest import run_module
 from training.data import image_spec_or_none
 from training.errors import UsageError
 from training.fit import build_model
-
-
-def _fit(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "training.fit", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )
 
 
 def _scalar_tags(event_dir):
@@ -29,13 +19,8 @@ def _scalar_tags(event_dir):
     return tags
 
 
-def test_cli_trains_logs_saves_and_reloads(tmp_path):
-    logdir = tmp_path / "run"
-    result = _fit(
-        "--epochs=2", "--steps_per_epoch=3", "--validation_steps=2", "--batch_size=8",
-        "--jit_compile=false", f"--logdir={logdir}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_cli_trains_logs_saves_and_reloads(fit_run):
+    logdir, result = fit_run
     assert "Training vqvae (cifar10) on cifar10_sample: 1200 training and 300 validation images" in result.stdout
     assert f"Saved model: {logdir / 'model.keras'}" in result.stdout
     assert f"TensorBoard logs: {logdir}" in result.stdout
@@ -49,7 +34,7 @@ def test_cli_trains_logs_saves_and_reloads(tmp_path):
 
 
 def test_cli_errors_are_one_paragraph_without_traceback():
-    result = _fit("--dataset=no_such_set")
+    result = run_module("training.fit", "--dataset=no_such_set")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "error: Unknown data set 'no_such_set'. Known data sets: cifar10_sample (bundled, offline)" in result.stderr

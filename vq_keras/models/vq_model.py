@@ -51,6 +51,16 @@ class VQModel(keras.Model):
     def metrics(self):
         return list(self._trackers)
 
+    def track_code_usage(self):
+        """Creates `code_usage`: a `metrics.CodeUsage` per level, top first, which
+        every train_step updates and nothing resets but its owner (e.g. a
+        callback at each epoch start). Subclasses call it once their quantizers exist.
+        """
+        self.code_usage = [
+            metrics.CodeUsage(quantizer.num_embeddings, name=f"{level}_code_usage" if level else "code_usage")
+            for level, quantizer in zip(self.level_names, self.quantizers)
+        ]
+
     @property
     def quantizers(self):
         """The quantizer layer of every level, top first."""
@@ -149,6 +159,8 @@ class VQModel(keras.Model):
             loss = self.optimizer.scale_loss(reconstruction_loss + vq_loss)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
+        for usage, level_codes in zip(self.code_usage, codes):
+            usage.update_state(level_codes)
         return self._record(reconstruction_loss, vq_loss, codes)
 
     def test_step(self, data):

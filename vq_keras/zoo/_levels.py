@@ -84,6 +84,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
         self.decoder = Decoder(
             *residual, output_channels=num_channels, num_upsamples=bottom_downsamples, name="decoder"
         )
+        self.track_code_usage()
 
     @property
     def quantizers(self):

@@ -1,0 +1,103 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import tensorflow as tf
+
+from training.callbacks import image_grid
+
+FIT_STEPS, FIT_BATCH, CODES_PER_IMAGE = 3, 8, 8 * 8  # see FIT_RUN_ARGS in conftest
+
+
+def test_image_grid_puts_each_row_side_by_side():
+    rows = np.random.default_rng(0).random((2, 3, 4, 5, 1)).astype("float32")
+    grid = image_grid(rows)
+    assert grid.shape == (1, 8, 15, 1)
+    for r in range(2):
+        for i in range(3):
+            np.testing.assert_array_equal(grid[0, r * 4 : (r + 1) * 4, i * 5 : (i + 1) * 5], rows[r, i])
+
+
+def _tensor_events(event_dir, tag):
+    """{step: ndarray} of the tensor summaries named `tag` in a run directory."""
+    values = {}
+    for path in tf.io.gfile.glob(os.path.join(event_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = tf.make_ndarray(value.tensor)
+    return values
+
+
+def test_code_usage_histogram_covers_every_training_batch_of_the_epoch(fit_run):
+    logdir, _ = fit_run
+    histograms = _tensor_events(logdir / "train", "code_usage")
+    assert sorted(histograms) == [0, 1]
+    for histogram in histograms.values():  # (buckets, [left, right, count])
+        assert histogram[:, 2].sum() == FIT_STEPS * FIT_BATCH * CODES_PER_IMAGE
+        assert histogram[0, 0] >= 0 and histogram[-1, 1] <= 511
+    unused = _tensor_events(logdir / "train", "unused_codes")
+    assert all(0 <= float(v) < 512 for v in unused.values()) and sorted(unused) == [0, 1]
+    grid = _tensor_events(logdir / "validation", "reconstructions")[1]
+    width, height = [int(d) for d in grid[:2]]  # image summaries hold [width, height, png...]
+    assert (height, width) == (2 * 32, 8 * 32)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(port, path, data=None):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if data is None else json.dumps(data).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _wait_for_tags(port, plugin, run, tag, deadline):
+    while True:
+        try:
+            tags = _get(port, f"/data/plugin/{plugin}/tags")
+            if tag in tags.get(run, {}):
+                return tags
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"TensorBoard did not show {plugin} tag {tag!r} of run {run!r} in time")
+        time.sleep(1)
+
+
+def test_a_real_tensorboard_serves_the_runs_scalars_images_histograms_and_hparams(fit_run):
+    logdir, _ = fit_run
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        scalars = _wait_for_tags(port, "scalars", "train", "unused_codes", deadline)
+        for run in ("train", "validation"):
+            for name in ("loss", "reconstruction_loss", "vq_loss", "perplexity", "codebook_usage"):
+                assert f"epoch_{name}" in scalars[run], (run, name, scalars[run])
+        assert "epoch_learning_rate" in scalars["train"]
+        images = _wait_for_tags(port, "images", "validation", "reconstructions", deadline)
+        assert images["validation"]["reconstructions"]["samples"] == 1
+        histograms = _wait_for_tags(port, "histograms", "train", "code_usage", deadline)
+        assert "code_usage" in histograms["train"]
+        experiment = _get(port, "/data/plugin/hparams/experiment", {"experimentName": ""})
+        names = {info["name"] for info in experiment["hparamInfos"]}
+        assert {"dataset", "model", "preset", "batch_size", "learning_rate", "num_embeddings"} <= names
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

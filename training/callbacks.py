@@ -1,0 +1,72 @@
+"""TensorBoard monitoring beyond scalars: reconstructions, code usage, hyperparameters."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
+
+
+def image_grid(rows):
+    """(rows, N, H, W, C) -> one (1, rows*H, N*W, C) image: each row side by side."""
+    rows = np.asarray(rows)
+    num_rows, count, height, width, channels = rows.shape
+    grid = rows.transpose(0, 2, 1, 3, 4).reshape(num_rows * height, count * width, channels)
+    return grid[None]
+
+
+class VQMonitor(keras.callbacks.Callback):
+    """Writes, for a `VQModel`, what scalars cannot show.
+
+    Every epoch: a fixed batch of validation images above their reconstructions
+    as one image (run "validation", tag "reconstructions"); per level a
+    histogram of code indices over all of the epoch's training batches
+    (run "train", tag "<level>_code_usage" or "code_usage") and the number of
+    codes not used in that epoch ("<level>_unused_codes"). Once: the
+    hyperparameters, through the HParams plugin.
+
+    Args:
+        logdir: the log directory (the same one as `keras.callbacks.TensorBoard`).
+        validation_images: float32 images in [0, 1] to reconstruct every epoch.
+        hparams: dict of hyperparameters (str, bool, int or float values).
+    """
+
+    def __init__(self, logdir, validation_images, hparams=None):
+        super().__init__()
+        self.logdir = Path(logdir)
+        self.validation_images = np.asarray(validation_images, np.float32)
+        self.hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (hparams or {}).items()}
+        self._writers = {}
+
+    def _writer(self, run):
+        if run not in self._writers:
+            self._writers[run] = tf.summary.create_file_writer(str(self.logdir / run))
+        return self._writers[run]
+
+    def on_train_begin(self, logs=None):
+        if self.hparams:
+            with self._writer(".").as_default():
+                hparams_api.hparams(self.hparams)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for usage in self.model.code_usage:
+            usage.reset_state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self._writer("train").as_default(step=epoch):
+            for usage in self.model.code_usage:
+                counts = np.asarray(usage.result()).astype(np.int64)
+                indices = np.repeat(np.arange(counts.size), counts)
+                tf.summary.histogram(usage.name, indices, buckets=min(counts.size, 128))
+                tf.summary.scalar(usage.name.replace("code_usage", "unused_codes"), int(usage.unused_codes()))
+        reconstructions = np.asarray(self.model.reconstruct(self.validation_images))
+        with self._writer("validation").as_default(step=epoch):
+            tf.summary.image("reconstructions", image_grid([self.validation_images, reconstructions]), max_outputs=1)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
