@@ -1,9 +1,11 @@
-"""Training-step throughput: `VQVAE.from_preset("cifar10")` beside the same net in Sonnet 2.
+"""Training-step throughput: the zoo's cifar10 presets beside the same nets in Sonnet 2.
 
-A side-by-side benchmark, not a test. It times one training step (forward,
-EMA codebook update, backward, Adam) of:
+A side-by-side benchmark, not a test. For each model in `--models` (`vqvae`:
+`vq_keras.zoo.VQVAE.from_preset("cifar10")`; `vqvae2`:
+`vq_keras.zoo.VQVAE2.from_preset("cifar10")`) it times one training step
+(forward, EMA codebook update(s), backward, Adam) of:
 
-* ours: `vq_keras.zoo.VQVAE.from_preset("cifar10")` compiled as users do,
+* ours: the zoo model compiled as users do,
   `model.compile(optimizer=keras.optimizers.Adam(3e-4), jit_compile=X)`, and run
   through the compiled train function that `model.fit` calls
   (`model.make_train_function()`, then `model.train_function(iterator)` on an
@@ -18,36 +20,56 @@ EMA codebook update, backward, Adam) of:
   in a `@tf.function` (the example's form) and, for a like-for-like comparison
   with our XLA default, in a `@tf.function(jit_compile=True)`.
 
-Architecture (both): images - 0.5 -> conv4x4/2 64 relu -> conv4x4/2 128 relu ->
-conv3x3 128 -> 2 x [relu, conv3x3 32, relu, conv1x1 128, add] -> relu ->
-conv1x1 64 -> VectorQuantizerEMA(K=512, D=64, beta=0.25, decay=0.99,
-eps=1e-5) -> conv3x3 128 -> the same residual stack -> convT4x4/2 64 relu ->
-convT4x4/2 3 -> + 0.5. Loss: MSE / data_variance + the commitment loss. Adam
-with learning rate 3e-4. Both contenders get the same random float32 batch in
-[0, 1] of 32x32x3 images, each through its own repeated tf.data iterator.
+Building blocks (both sides; Sonnet's mirror ours, `SonnetEncoder` and
+`SonnetDecoder` taking the number of stride-2 stages as our `Encoder` and
+`Decoder` do):
+
+* residual stack: 2 x [relu, conv3x3 32, relu, conv1x1 128, add] -> relu;
+* Encoder(n): n conv4x4/2 (the first 64 filters, the rest 128), each + relu ->
+  conv3x3 128 -> residual stack;
+* Decoder(C, n): conv3x3 128 -> residual stack -> n convT4x4/2, all but the
+  last 64 filters + relu, the last C filters and no activation;
+* VQ: VectorQuantizerEMA(K=512, D=64, beta=0.25, decay=0.99, eps=1e-5).
+
+VQVAE (cifar10): images - 0.5 -> Encoder(2) -> conv1x1 64 -> VQ -> Decoder(3, 2)
+-> + 0.5. Loss: MSE / data_variance + the commitment loss.
+
+VQVAE2 (cifar10, 2 levels): images - 0.5 -> encoder_bottom = Encoder(2)
+(8x8x128) -> encoder_top = Encoder(1) (4x4x128) -> conv1x1 64 -> VQ_top ->
+q_top (4x4x64). conditioner_bottom = Decoder(64, 1)(q_top) (8x8x64);
+concat(bottom features, conditioner) (8x8x192) -> conv1x1 64 -> VQ_bottom ->
+q_bottom. upsampler_top = convT4x4/2 64 (no activation) on q_top;
+Decoder(3, 2)(concat(upsampled top, q_bottom)) -> + 0.5. Loss: MSE /
+data_variance + both commitment losses.
+
+Adam with learning rate 3e-4 throughout. Every contender gets the same random
+float32 batch in [0, 1] of 32x32x3 images, each through its own repeated
+tf.data iterator.
 
 Method: every contender is built and called `--warmup` times first (tracing
 and XLA compilation excluded from the timings); then, in ONE process, the
-contenders run `--rounds` rounds of `--steps` steps each, interleaved, the
-order reversed every other round, so a load that changes over time (another
-job on the machine) falls on all of them alike. Each round ends by fetching a
-result to the host. Reported: the median images/second over rounds, the
-min-max, and ratios ours / Sonnet (ratio of the medians, and the median of the
-per-round ratios).
+contenders of one model and batch size run `--rounds` rounds of `--steps`
+steps each, interleaved, the order reversed every other round, so a load that
+changes over time (another job on the machine) falls on all of them alike.
+Each round ends by fetching a result to the host. Reported: the median
+images/second over rounds, the min-max, and ratios ours / Sonnet (ratio of the
+medians, and the median of the per-round ratios).
 
 Run from the repository root:
 
     pip install ".[bench]"
     python -m benchmarks.train_step
-    python -m benchmarks.train_step --batch_sizes=32,128 --rounds=5 --steps=20
+    python -m benchmarks.train_step --models=vqvae --batch_sizes=32,128 --rounds=5 --steps=20
+    python -m benchmarks.train_step --models=vqvae2 --batch_sizes=32,128 --rounds=3 --steps=10
 
-It prints the parameter counts of both builds and a markdown table.
+It prints the parameter counts of both builds and markdown tables per model.
 """
 
 import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
+import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -61,9 +83,10 @@ import keras  # noqa: E402
 import sonnet as snt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vq_keras.zoo import VQVAE  # noqa: E402
+from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
 FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["vqvae", "vqvae2"], "Comma-separated models to time: vqvae, vqvae2.")
 flags.DEFINE_integer("steps", 20, "Timed training steps per contender per round.")
 flags.DEFINE_integer("rounds", 5, "Interleaved rounds; the median over rounds is reported.")
 flags.DEFINE_integer("warmup", 5, "Untimed steps per contender before timing (trace/compile and a few more).")
@@ -74,7 +97,9 @@ flags.DEFINE_boolean("sonnet_xla", True, "Also time Sonnet's step as a tf.functi
 LEARNING_RATE = 3e-4
 IMAGE_SHAPE = (32, 32, 3)
 PIXEL_SHIFT = 0.5
-# The cifar10 preset's hyper-parameters, spelled out for the Sonnet build.
+PRESET = "cifar10"
+# The cifar10 presets' hyper-parameters (the same for VQVAE and VQVAE2),
+# spelled out for the Sonnet builds.
 NUM_HIDDENS = 128
 NUM_RESIDUAL_HIDDENS = 32
 NUM_RESIDUAL_LAYERS = 2
@@ -83,10 +108,11 @@ NUM_EMBEDDINGS = 512
 COMMITMENT_COST = 0.25
 DECAY = 0.99
 EPSILON = 1e-5
+RESIDUAL = (NUM_HIDDENS, NUM_RESIDUAL_HIDDENS, NUM_RESIDUAL_LAYERS)
 
 
 # --------------------------------------------------------------------------
-# The peer: the same network from Sonnet 2 modules.
+# The peers: the same networks from Sonnet 2 modules.
 # --------------------------------------------------------------------------
 
 
@@ -109,63 +135,161 @@ class SonnetResidualStack(snt.Module):
         return tf.nn.relu(x)
 
 
+class SonnetEncoder(snt.Module):
+    """`num_downsamples` conv4x4/2 + relu (the first num_hiddens // 2 filters),
+    conv3x3, residual stack: our `Encoder`."""
+
+    def __init__(self, num_hiddens, num_residual_hiddens, num_residual_layers, num_downsamples, name=None):
+        super().__init__(name=name)
+        self.downs = [
+            snt.Conv2D(
+                num_hiddens // 2 if i == 0 else num_hiddens, 4, stride=2, padding="SAME", name=f"down{i}"
+            )
+            for i in range(num_downsamples)
+        ]
+        self.conv3x3 = snt.Conv2D(num_hiddens, 3, padding="SAME", name="conv3x3")
+        self.stack = SonnetResidualStack(
+            num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack"
+        )
+
+    def __call__(self, x):
+        for down in self.downs:
+            x = tf.nn.relu(down(x))
+        return self.stack(self.conv3x3(x))
+
+
+class SonnetDecoder(snt.Module):
+    """conv3x3, residual stack, `num_upsamples` convT4x4/2 (num_hiddens // 2
+    filters + relu, the last `output_channels` and linear): our `Decoder`."""
+
+    def __init__(
+        self, num_hiddens, num_residual_hiddens, num_residual_layers, output_channels, num_upsamples, name=None
+    ):
+        super().__init__(name=name)
+        self.conv3x3 = snt.Conv2D(num_hiddens, 3, padding="SAME", name="conv3x3")
+        self.stack = SonnetResidualStack(
+            num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack"
+        )
+        self.ups = [
+            snt.Conv2DTranspose(
+                output_channels if i == num_upsamples - 1 else num_hiddens // 2,
+                4,
+                stride=2,
+                padding="SAME",
+                name=f"up{i}",
+            )
+            for i in range(num_upsamples)
+        ]
+
+    def __call__(self, x):
+        x = self.stack(self.conv3x3(x))
+        for up in self.ups[:-1]:
+            x = tf.nn.relu(up(x))
+        return self.ups[-1](x)
+
+
+def sonnet_quantizer(name):
+    return snt.nets.VectorQuantizerEMA(
+        embedding_dim=EMBEDDING_DIM,
+        num_embeddings=NUM_EMBEDDINGS,
+        commitment_cost=COMMITMENT_COST,
+        decay=DECAY,
+        epsilon=EPSILON,
+        name=name,
+    )
+
+
 class SonnetVQVAE(snt.Module):
     """The cifar10 VQ-VAE preset, module for module, in Sonnet 2."""
 
     def __init__(self, name="sonnet_vqvae"):
         super().__init__(name=name)
-        self.down0 = snt.Conv2D(NUM_HIDDENS // 2, 4, stride=2, padding="SAME", name="down0")
-        self.down1 = snt.Conv2D(NUM_HIDDENS, 4, stride=2, padding="SAME", name="down1")
-        self.enc_conv3x3 = snt.Conv2D(NUM_HIDDENS, 3, padding="SAME", name="enc_conv3x3")
-        self.enc_stack = SonnetResidualStack(
-            NUM_HIDDENS, NUM_RESIDUAL_HIDDENS, NUM_RESIDUAL_LAYERS, name="enc_stack"
-        )
+        self.encoder = SonnetEncoder(*RESIDUAL, num_downsamples=2, name="encoder")
         self.pre_quantizer = snt.Conv2D(EMBEDDING_DIM, 1, padding="SAME", name="pre_quantizer")
-        self.quantizer = snt.nets.VectorQuantizerEMA(
-            embedding_dim=EMBEDDING_DIM,
-            num_embeddings=NUM_EMBEDDINGS,
-            commitment_cost=COMMITMENT_COST,
-            decay=DECAY,
-            epsilon=EPSILON,
-            name="quantizer",
+        self.quantizer = sonnet_quantizer("quantizer")
+        self.decoder = SonnetDecoder(
+            *RESIDUAL, output_channels=IMAGE_SHAPE[-1], num_upsamples=2, name="decoder"
         )
-        self.dec_conv3x3 = snt.Conv2D(NUM_HIDDENS, 3, padding="SAME", name="dec_conv3x3")
-        self.dec_stack = SonnetResidualStack(
-            NUM_HIDDENS, NUM_RESIDUAL_HIDDENS, NUM_RESIDUAL_LAYERS, name="dec_stack"
-        )
-        self.up0 = snt.Conv2DTranspose(NUM_HIDDENS // 2, 4, stride=2, padding="SAME", name="up0")
-        self.up1 = snt.Conv2DTranspose(IMAGE_SHAPE[-1], 4, stride=2, padding="SAME", name="up1")
 
     def __call__(self, images, is_training):
-        x = tf.nn.relu(self.down0(images - PIXEL_SHIFT))
-        x = tf.nn.relu(self.down1(x))
-        x = self.enc_stack(self.enc_conv3x3(x))
+        x = self.encoder(images - PIXEL_SHIFT)
         vq_output = self.quantizer(self.pre_quantizer(x), is_training=is_training)
-        x = self.dec_stack(self.dec_conv3x3(vq_output["quantize"]))
-        x = tf.nn.relu(self.up0(x))
-        return {"x_recon": self.up1(x) + PIXEL_SHIFT, "vq_output": vq_output}
+        x_recon = self.decoder(vq_output["quantize"]) + PIXEL_SHIFT
+        return {"x_recon": x_recon, "vq_outputs": [vq_output]}
 
 
-def make_sonnet_step(data_variance, jit_compile):
+class SonnetVQVAE2(snt.Module):
+    """The cifar10 VQ-VAE-2 preset (2 levels, top first), module for module, in Sonnet 2."""
+
+    def __init__(self, name="sonnet_vqvae2"):
+        super().__init__(name=name)
+        self.encoder_bottom = SonnetEncoder(*RESIDUAL, num_downsamples=2, name="encoder_bottom")
+        self.encoder_top = SonnetEncoder(*RESIDUAL, num_downsamples=1, name="encoder_top")
+        self.pre_quantizer_top = snt.Conv2D(EMBEDDING_DIM, 1, padding="SAME", name="pre_quantizer_top")
+        self.quantizer_top = sonnet_quantizer("quantizer_top")
+        self.conditioner_bottom = SonnetDecoder(
+            *RESIDUAL, output_channels=EMBEDDING_DIM, num_upsamples=1, name="conditioner_bottom"
+        )
+        self.pre_quantizer_bottom = snt.Conv2D(
+            EMBEDDING_DIM, 1, padding="SAME", name="pre_quantizer_bottom"
+        )
+        self.quantizer_bottom = sonnet_quantizer("quantizer_bottom")
+        self.upsampler_top = snt.Conv2DTranspose(
+            EMBEDDING_DIM, 4, stride=2, padding="SAME", name="upsampler_top"
+        )
+        self.decoder = SonnetDecoder(
+            *RESIDUAL, output_channels=IMAGE_SHAPE[-1], num_upsamples=2, name="decoder"
+        )
+
+    def __call__(self, images, is_training):
+        features_bottom = self.encoder_bottom(images - PIXEL_SHIFT)  # 8x8x128
+        features_top = self.encoder_top(features_bottom)  # 4x4x128
+        vq_top = self.quantizer_top(self.pre_quantizer_top(features_top), is_training=is_training)
+        conditioned = tf.concat(
+            [features_bottom, self.conditioner_bottom(vq_top["quantize"])], axis=-1
+        )  # 8x8x(128+64)
+        vq_bottom = self.quantizer_bottom(
+            self.pre_quantizer_bottom(conditioned), is_training=is_training
+        )
+        maps = tf.concat([self.upsampler_top(vq_top["quantize"]), vq_bottom["quantize"]], axis=-1)
+        x_recon = self.decoder(maps) + PIXEL_SHIFT
+        return {"x_recon": x_recon, "vq_outputs": [vq_top, vq_bottom]}
+
+
+def make_sonnet_step(sonnet_class, data_variance, jit_compile):
     """A fresh Sonnet model, optimizer and train step (the example's form)."""
-    model = SonnetVQVAE()
+    model = sonnet_class()
     optimizer = snt.optimizers.Adam(learning_rate=LEARNING_RATE)
 
     def train_step(images):
         with tf.GradientTape() as tape:
             model_output = model(images, is_training=True)
             recon_error = tf.reduce_mean((model_output["x_recon"] - images) ** 2) / data_variance
-            loss = recon_error + model_output["vq_output"]["loss"]
+            loss = recon_error + tf.add_n([vq["loss"] for vq in model_output["vq_outputs"]])
         parameters = model.trainable_variables
         gradients = tape.gradient(loss, parameters)
         optimizer.apply(gradients, parameters)
         return {
             "loss": loss,
             "recon_error": recon_error,
-            "perplexity": model_output["vq_output"]["perplexity"],
+            "perplexity": [vq["perplexity"] for vq in model_output["vq_outputs"]],
         }
 
     return model, tf.function(train_step, jit_compile=jit_compile)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    title: str  # e.g. "VQVAE"
+    keras_class: type  # the zoo class; built with from_preset(PRESET)
+    sonnet_class: type  # the Sonnet 2 build of the same net
+    num_quantizers: int
+
+
+MODELS = {
+    "vqvae": ModelSpec("VQVAE", VQVAE, SonnetVQVAE, 1),
+    "vqvae2": ModelSpec("VQVAE2", VQVAE2, SonnetVQVAE2, 2),
+}
 
 
 # --------------------------------------------------------------------------
@@ -184,7 +308,7 @@ class Contender:
         self.jit = jit
         self.model = model
         self.step = step  # () -> scalar tensor (the loss)
-        self.variables_fn = variables_fn
+        self.variables_fn = variables_fn  # () -> (trainable, non-trainable) weights
         self.first_call_seconds = None
         self.rates = []  # images/second, one per round
 
@@ -195,8 +319,8 @@ class Contender:
         return loss
 
 
-def keras_contender(batch, data_variance, jit):
-    model = VQVAE.from_preset("cifar10", data_variance=data_variance)
+def keras_contender(spec, batch, data_variance, jit):
+    model = spec.keras_class.from_preset(PRESET, data_variance=data_variance)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit)
     model.make_train_function()  # what model.fit calls; sets model.train_function
     train_function = model.train_function
@@ -206,14 +330,14 @@ def keras_contender(batch, data_variance, jit):
         return train_function(iterator)["loss"]
 
     def variables():
-        return model.trainable_weights, model.non_trainable_weights + model.optimizer.variables
+        return model.trainable_weights, model.non_trainable_weights
 
     label = "XLA" if jit else "graph"
     return Contender(f"vq_keras fit step, jit_compile={jit}", "ours", label, model, step, variables)
 
 
-def sonnet_contender(batch, data_variance, jit):
-    model, train_step = make_sonnet_step(data_variance, jit)
+def sonnet_contender(spec, batch, data_variance, jit):
+    model, train_step = make_sonnet_step(spec.sonnet_class, data_variance, jit)
     iterator = repeated_iterator(batch)
 
     def step():
@@ -234,37 +358,39 @@ def count(variables):
     return int(sum(np.prod(v.shape) for v in variables))
 
 
-def print_parameter_counts(contenders):
+def first_of_each_side(contenders):
+    return {side: next(c for c in contenders if c.side == side) for side in ("ours", "sonnet")}
+
+
+def print_parameter_counts(spec, contenders):
     """Parameters of both builds (after the warm-up, when every variable exists)."""
-    print("\nParameters (weights only, optimizer slots excluded):")
-    seen = set()
-    for contender in contenders:
-        if contender.side in seen:
-            continue
-        seen.add(contender.side)
-        if contender.side == "ours":
-            model = contender.model
-            trainable = model.trainable_weights
-            non_trainable = model.non_trainable_weights
-        else:
-            trainable, non_trainable = contender.variables_fn()
+    print(f"\n{spec.title} parameters (weights only, optimizer slots excluded):")
+    trainable_counts = {}
+    for side, contender in first_of_each_side(contenders).items():
+        trainable, non_trainable = contender.variables_fn()
+        trainable_counts[side] = count(trainable)
         print(
-            f"  {contender.side:7s} trainable={count(trainable):,}  "
+            f"  {side:7s} trainable={count(trainable):,}  "
             f"non-trainable={count(non_trainable):,}  "
             f"({', '.join(sorted({v.name.split('/')[-1].split(':')[0] for v in non_trainable}))})"
         )
+    equal = trainable_counts["ours"] == trainable_counts["sonnet"]
+    print(f"  trainable counts equal: {'yes' if equal else 'NO'}")
+    extra = spec.num_quantizers * (NUM_EMBEDDINGS + NUM_EMBEDDINGS * EMBEDDING_DIM + 1)
     print(
-        "  Trainable counts should be equal. Both codebooks are non-trainable (EMA). Sonnet's\n"
-        "  ExponentialMovingAverage keeps a hidden and an average copy of each statistic and a\n"
-        "  counter per statistic; ours keeps one copy and one step counter, so Sonnet's\n"
-        "  non-trainable count is larger by K + K*D + 1 = 33,281."
+        "  Both codebooks are non-trainable (EMA). Sonnet's ExponentialMovingAverage keeps a\n"
+        "  hidden and an average copy of each statistic and a counter per statistic; ours\n"
+        "  keeps one copy and one step counter, so Sonnet's non-trainable count is larger by\n"
+        f"  {spec.num_quantizers} x (K + K*D + 1) = {extra:,}."
     )
+    return equal
 
 
-def check_trainable_shapes(ours, sonnet):
+def check_trainable_shapes(contenders):
     """The trainable variables must pair up shape for shape (sorted by size)."""
-    ours_shapes = sorted(tuple(v.shape) for v in ours.model.trainable_weights)
-    sonnet_shapes = sorted(tuple(v.shape) for v in sonnet.variables_fn()[0])
+    sides = first_of_each_side(contenders)
+    ours_shapes = sorted(tuple(v.shape) for v in sides["ours"].variables_fn()[0])
+    sonnet_shapes = sorted(tuple(v.shape) for v in sides["sonnet"].variables_fn()[0])
     # Sonnet's conv-transpose kernels are (h, w, out, in) like Keras's; conv
     # kernels (h, w, in, out) in both. Compare as multisets of shapes.
     if ours_shapes != sonnet_shapes:
@@ -272,33 +398,38 @@ def check_trainable_shapes(ours, sonnet):
         print("  ours:  ", ours_shapes)
         print("  sonnet:", sonnet_shapes)
         return False
+    print(f"  trainable variable shapes match one for one ({len(ours_shapes)} variables)")
     return True
 
 
-def benchmark_batch_size(batch_size, seed):
+def benchmark_batch_size(spec, batch_size, seed):
     rng = np.random.default_rng(seed)
     batch = rng.random((batch_size, *IMAGE_SHAPE), dtype=np.float32)
     data_variance = float(np.var(batch))
 
     keras.utils.set_random_seed(seed)
     contenders = [
-        keras_contender(batch, data_variance, jit=True),
-        keras_contender(batch, data_variance, jit=False),
-        sonnet_contender(batch, data_variance, jit=False),
+        keras_contender(spec, batch, data_variance, jit=True),
+        keras_contender(spec, batch, data_variance, jit=False),
+        sonnet_contender(spec, batch, data_variance, jit=False),
     ]
     if FLAGS.sonnet_xla:
-        contenders.append(sonnet_contender(batch, data_variance, jit=True))
+        contenders.append(sonnet_contender(spec, batch, data_variance, jit=True))
 
-    print(f"\n=== batch size {batch_size}: warm-up ({FLAGS.warmup} steps each) ===", flush=True)
+    print(
+        f"\n=== {spec.title}, batch size {batch_size}: warm-up ({FLAGS.warmup} steps each) ===",
+        flush=True,
+    )
     for contender in contenders:
         start = time.perf_counter()
         contender.step().numpy()  # trace (+ XLA compile) and variable creation
         contender.first_call_seconds = time.perf_counter() - start
-        contender.run(max(FLAGS.warmup - 1, 0)).numpy()
+        if FLAGS.warmup > 1:
+            contender.run(FLAGS.warmup - 1).numpy()
         print(f"  {contender.name}: first call {contender.first_call_seconds:.1f} s", flush=True)
 
-    print_parameter_counts(contenders)
-    check_trainable_shapes(contenders[0], contenders[2])
+    print_parameter_counts(spec, contenders)
+    check_trainable_shapes(contenders)
 
     for round_index in range(FLAGS.rounds):
         order = contenders if round_index % 2 == 0 else contenders[::-1]
@@ -319,28 +450,9 @@ def median(values):
     return statistics.median(values)
 
 
-def main(argv):
-    del argv
-    batch_sizes = [int(b) for b in FLAGS.batch_sizes]
-    print(
-        f"tensorflow {tf.__version__}, keras {keras.__version__}, dm-sonnet {snt.__version__}, "
-        f"python {platform.python_version()}, {os.cpu_count()} CPU cores, "
-        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"
-    )
-    print(
-        f"steps={FLAGS.steps} rounds={FLAGS.rounds} warmup={FLAGS.warmup} "
-        f"batch_sizes={batch_sizes} seed={FLAGS.seed}"
-    )
-
-    results = {}
-    for batch_size in batch_sizes:
-        results[batch_size] = benchmark_batch_size(batch_size, FLAGS.seed)
-        # Keep only the numbers; free the models before the next batch size.
-        for contender in results[batch_size]:
-            contender.model = contender.step = contender.variables_fn = None
-        gc.collect()
-
-    print("\n## Images per second of one training step (median over rounds; higher is better)\n")
+def print_tables(spec, results):
+    title = f"{spec.title} ({PRESET})"
+    print(f"\n## {title}: images per second of one training step (median over rounds; higher is better)\n")
     print("| batch | contender | compiled as | median img/s | min-max img/s | median ms/step | first call s |")
     print("|---:|---|---|---:|---:|---:|---:|")
     for batch_size, contenders in results.items():
@@ -352,7 +464,7 @@ def main(argv):
                 f"{c.first_call_seconds:.1f} |"
             )
 
-    print("\n## Ratios ours / Sonnet (> 1: ours is faster)\n")
+    print(f"\n## {title}: ratios ours / Sonnet (> 1: ours is faster)\n")
     print("| batch | ours | Sonnet | ratio of medians | median of per-round ratios |")
     print("|---:|---|---|---:|---:|")
     for batch_size, contenders in results.items():
@@ -366,6 +478,39 @@ def main(argv):
                     f"{median(o.rates) / median(p.rates):.2f} | {median(per_round):.2f} |"
                 )
     sys.stdout.flush()
+
+
+def main(argv):
+    del argv
+    unknown = [m for m in FLAGS.models if m not in MODELS]
+    if unknown or not FLAGS.models:
+        raise app.UsageError(
+            f"--models takes a comma-separated subset of {', '.join(MODELS)}. Received: {FLAGS.models}"
+        )
+    batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+    print(
+        f"tensorflow {tf.__version__}, keras {keras.__version__}, dm-sonnet {snt.__version__}, "
+        f"python {platform.python_version()}, {os.cpu_count()} CPU cores, "
+        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"
+    )
+    print(
+        f"models={FLAGS.models} steps={FLAGS.steps} rounds={FLAGS.rounds} warmup={FLAGS.warmup} "
+        f"batch_sizes={batch_sizes} seed={FLAGS.seed}"
+    )
+
+    all_results = {}
+    for model_name in FLAGS.models:
+        spec = MODELS[model_name]
+        results = all_results[model_name] = {}
+        for batch_size in batch_sizes:
+            results[batch_size] = benchmark_batch_size(spec, batch_size, FLAGS.seed)
+            # Keep only the numbers; free the models before the next run.
+            for contender in results[batch_size]:
+                contender.model = contender.step = contender.variables_fn = None
+            gc.collect()
+
+    for model_name, results in all_results.items():
+        print_tables(MODELS[model_name], results)
 
 
 if __name__ == "__main__":
