@@ -1,0 +1,487 @@
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+import vq_keras.export
+from vq_keras.export import export_saved_model
+from vq_keras.zoo import VQVAE, VQVAE2
+
+TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
+K = TINY["num_embeddings"]
+PY_FUNC_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+
+# Loads the exports with TensorFlow alone and calls their signatures in two ways: through
+# tf.saved_model.load ("function"), and as TF Serving runs a signature ("session"): a session
+# over the MetaGraph whose signature inputs are fed without checking the request's shape.
+SERVE_WITH_TENSORFLOW_ONLY = r'''
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+cases_path, inputs_path, errors_path, outputs_path = sys.argv[1:]
+with open(cases_path) as f:
+    cases = json.load(f)
+arrays = np.load(inputs_path)
+loaded = {}
+
+
+def call_function(case):
+    if case["dir"] not in loaded:
+        loaded[case["dir"]] = tf.saved_model.load(case["dir"])
+    function = loaded[case["dir"]].signatures[case["signature"]]
+    outputs = function(**{name: tf.constant(arrays[key]) for name, key in case["inputs"].items()})
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+def call_session(case):
+    proto = saved_model_pb2.SavedModel()
+    with open(case["dir"] + "/saved_model.pb", "rb") as f:
+        proto.ParseFromString(f.read())
+    signature = proto.meta_graphs[0].signature_def[case["signature"]]
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        feeds = {
+            name: tf.compat.v1.placeholder(tf.dtypes.as_dtype(info.dtype), shape=None)
+            for name, info in signature.inputs.items()
+        }
+        input_map = {signature.inputs[name].name: feed for name, feed in feeds.items()}
+        tf.compat.v1.saved_model.load(session, ["serve"], case["dir"], input_map=input_map)
+        fetches = {name: session.graph.get_tensor_by_name(info.name) for name, info in signature.outputs.items()}
+        return session.run(fetches, {feeds[name]: arrays[key] for name, key in case["inputs"].items()})
+
+
+errors, outputs = {}, {}
+for name, case in cases.items():
+    try:
+        result = (call_session if case["mode"] == "session" else call_function)(case)
+    except Exception as error:
+        errors[name] = [type(error).__name__, getattr(error, "message", str(error))]
+    else:
+        outputs.update({f"{name}/{key}": value for key, value in result.items()})
+with open(errors_path, "w") as f:
+    json.dump({"errors": errors, "vq_keras_imported": "vq_keras" in sys.modules}, f)
+np.savez(outputs_path, **outputs)
+'''
+
+
+def _images(n, height, width, seed=0, channels=3):
+    return np.random.default_rng(seed).random((n, height, width, channels)).astype("float32")
+
+
+def _trained(model, steps=2):
+    model.compile(jit_compile=False)
+    model.fit(_images(4 * steps, 16, 16, seed=1), batch_size=4, epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("exports")
+    vqvae, vqvae2 = _trained(VQVAE(**TINY)), _trained(VQVAE2(**TINY))
+    vqvae.reconstruct(_images(1, 16, 16))  # eager: its losses are the model's current losses
+    before = dict(losses=vqvae.losses, weights=[w.numpy() for w in vqvae.weights])
+    exports = dict(
+        root=root,
+        vqvae=vqvae,
+        vqvae2=vqvae2,
+        any_size=export_saved_model(vqvae, root / "vqvae"),  # version 1
+        size16=export_saved_model(vqvae, root / "vqvae", image_size=16),  # version 2
+        vqvae2_any_size=export_saved_model(vqvae2, root / "vqvae2"),
+    )
+    after = dict(losses=vqvae.losses, weights=[w.numpy() for w in vqvae.weights])
+    return dict(exports, before=before, after=after)
+
+
+def _with_one(shape, dtype, index, value, fill=0):
+    array = np.full(shape, fill, dtype)
+    array[index] = value
+    return array
+
+
+def _requests(exports):
+    """name -> (export, signature, mode, {input name: array}); the arrays by name for the subprocess."""
+    x = _images(2, 16, 16, seed=2)
+    out_of_range = x.copy()
+    out_of_range[0, 0, 0, 0], out_of_range[1, 3, 2, 1] = -0.5, 1.5
+    with_nan = x.copy()
+    with_nan[1, 1, 1, 1] = np.nan
+    codes = np.random.default_rng(3).integers(0, K, (2, 4, 4)).astype("int32")
+    top = np.random.default_rng(4).integers(0, K, (2, 2, 2)).astype("int32")
+    bottom = np.random.default_rng(5).integers(0, K, (2, 4, 4)).astype("int32")
+    arrays = dict(
+        x=x, x_uint8=(x * 255).astype("uint8"), x_12x20=_images(1, 12, 20, seed=6), codes=codes, top=top,
+        bottom=bottom, x_18x16=_images(2, 18, 16), x_uint8_16x10=np.zeros((1, 16, 10, 3), "uint8"),
+        x_1_channel=_images(1, 16, 16, channels=1), x_rank3=_images(1, 16, 16)[0], out_of_range=out_of_range,
+        with_nan=with_nan, code_32=_with_one((2, 4, 4), "int32", (1, 2, 3), 32),
+        code_minus_1=_with_one((2, 4, 4), "int32", (0, 0, 0), -1, fill=5), codes_rank4=codes[..., None],
+        codes_2x0x4=np.zeros((2, 0, 4), "int32"), x_32=_images(1, 32, 32), codes_8x8=np.zeros((1, 8, 8), "int32"),
+        x_16x12=_images(1, 16, 12), top_2x2=top, bottom_2x2=np.zeros((2, 2, 2), "int32"),
+        bottom_1x4x4=np.zeros((1, 4, 4), "int32"), bottom_32=_with_one((2, 4, 4), "int32", (0, 1, 1), 32),
+        top_rank2=top[0],
+    )
+    requests = {
+        # Good requests.
+        "default": ("any_size", "serving_default", "function", dict(images="x")),
+        "reconstruct": ("any_size", "reconstruct", "function", dict(images="x")),
+        "uint8": ("any_size", "reconstruct_uint8", "function", dict(images="x_uint8")),
+        "encode": ("any_size", "encode", "function", dict(images="x")),
+        "decode": ("any_size", "decode", "function", dict(codes="codes")),
+        "other_size": ("any_size", "serving_default", "function", dict(images="x_12x20")),
+        "size16_default": ("size16", "serving_default", "function", dict(images="x")),
+        "size16_uint8": ("size16", "reconstruct_uint8", "session", dict(images="x_uint8")),
+        "size16_encode": ("size16", "encode", "function", dict(images="x")),
+        "size16_decode": ("size16", "decode", "session", dict(codes="codes")),
+        "v2_default": ("vqvae2_any_size", "serving_default", "session", dict(images="x")),
+        "v2_uint8": ("vqvae2_any_size", "reconstruct_uint8", "function", dict(images="x_uint8")),
+        "v2_encode": ("vqvae2_any_size", "encode", "session", dict(images="x")),
+        "v2_decode": ("vqvae2_any_size", "decode", "function", dict(top="top", bottom="bottom")),
+        # Bad requests.
+        "size_not_multiple": ("any_size", "encode", "function", dict(images="x_18x16")),
+        "uint8_size_not_multiple": ("any_size", "reconstruct_uint8", "function", dict(images="x_uint8_16x10")),
+        "channels": ("any_size", "serving_default", "session", dict(images="x_1_channel")),
+        "rank": ("any_size", "encode", "session", dict(images="x_rank3")),
+        "out_of_range": ("any_size", "serving_default", "function", dict(images="out_of_range")),
+        "nan": ("any_size", "encode", "function", dict(images="with_nan")),
+        "code_too_large": ("any_size", "decode", "function", dict(codes="code_32")),
+        "code_negative": ("any_size", "decode", "function", dict(codes="code_minus_1")),
+        "codes_rank": ("any_size", "decode", "session", dict(codes="codes_rank4")),
+        "codes_empty_grid": ("any_size", "decode", "function", dict(codes="codes_2x0x4")),
+        "fixed_size": ("size16", "encode", "session", dict(images="x_32")),
+        "fixed_grid": ("size16", "decode", "session", dict(codes="codes_8x8")),
+        "v2_size_not_multiple": ("vqvae2_any_size", "encode", "function", dict(images="x_16x12")),
+        "v2_grids_disagree": ("vqvae2_any_size", "decode", "function", dict(top="top_2x2", bottom="bottom_2x2")),
+        "v2_batches_disagree": ("vqvae2_any_size", "decode", "function", dict(top="top_2x2", bottom="bottom_1x4x4")),
+        "v2_bottom_too_large": ("vqvae2_any_size", "decode", "function", dict(top="top", bottom="bottom_32")),
+        "v2_top_rank": ("vqvae2_any_size", "decode", "session", dict(top="top_rank2", bottom="bottom")),
+    }
+    return requests, arrays
+
+
+BAD_REQUESTS = {
+    "size_not_multiple": "[encode expects image height and width to be positive multiples of 4 (the model "
+    "downsamples by 4; e.g. 16x16). Crop or resize the images. Received shape:] [2 18 16 3]",
+    "uint8_size_not_multiple": "[reconstruct_uint8 expects image height and width to be positive multiples of 4 "
+    "(the model downsamples by 4; e.g. 16x16). Crop or resize the images. Received shape:] [1 16 10 3]",
+    "channels": "[reconstruct expects 3-channel images (batch, height, width, 3). Received shape:] [1 16 16 1]",
+    "rank": "[encode expects images of shape (batch, height, width, 3). Received rank:] [3]",
+    "out_of_range": "[reconstruct expects float32 images scaled to [0, 1] (values are never clipped). Divide "
+    "uint8 images by 255, or send them as uint8 to reconstruct_uint8. Received min and max:] [-0.5] [1.5]",
+    "nan": "[encode expects float32 images scaled to [0, 1] (values are never clipped).",
+    "code_too_large": "[decode expects codes (int32 code indices) in [0, 32) (num_embeddings=32). "
+    "Received min and max:] [0] [32]",
+    "code_negative": "[decode expects codes (int32 code indices) in [0, 32) (num_embeddings=32). "
+    "Received min and max:] [-1] [5]",
+    "codes_rank": "[decode expects codes of shape (batch, height, width). Received rank:] [4]",
+    "codes_empty_grid": "[decode expects codes of shape (batch, height, width) with height and width at least 1. "
+    "Received shape:] [2 0 4]",
+    "fixed_size": "[encode expects 16x16 images (exported with image_size=(16, 16)). Resize the images, or "
+    "export with image_size=None to accept any multiple of 4. Received shape:] [1 32 32 3]",
+    "fixed_grid": "[decode expects codes of shape (batch, 4, 4) (exported with image_size=(16, 16)). "
+    "Received shape:] [1 8 8]",
+    "v2_size_not_multiple": "[encode expects image height and width to be positive multiples of 8 (the model "
+    "downsamples by 8; e.g. 32x32). Crop or resize the images. Received shape:] [1 16 12 3]",
+    "v2_grids_disagree": "[decode expects code grids of one batch of images: bottom must have the batch size of "
+    "top and 2x its height and 2x its width (e.g. top 4x4, bottom 8x8 for 32x32 images). Received shapes of "
+    "top and bottom:] [2 2 2] [2 2 2]",
+    "v2_batches_disagree": "[decode expects code grids of one batch of images: bottom must have the batch size "
+    "of top and 2x its height and 2x its width (e.g. top 4x4, bottom 8x8 for 32x32 images). Received shapes "
+    "of top and bottom:] [2 2 2] [1 4 4]",
+    "v2_bottom_too_large": "[decode expects bottom (int32 code indices) in [0, 32) (num_embeddings=32). "
+    "Received min and max:] [0] [32]",
+    "v2_top_rank": "[decode expects top of shape (batch, height, width). Received rank:] [2]",
+}
+
+
+def _saved_model_cli():
+    for candidate in (Path(sys.executable).parent / "saved_model_cli", shutil.which("saved_model_cli")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    return None
+
+
+@pytest.fixture(scope="module")
+def served(exports, tmp_path_factory):
+    """Runs the TensorFlow-only subprocess and saved_model_cli (in parallel) on the exports."""
+    work = tmp_path_factory.mktemp("served")
+    requests, arrays = _requests(exports)
+    cases = {
+        name: dict(dir=str(exports[export]), signature=signature, mode=mode, inputs=inputs)
+        for name, (export, signature, mode, inputs) in requests.items()
+    }
+    (work / "cases.json").write_text(json.dumps(cases))
+    np.savez(work / "inputs.npz", **arrays)
+    (work / "serve.py").write_text(SERVE_WITH_TENSORFLOW_ONLY)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # vq_keras is not importable from here
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    files = [str(work / name) for name in ("cases.json", "inputs.npz", "errors.json", "outputs.npz")]
+    processes = {
+        "serve": subprocess.Popen(
+            [sys.executable, str(work / "serve.py"), *files], cwd=work, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+    }
+    cli = _saved_model_cli()
+    if cli:
+        for name in ("size16", "vqvae2_any_size"):
+            processes[name] = subprocess.Popen(
+                [cli, "show", "--dir", str(exports[name]), "--all"], cwd=work, env=env, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+    finished = {name: process.communicate(timeout=300) for name, process in processes.items()}
+    for name, process in processes.items():
+        assert process.returncode == 0, f"{name}: {finished[name][1][-3000:]}"
+    with open(files[2]) as f:
+        errors = json.load(f)
+    with np.load(files[3]) as outputs:
+        outputs = dict(outputs)
+    return dict(
+        requests=requests, arrays=arrays, outputs=outputs, **errors,
+        cli={name: stdout for name, (stdout, _) in finished.items() if name != "serve"},
+    )
+
+
+def test_versions_count_up_from_1(exports):
+    assert exports["any_size"] == str(exports["root"] / "vqvae" / "1")
+    assert exports["size16"] == str(exports["root"] / "vqvae" / "2")
+    assert sorted(os.listdir(exports["root"] / "vqvae")) == ["1", "2"]  # no temporary folders left
+    assert sorted(os.listdir(exports["any_size"])) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+
+
+def test_the_serving_subprocess_never_imported_vq_keras(served):
+    assert served["vq_keras_imported"] is False
+
+
+def test_signatures_match_the_keras_model(exports, served):
+    requests, arrays, outputs = served["requests"], served["arrays"], served["outputs"]
+    good = [name for name in requests if name not in BAD_REQUESTS]
+    assert not {name: served["errors"][name] for name in good if name in served["errors"]}
+    for name in good:
+        export, signature, _, inputs = requests[name]
+        model = exports["vqvae2" if export.startswith("vqvae2") else "vqvae"]
+        received = {key.split("/", 1)[1]: value for key, value in outputs.items() if key.startswith(name + "/")}
+        if signature == "encode":
+            expected = dict(zip(vq_keras.export.code_grid_names(model), model.encode_levels(arrays[inputs["images"]])))
+            assert set(received) == set(expected)
+            for grid, codes in expected.items():
+                assert received[grid].dtype == np.int32
+                np.testing.assert_array_equal(received[grid], np.asarray(codes), err_msg=f"{name}/{grid}")
+            continue
+        if signature == "decode":
+            grids = [arrays[inputs[grid]] for grid in vq_keras.export.code_grid_names(model)]
+            expected = model.decode_levels(grids)
+        elif signature == "reconstruct_uint8":
+            expected = model.reconstruct(arrays[inputs["images"]].astype("float32") / 255.0)
+        else:
+            expected = model.reconstruct(arrays[inputs["images"]])
+        assert set(received) == {"images"}
+        assert received["images"].dtype == np.float32 and received["images"].shape == tuple(expected.shape)
+        assert 0.0 <= received["images"].min() and received["images"].max() <= 1.0
+        assert np.abs(received["images"] - np.asarray(expected)).max() <= 1e-5, name
+
+
+@pytest.mark.parametrize("request_name", sorted(BAD_REQUESTS))
+def test_bad_requests_fail_in_the_graph_with_a_clear_message(served, request_name):
+    error_type, message = served["errors"][request_name]
+    assert error_type == "InvalidArgumentError"
+    assert "assertion failed: " + BAD_REQUESTS[request_name] in message
+
+
+def _signatures_in_cli_output(text):
+    """{signature: {"inputs"|"outputs": {name: (dtype, shape)}}} from `saved_model_cli show --all`."""
+    signatures = {}
+    for section in text.split("signature_def['")[1:]:
+        name = section.split("'", 1)[0]
+        signatures[name] = {"inputs": {}, "outputs": {}}
+        for kind, tensor, dtype, shape in re.findall(
+            r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\))", section
+        ):
+            signatures[name][kind][tensor] = (dtype, shape)
+    return signatures
+
+
+def test_saved_model_cli_lists_the_signatures(served):
+    if not served["cli"]:
+        pytest.skip("saved_model_cli is not installed")
+    images16 = ("DT_FLOAT", "(-1, 16, 16, 3)")
+    assert _signatures_in_cli_output(served["cli"]["size16"]) == {
+        "__saved_model_init_op": {"inputs": {}, "outputs": {}},
+        "serving_default": {"inputs": {"images": images16}, "outputs": {"images": images16}},
+        "reconstruct": {"inputs": {"images": images16}, "outputs": {"images": images16}},
+        "reconstruct_uint8": {"inputs": {"images": ("DT_UINT8", "(-1, 16, 16, 3)")}, "outputs": {"images": images16}},
+        "encode": {"inputs": {"images": images16}, "outputs": {"codes": ("DT_INT32", "(-1, 4, 4)")}},
+        "decode": {"inputs": {"codes": ("DT_INT32", "(-1, 4, 4)")}, "outputs": {"images": images16}},
+    }
+    images = ("DT_FLOAT", "(-1, -1, -1, 3)")
+    grids = {"top": ("DT_INT32", "(-1, -1, -1)"), "bottom": ("DT_INT32", "(-1, -1, -1)")}
+    signatures = _signatures_in_cli_output(served["cli"]["vqvae2_any_size"])
+    assert signatures["serving_default"] == {"inputs": {"images": images}, "outputs": {"images": images}}
+    assert signatures["encode"] == {"inputs": {"images": images}, "outputs": grids}
+    assert signatures["decode"] == {"inputs": grids, "outputs": {"images": images}}
+    assert signatures["reconstruct_uint8"]["inputs"] == {"images": ("DT_UINT8", "(-1, -1, -1, 3)")}
+    assert "Method name is: tensorflow/serving/predict" in served["cli"]["vqvae2_any_size"]
+
+
+def test_the_graphs_hold_no_python_functions(exports):
+    for name in ("any_size", "size16", "vqvae2_any_size"):
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((Path(exports[name]) / "saved_model.pb").read_bytes())
+        ops = set()
+        for meta_graph in proto.meta_graphs:
+            ops.update(node.op for node in meta_graph.graph_def.node)
+            for function in meta_graph.graph_def.library.function:
+                ops.update(node.op for node in function.node_def)
+        assert {"Conv2D", "ArgMin", "GatherV2", "Assert"} <= ops, name  # the walk sees the model's ops
+        assert not ops & PY_FUNC_OPS, name
+
+
+def test_export_leaves_the_keras_model_as_it_was(exports):
+    before, after = exports["before"], exports["after"]
+    assert len(before["losses"]) == 1  # VectorQuantizerEMA's commitment loss, from the eager call
+    assert after["losses"] == []  # every call clears them; the traced ones left no graph tensors behind
+    for old, new in zip(before["weights"], after["weights"], strict=True):  # no EMA codebook update
+        np.testing.assert_array_equal(old, new)
+
+
+# The atomic write. A fake archive stands in for the SavedModel where only the folders matter.
+
+
+class _FakeArchive:
+    def __init__(self, content, fail_after_writing=None):
+        self.content, self.fail_after_writing = content, fail_after_writing
+
+    def write_out(self, path, options=None, verbose=True):
+        Path(path, "saved_model.pb").write_text(self.content)
+        if self.fail_after_writing:
+            raise self.fail_after_writing
+
+
+@pytest.fixture
+def fake_archive(monkeypatch):
+    archives = []
+
+    def use(content, fail_after_writing=None):
+        archives.append(_FakeArchive(content, fail_after_writing))
+
+    monkeypatch.setattr(vq_keras.export, "_build_archive", lambda model, image_size: archives.pop(0))
+    return use
+
+
+def _version(base, version, content):
+    Path(base, version).mkdir(parents=True)
+    Path(base, version, "saved_model.pb").write_text(content)
+
+
+def test_a_failure_half_way_through_writing_leaves_no_folder(tmp_path, monkeypatch):
+    base = tmp_path / "exports"
+    _version(base, "1", "old")
+
+    def broken_save(obj, export_dir, signatures=None, options=None):
+        Path(export_dir, "variables").mkdir()
+        Path(export_dir, "saved_model.pb").write_bytes(b"\x08\x01")  # the first bytes of a SavedModel
+        raise OSError("No space left on device (simulated)")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken_save)
+    with pytest.raises(OSError, match=r"No space left on device \(simulated\)"):
+        export_saved_model(VQVAE(**TINY), base)
+    assert os.listdir(base) == ["1"]
+    assert Path(base, "1", "saved_model.pb").read_text() == "old"
+
+
+def test_a_failure_removes_the_export_base_it_created(tmp_path, fake_archive):
+    fake_archive("new", fail_after_writing=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        export_saved_model(VQVAE(**TINY), tmp_path / "exports")
+    assert os.listdir(tmp_path) == []
+
+
+def test_next_version_skips_temporary_and_other_folders(tmp_path, fake_archive):
+    base = tmp_path / "exports"
+    for version in ("1", "5"):
+        _version(base, version, "old")
+    Path(base, ".tmp-9-abc").mkdir()  # a crashed export; TF Serving ignores it, and so do we
+    Path(base, "notes").mkdir()
+    Path(base, "7").write_text("a file, not a version")
+    fake_archive("new")
+    assert export_saved_model(VQVAE(**TINY), base) == str(base / "6")
+    assert sorted(os.listdir(base)) == [".tmp-9-abc", "1", "5", "6", "7", "notes"]
+    assert Path(base, "6", "saved_model.pb").read_text() == "new"
+
+
+def test_an_existing_version_is_kept_unless_overwrite(tmp_path, fake_archive):
+    base = tmp_path / "exports"
+    _version(base, "3", "old")
+    with pytest.raises(ValueError) as error:
+        export_saved_model(VQVAE(**TINY), base, version=3)
+    assert str(error.value) == (
+        f"Version 3 already exists at {str(base / '3')!r}; export_saved_model never replaces a version unless "
+        "asked. Pass version=None for the next free version, another version, or overwrite=True to replace it."
+    )
+    assert os.listdir(base) == ["3"] and Path(base, "3", "saved_model.pb").read_text() == "old"
+    fake_archive("new")
+    assert export_saved_model(VQVAE(**TINY), base, version=3, overwrite=True) == str(base / "3")
+    assert os.listdir(base) == ["3"] and Path(base, "3", "saved_model.pb").read_text() == "new"
+
+
+def test_a_failed_overwrite_keeps_the_old_version(tmp_path, fake_archive, monkeypatch):
+    base = tmp_path / "exports"
+    _version(base, "1", "old")
+    rename = os.rename
+
+    def rename_failing_for_new_versions(source, destination):
+        if os.path.basename(source).startswith(".tmp-"):
+            raise OSError("rename failed (simulated)")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename_failing_for_new_versions)
+    fake_archive("new")
+    with pytest.raises(OSError, match=r"rename failed \(simulated\)"):
+        export_saved_model(VQVAE(**TINY), base, version=1, overwrite=True)
+    assert os.listdir(base) == ["1"] and Path(base, "1", "saved_model.pb").read_text() == "old"
+
+
+def test_argument_errors(tmp_path):
+    model = VQVAE(**TINY)
+    with pytest.raises(ValueError) as error:
+        export_saved_model(model, tmp_path, image_size=30)
+    assert str(error.value) == (
+        "export_saved_model expects image_size to be None, an int or (height, width), with height and width "
+        "positive multiples of 4 (VQVAE downsamples images by 4; e.g. 16 or (16, 32)). Received: "
+        "image_size=30. Pass image_size=None to accept any multiple of 4."
+    )
+    with pytest.raises(ValueError, match=r"of 8 \(VQVAE2 downsamples images by 8.*Received: image_size=\(16, 20\)"):
+        export_saved_model(VQVAE2(**TINY), tmp_path, image_size=(16, 20))
+    for version in (0, "2", True, 1.0):
+        with pytest.raises(ValueError, match=re.escape(
+            "export_saved_model expects version to be a positive integer (TF Serving's version folder name) "
+            f"or None for the next free version. Received: version={version!r}"
+        )):
+            export_saved_model(model, tmp_path, version=version)
+    with pytest.raises(ValueError, match=r"expects overwrite to be True or False. Received: overwrite='yes'"):
+        export_saved_model(model, tmp_path, overwrite="yes")
+    with pytest.raises(ValueError, match=r"expects export_base to be a folder path .* Received: export_base=''"):
+        export_saved_model(model, "")
+    Path(tmp_path, "file").write_text("")
+    with pytest.raises(ValueError, match=r"expects export_base to be a folder .* is a file. Pass a folder path."):
+        export_saved_model(model, tmp_path / "file")
+    with pytest.raises(TypeError) as error:
+        export_saved_model(keras.Sequential([keras.layers.Dense(1)]), tmp_path)
+    assert str(error.value) == (
+        "export_saved_model expects a vq_keras autoencoder (VQVAE or VQVAE2, e.g. "
+        "keras.saving.load_model('model.keras')). Received: model of type Sequential, which has no "
+        "encode_levels, decode_levels, code_shapes, level_names, num_channels, downsampling, num_embeddings. "
+        "Priors cannot be exported yet."
+    )
+    assert os.listdir(tmp_path) == ["file"]  # nothing written

@@ -1,0 +1,94 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from tensorflow.core.protobuf import saved_model_pb2
+
+from tests.conftest import REPO
+from training.errors import UsageError
+from training.export import export, parse_image_size
+from vq_keras.zoo import VQVAE
+
+TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
+
+
+def _export_cli(*args, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "training.export", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model = VQVAE(**TINY)
+    model.build_if_needed()
+    model.save(path)
+    return path
+
+
+def test_cli_writes_the_next_version_and_prints_it(model_file, tmp_path):
+    base = tmp_path / "exports" / "vqvae"
+    result = _export_cli(f"--model={model_file}", f"--export_base={base}", "--image_size=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"SavedModel written: {base / '1'}\n" in result.stdout
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((base / "1" / "saved_model.pb").read_bytes())
+    signatures = proto.meta_graphs[0].signature_def
+    assert {"serving_default", "reconstruct", "reconstruct_uint8", "encode", "decode"} <= set(signatures)
+    shape = [dim.size for dim in signatures["serving_default"].inputs["images"].tensor_shape.dim]
+    assert shape == [-1, 16, 16, 3]
+    assert os.listdir(base) == ["1"]
+
+
+def test_cli_errors_are_one_paragraph_without_traceback(model_file, tmp_path):
+    result = _export_cli(f"--model={model_file}", f"--export_base={tmp_path}", "--prior=prior.keras")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        "error: --prior=prior.keras: exporting priors is not available yet. Leave out --prior to export the "
+        "autoencoder's reconstruct, encode and decode signatures.\n"
+    ) in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_user_errors(model_file, tmp_path):
+    with pytest.raises(UsageError, match=r"Pass --model=PATH.keras, the autoencoder written by training.fit"):
+        export(None, str(tmp_path))
+    with pytest.raises(UsageError, match=r"Pass --export_base=DIR, the folder TF Serving serves"):
+        export(str(model_file), None)
+    with pytest.raises(UsageError, match=r"--model=missing.keras: no such file. Pass the .keras file written by"):
+        export("missing.keras", str(tmp_path))
+    with pytest.raises(UsageError, match=r"--version must be a positive integer. Received: --version=0"):
+        export(str(model_file), str(tmp_path), version=0)
+    Path(tmp_path, "3").mkdir()
+    with pytest.raises(UsageError) as error:
+        export(str(model_file), str(tmp_path), version=3)
+    assert str(error.value) == (
+        f"Version 3 already exists at {tmp_path / '3'}. Pass --overwrite to replace it, or leave out --version "
+        "to write the next free version."
+    )
+    with pytest.raises(UsageError) as error:
+        export(str(model_file), str(tmp_path), image_size="30")
+    assert str(error.value) == (
+        "--image_size=30: VQVAE downsamples images by 4, so height and width must be positive multiples of 4 "
+        "(e.g. 16 or 16x32). Leave out --image_size to accept any multiple of 4."
+    )
+    other = tmp_path / "dense.keras"
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(other)
+    with pytest.raises(UsageError, match=r"holds a Sequential, not a VQVAE or VQVAE2 autoencoder"):
+        export(str(other), str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["3", "dense.keras"]
+
+
+def test_image_size_flag():
+    assert parse_image_size(None) is None
+    assert parse_image_size("32") == 32
+    assert parse_image_size("32x48") == (32, 48)
+    with pytest.raises(UsageError, match=r"--image_size expects N \(square images\) or HxW, e.g. --image_size=32"):
+        parse_image_size("large")

@@ -1,0 +1,134 @@
+"""Export a trained autoencoder for TF Serving.
+
+    python -m training.export --model=runs/cifar10/model.keras --export_base=exports/vqvae
+
+Loads the `.keras` file written by `training.fit` and writes a SavedModel to
+`<export_base>/<version>` (the next free version by default), which TF Serving
+picks up when it serves `<export_base>`. Signatures: serving_default (=
+reconstruct), reconstruct_uint8, encode and decode; see `vq_keras.export`.
+Prints the written folder.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import re  # noqa: E402
+import sys  # noqa: E402
+
+import keras  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import vq_keras.zoo  # noqa: E402,F401  (registers the zoo classes for load_model)
+from training.errors import UsageError  # noqa: E402
+from vq_keras.export import export_saved_model  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defined only when run as a program, so that tests can import this module beside training.fit."""
+    flags.DEFINE_string("model", None, "The autoencoder's .keras file (as written by training.fit).")
+    flags.DEFINE_string(
+        "export_base", None, "The folder TF Serving serves; the SavedModel goes to <export_base>/<version>."
+    )
+    flags.DEFINE_integer("version", None, "Version folder name (default: one more than the highest existing, or 1).")
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing version folder.")
+    flags.DEFINE_string(
+        "image_size", None,
+        "Fix the signatures' image size: N (square) or HxW. Default: any multiple of the model's downsampling.",
+    )
+    flags.DEFINE_string("prior", None, "A prior's .keras file to export with the autoencoder (not available yet).")
+
+
+def parse_image_size(text):
+    """None, "32" -> 32, "32x48" -> (32, 48)."""
+    if text is None or text == "":
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", text)
+    if not match:
+        raise UsageError(
+            f"--image_size expects N (square images) or HxW, e.g. --image_size=32 or --image_size=32x48. "
+            f"Received: --image_size={text}"
+        )
+    height, width = match.groups()
+    return int(height) if width is None else (int(height), int(width))
+
+
+def load_autoencoder(path):
+    """The VQVAE or VQVAE2 saved at `path`, with UsageErrors that say what to pass instead."""
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"--model={path}: no such file. Pass the .keras file written by training.fit "
+            "(<logdir>/model.keras, e.g. runs/latest/model.keras)."
+        )
+    if not path.endswith(".keras"):
+        raise UsageError(f"--model={path}: expected a .keras file (as written by training.fit or model.save).")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # corrupt file, unknown classes, ...
+        raise UsageError(f"--model={path}: could not load it ({type(error).__name__}: {error}).") from None
+    if not hasattr(model, "encode_levels"):
+        raise UsageError(
+            f"--model={path} holds a {type(model).__name__}, not a VQVAE or VQVAE2 autoencoder. "
+            "Pass the autoencoder's .keras file (priors cannot be exported yet)."
+        )
+    return model
+
+
+def export(model_path, export_base, version=None, overwrite=False, image_size=None, prior=None):
+    """Loads the autoencoder at `model_path` and exports it; returns the version folder."""
+    if prior:
+        raise UsageError(
+            f"--prior={prior}: exporting priors is not available yet. Leave out --prior to export the "
+            "autoencoder's reconstruct, encode and decode signatures."
+        )
+    if not model_path:
+        raise UsageError(
+            "Pass --model=PATH.keras, the autoencoder written by training.fit (e.g. runs/latest/model.keras)."
+        )
+    if not export_base:
+        raise UsageError("Pass --export_base=DIR, the folder TF Serving serves (e.g. exports/vqvae).")
+    if version is not None and version < 1:
+        raise UsageError(f"--version must be a positive integer. Received: --version={version}")
+    if version is not None and not overwrite and os.path.isdir(os.path.join(export_base, str(version))):
+        raise UsageError(
+            f"Version {version} already exists at {os.path.join(export_base, str(version))}. Pass --overwrite "
+            "to replace it, or leave out --version to write the next free version."
+        )
+    size = parse_image_size(image_size)
+    model = load_autoencoder(model_path)
+    step = model.downsampling
+    sizes = () if size is None else (size,) * 2 if isinstance(size, int) else size
+    if any(s < step or s % step for s in sizes):
+        raise UsageError(
+            f"--image_size={image_size}: {type(model).__name__} downsamples images by {step}, so height and "
+            f"width must be positive multiples of {step} (e.g. {step * 4} or {step * 4}x{step * 8}). "
+            f"Leave out --image_size to accept any multiple of {step}."
+        )
+    try:
+        return export_saved_model(model, export_base, version=version, overwrite=overwrite, image_size=size)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        path = export(
+            FLAGS.model, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size, FLAGS.prior
+        )
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"SavedModel written: {path}")
+    print(
+        "Signatures: serving_default (= reconstruct), reconstruct_uint8, encode, decode. Serve the folder "
+        f"with TF Serving: --model_base_path={os.path.abspath(FLAGS.export_base)}"
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,415 @@
+"""SavedModels for TF Serving: `export_saved_model(model, export_base)`.
+
+The exported SavedModel has these signatures (endpoints), every one with a
+dynamic batch axis. C is `model.num_channels`, H x W the image size (fixed by
+`image_size`, or any positive multiple of `model.downsampling` by default), and
+the code grid names are `model.level_names` ("top", "bottom", ... for VQVAE2,
+top first) or "codes" for VQVAE's single grid.
+
+    serving_default     float32 images in [0, 1]    -> float32 images in [0, 1]
+      (= reconstruct)   input "images" (N, H, W, C)    output "images" (N, H, W, C)
+    reconstruct_uint8   uint8 images in [0, 255]    -> float32 images in [0, 1]
+                        input "images" (N, H, W, C)    output "images" (N, H, W, C)
+    encode              float32 images in [0, 1]    -> int32 code grids
+                        input "images" (N, H, W, C)    one output per grid ("codes", or
+                                                       "top", "bottom", ...)
+    decode              int32 code grids            -> float32 images in [0, 1]
+                        one input per grid ("codes",   output "images" (N, H, W, C)
+                        or "top", "bottom", ...)
+
+Bad requests fail inside the graph (`InvalidArgumentError`) however the
+signature is run (`tf.saved_model.load`, or a session fed with the request as
+TF Serving runs it, which need not check the request's shape against the
+signature's), with a message that names the signature and what it expected:
+a tensor of the wrong rank, a wrong channel count, an image size that is not
+the exported one (or not a multiple of `model.downsampling`), float images
+outside [0, 1] or NaN (never clipped), codes outside [0, num_embeddings) (a
+plain gather on a GPU would silently return zeros), and code grids whose sizes
+do not fit one image size (e.g. VQVAE2's bottom grid must be twice the top
+grid) or whose batch sizes differ.
+
+The graph holds only TensorFlow ops: TF Serving (or any TensorFlow program)
+loads it without vq_keras. It is for inference only: the quantizer's
+straight-through gradient (`tf.custom_gradient`) is not saved, so a reloaded
+SavedModel cannot be trained; keep `.keras` files for that.
+"""
+
+import numbers
+import os
+import shutil
+import tempfile
+import uuid
+
+import keras
+import tensorflow as tf
+
+# What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
+_REQUIRED_ATTRIBUTES = (
+    "encode_levels", "decode_levels", "code_shapes", "level_names", "num_channels", "downsampling",
+    "num_embeddings",
+)
+SINGLE_GRID_NAME = "codes"
+
+
+def code_grid_names(model):
+    """The signature names of the model's code grids, top first ("codes" for one grid)."""
+    names = tuple(model.level_names)
+    return (SINGLE_GRID_NAME,) if len(names) == 1 else names
+
+
+def export_saved_model(model, export_base, version=None, overwrite=False, image_size=None):
+    """Writes `model` as a SavedModel for TF Serving to `<export_base>/<version>`.
+
+    The version folder appears at once and complete: the SavedModel is written
+    to a hidden temporary folder beside it (`<export_base>/.tmp-<version>-...`,
+    a name TF Serving ignores) and then renamed. If anything fails, neither the
+    version folder nor the temporary folder is left behind. `export_base` must
+    be on a local file system. See the module docstring for the signatures.
+
+    Args:
+        model: a built or unbuilt zoo autoencoder (`VQVAE` or `VQVAE2`, e.g.
+            from `keras.saving.load_model("model.keras")`).
+        export_base: the folder TF Serving watches (its `--model_base_path`);
+            created if missing.
+        version: positive integer, the version folder's name. Default: one more
+            than the highest existing version, or 1.
+        overwrite: replace an existing `<export_base>/<version>`. A running TF
+            Serving does not reload a version it has already loaded; export a
+            new version to update a served model.
+        image_size: `None` (any height and width that are positive multiples of
+            `model.downsampling`), an int for square images, or (height, width)
+            to fix the signatures' image and code grid sizes.
+
+    Returns:
+        The path of the written version folder, `<export_base>/<version>` (str).
+
+    Raises:
+        TypeError: `model` is not a zoo autoencoder.
+        ValueError: a bad argument, or the version exists and `overwrite` is False.
+
+    Example:
+        >>> model = keras.saving.load_model("runs/cifar10/model.keras")
+        >>> export_saved_model(model, "exports/vqvae")
+        'exports/vqvae/1'
+    """
+    _check_model(model)
+    image_size = _standardize_image_size(model, image_size)
+    if not isinstance(overwrite, bool):
+        raise ValueError(
+            f"export_saved_model expects overwrite to be True or False. Received: overwrite={overwrite!r}"
+        )
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, numbers.Integral) or version < 1
+    ):
+        raise ValueError(
+            "export_saved_model expects version to be a positive integer (TF Serving's version "
+            f"folder name) or None for the next free version. Received: version={version!r}"
+        )
+    export_base = os.fspath(export_base)
+    if not export_base:
+        raise ValueError(
+            "export_saved_model expects export_base to be a folder path (TF Serving's model base path), "
+            "e.g. 'exports/vqvae'. Received: export_base=''"
+        )
+    if os.path.exists(export_base) and not os.path.isdir(export_base):
+        raise ValueError(
+            f"export_saved_model expects export_base to be a folder (TF Serving's model base path). "
+            f"Received: export_base={export_base!r}, which is a file. Pass a folder path."
+        )
+    version = _next_version(export_base) if version is None else int(version)
+    target = os.path.join(export_base, str(version))
+    if os.path.lexists(target):
+        if not os.path.isdir(target):
+            raise ValueError(
+                f"export_saved_model cannot write version {version}: {target!r} exists and is not a "
+                "folder. Remove it or pass another version."
+            )
+        if not overwrite:
+            raise ValueError(
+                f"Version {version} already exists at {target!r}; export_saved_model never replaces a "
+                "version unless asked. Pass version=None for the next free version, another version, "
+                "or overwrite=True to replace it."
+            )
+
+    model.build_if_needed()
+    archive = _build_archive(model, image_size)
+
+    created_base = not os.path.isdir(export_base)
+    os.makedirs(export_base, exist_ok=True)
+    temporary = None
+    try:
+        temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_base)
+        archive.write_out(
+            temporary,
+            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+            verbose=False,
+        )
+        _publish(temporary, target, version, overwrite)
+    except BaseException:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        if created_base:
+            try:
+                os.rmdir(export_base)  # only if still empty
+            except OSError:
+                pass
+        raise
+    return target
+
+
+def _check_model(model):
+    missing = [name for name in _REQUIRED_ATTRIBUTES if not hasattr(model, name)]
+    if missing or not isinstance(model, keras.Model):
+        raise TypeError(
+            "export_saved_model expects a vq_keras autoencoder (VQVAE or VQVAE2, e.g. "
+            "keras.saving.load_model('model.keras')). "
+            f"Received: model of type {type(model).__name__}"
+            + (f", which has no {', '.join(missing)}." if missing else ".")
+            + " Priors cannot be exported yet."
+        )
+
+
+def _standardize_image_size(model, image_size):
+    """None or (height, width), checked against the model's downsampling."""
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else image_size
+    step = model.downsampling
+    valid = (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in size)
+    )
+    if not valid or not all(s >= step and s % step == 0 for s in size):
+        raise ValueError(
+            f"export_saved_model expects image_size to be None, an int or (height, width), with height "
+            f"and width positive multiples of {step} ({type(model).__name__} downsamples images by "
+            f"{step}; e.g. {step * 4} or ({step * 4}, {step * 8})). Received: image_size={image_size!r}. "
+            f"Pass image_size=None to accept any multiple of {step}."
+        )
+    return tuple(int(s) for s in size)
+
+
+def _next_version(export_base):
+    """One more than the highest numeric folder name in `export_base`, or 1."""
+    if not os.path.isdir(export_base):
+        return 1
+    versions = [
+        int(entry.name)
+        for entry in os.scandir(export_base)
+        if entry.name.isascii() and entry.name.isdigit() and entry.is_dir()
+    ]
+    return max(versions, default=0) + 1
+
+
+def _publish(temporary, target, version, overwrite):
+    """Renames the finished `temporary` folder to `target` (moving an old version away first)."""
+    if overwrite and os.path.isdir(target):
+        old = os.path.join(os.path.dirname(target), f".old-{version}-{uuid.uuid4().hex[:12]}")
+        os.rename(target, old)
+        try:
+            os.rename(temporary, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.rename(temporary, target)
+    except OSError as error:
+        if os.path.isdir(target):
+            raise ValueError(
+                f"Version {version} appeared at {target!r} while export_saved_model was writing it "
+                "(another export?). Nothing was written; export again for the next free version."
+            ) from error
+        raise
+
+
+def _assert(condition, message, *values):
+    """An Assert op: fails the request with `message` and `values` when `condition` is False."""
+    return tf.debugging.Assert(condition, [message, *values], summarize=16)
+
+
+class _Endpoints:
+    """The signature functions of one model, with the request checks in the graph."""
+
+    def __init__(self, model, image_size):
+        self.model = model
+        self.image_size = image_size
+        self.step = int(model.downsampling)
+        self.channels = int(model.num_channels)
+        self.num_embeddings = int(model.num_embeddings)
+        self.grid_names = code_grid_names(model)
+        self.grid_sizes = model.code_shapes(image_size) if image_size else None
+        # Each grid's size is a fixed multiple of the top grid's (VQVAE2: bottom = 2 x top).
+        unit = model.code_shapes((self.step, self.step))
+        self.grid_factors = [(h // unit[0][0], w // unit[0][1]) for h, w in unit]
+
+    # Specs.
+
+    def image_spec(self, dtype):
+        height, width = self.image_size or (None, None)
+        return tf.TensorSpec((None, height, width, self.channels), dtype, name="images")
+
+    def code_specs(self):
+        sizes = self.grid_sizes or [(None, None)] * len(self.grid_names)
+        return [tf.TensorSpec((None, *size), tf.int32, name=name) for name, size in zip(self.grid_names, sizes)]
+
+    # Signature functions (traced by ExportArchive with the specs above).
+
+    def reconstruct(self, images):
+        images = self._checked_images(images, "reconstruct")
+        with keras.StatelessScope():  # inference only: no codebook update, no add_loss
+            return {"images": tf.cast(self.model.reconstruct(images), tf.float32)}
+
+    def reconstruct_uint8(self, images):
+        images = self._checked_images(images, "reconstruct_uint8")
+        images = tf.cast(images, tf.float32) / 255.0
+        with keras.StatelessScope():
+            return {"images": tf.cast(self.model.reconstruct(images), tf.float32)}
+
+    def encode(self, images):
+        images = self._checked_images(images, "encode")
+        with keras.StatelessScope():
+            grids = self.model.encode_levels(images)
+        return {name: tf.cast(codes, tf.int32) for name, codes in zip(self.grid_names, grids)}
+
+    def decode(self, *grids):
+        grids = self._checked_codes(list(grids))
+        with keras.StatelessScope():
+            return {"images": tf.cast(self.model.decode_levels(grids), tf.float32)}
+
+    # Request checks. Shapes are read with raw Rank/Shape ops so that no check is
+    # folded away using the signature's static shape: a session fed with the
+    # request (as TF Serving runs a signature) need not check it against that.
+
+    def _checked_images(self, images, signature):
+        height_width = "height, width" if self.image_size is None else "{}, {}".format(*self.image_size)
+        layout = f"(batch, {height_width}, {self.channels})"
+        rank = tf.raw_ops.Rank(input=images)
+        rank_ok = _assert(
+            tf.equal(rank, 4), f"{signature} expects images of shape {layout}. Received rank:", rank
+        )
+        with tf.control_dependencies([rank_ok]):
+            shape = tf.raw_ops.Shape(input=images)
+        height, width, channels = shape[1], shape[2], shape[3]
+        checks = [
+            _assert(
+                tf.equal(channels, self.channels),
+                f"{signature} expects {self.channels}-channel images {layout}. Received shape:",
+                shape,
+            )
+        ]
+        if self.image_size:
+            checks.append(
+                _assert(
+                    tf.logical_and(tf.equal(height, self.image_size[0]), tf.equal(width, self.image_size[1])),
+                    f"{signature} expects {self.image_size[0]}x{self.image_size[1]} images (exported with "
+                    f"image_size={self.image_size}). Resize the images, or export with image_size=None "
+                    f"to accept any multiple of {self.step}. Received shape:",
+                    shape,
+                )
+            )
+        else:
+            step = self.step
+            checks.append(
+                _assert(
+                    tf.reduce_all(
+                        tf.stack([height >= step, width >= step, height % step == 0, width % step == 0])
+                    ),
+                    f"{signature} expects image height and width to be positive multiples of {step} "
+                    f"(the model downsamples by {step}; e.g. {step * 4}x{step * 4}). Crop or resize the "
+                    "images. Received shape:",
+                    shape,
+                )
+            )
+        if images.dtype.is_floating:
+            checks.append(
+                _assert(
+                    tf.reduce_all(tf.logical_and(images >= 0.0, images <= 1.0)),
+                    f"{signature} expects float32 images scaled to [0, 1] (values are never clipped). "
+                    "Divide uint8 images by 255, or send them as uint8 to reconstruct_uint8. "
+                    "Received min and max:",
+                    tf.reduce_min(images),
+                    tf.reduce_max(images),
+                )
+            )
+        with tf.control_dependencies(checks):
+            return tf.identity(images)
+
+    def _checked_codes(self, grids):
+        ranks_ok = []
+        for name, codes in zip(self.grid_names, grids):
+            rank = tf.raw_ops.Rank(input=codes)
+            ranks_ok.append(
+                _assert(
+                    tf.equal(rank, 3),
+                    f"decode expects {name} of shape (batch, height, width). Received rank:",
+                    rank,
+                )
+            )
+        with tf.control_dependencies(ranks_ok):
+            shapes = [tf.raw_ops.Shape(input=codes) for codes in grids]
+        checks = []
+        for name, codes in zip(self.grid_names, grids):
+            checks.append(
+                _assert(
+                    tf.reduce_all(tf.logical_and(codes >= 0, codes < self.num_embeddings)),
+                    f"decode expects {name} (int32 code indices) in [0, {self.num_embeddings}) "
+                    f"(num_embeddings={self.num_embeddings}). Received min and max:",
+                    tf.reduce_min(codes),
+                    tf.reduce_max(codes),
+                )
+            )
+        if self.grid_sizes:
+            for name, size, shape in zip(self.grid_names, self.grid_sizes, shapes):
+                checks.append(
+                    _assert(
+                        tf.logical_and(tf.equal(shape[1], size[0]), tf.equal(shape[2], size[1])),
+                        f"decode expects {name} of shape (batch, {size[0]}, {size[1]}) (exported with "
+                        f"image_size={self.image_size}). Received shape:",
+                        shape,
+                    )
+                )
+        else:
+            top = shapes[0]
+            checks.append(
+                _assert(
+                    tf.logical_and(top[1] >= 1, top[2] >= 1),
+                    f"decode expects {self.grid_names[0]} of shape (batch, height, width) with height and width "
+                    "at least 1. Received shape:",
+                    top,
+                )
+            )
+        example = self.model.code_shapes((self.step * 4, self.step * 4))
+        for name, (fh, fw), shape in zip(self.grid_names[1:], self.grid_factors[1:], shapes[1:]):
+            top = shapes[0]
+            fits = tf.stack([
+                tf.equal(shape[0], top[0]), tf.equal(shape[1], fh * top[1]), tf.equal(shape[2], fw * top[2]),
+            ])
+            checks.append(
+                _assert(
+                    tf.reduce_all(fits),
+                    f"decode expects code grids of one batch of images: {name} must have the batch size "
+                    f"of {self.grid_names[0]} and {fh}x its height and {fw}x its width (e.g. "
+                    + ", ".join(f"{n} {h}x{w}" for n, (h, w) in zip(self.grid_names, example))
+                    + f" for {self.step * 4}x{self.step * 4} images). Received shapes of "
+                    f"{self.grid_names[0]} and {name}:",
+                    top,
+                    shape,
+                )
+            )
+        with tf.control_dependencies(checks):
+            return [tf.identity(codes) for codes in grids]
+
+
+def _build_archive(model, image_size):
+    endpoints = _Endpoints(model, image_size)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # The first endpoint is also written as "serving_default" (TF Serving's default signature).
+    archive.add_endpoint("reconstruct", endpoints.reconstruct, [endpoints.image_spec(tf.float32)])
+    archive.add_endpoint("reconstruct_uint8", endpoints.reconstruct_uint8, [endpoints.image_spec(tf.uint8)])
+    archive.add_endpoint("encode", endpoints.encode, [endpoints.image_spec(tf.float32)])
+    archive.add_endpoint("decode", endpoints.decode, endpoints.code_specs())
+    return archive
