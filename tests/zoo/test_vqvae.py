@@ -102,3 +102,16 @@ def test_a_few_hundred_steps_on_real_images_lower_the_loss():
     after = model.evaluate(data.validation, verbose=0, return_dict=True)
     assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)
     assert after["perplexity"] > 4, after
+
+
+def test_codes_out_of_range_are_clear_errors_not_wrapped_lookups():
+    model = VQVAE(**TINY)
+    codes = np.zeros((1, 8, 8), "int32")
+    codes[0, 3, 3] = -1
+    with pytest.raises(ValueError, match=r"VQVAE expects codes in \[0, 64\) \(num_embeddings\). Received: codes from -1 to 0"):
+        model.decode(codes)
+    codes[0, 3, 3] = 64
+    with pytest.raises(ValueError, match="Received: codes from 0 to 64"):
+        model.decode(codes)
+    with pytest.raises(TypeError, match="VQVAE expects integer codes. Received: dtype=float32"):
+        model.decode(codes.astype("float32"))

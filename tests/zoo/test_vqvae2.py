@@ -142,3 +142,10 @@ def test_a_few_hundred_steps_on_real_images_lower_the_loss():
     model.fit(data.train, steps_per_epoch=200, epochs=1, verbose=0)
     after = model.evaluate(data.validation, verbose=0, return_dict=True)
     assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)
+
+
+def test_codes_out_of_range_name_the_level():
+    model = VQVAE2(**TINY)
+    top, bottom = np.zeros((1, 4, 4), "int32"), np.full((1, 8, 8), 32, "int32")
+    with pytest.raises(ValueError, match=r"VQVAE2 expects codes for level 'bottom' in \[0, 32\)"):
+        model.decode([top, bottom])

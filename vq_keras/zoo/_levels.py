@@ -1,6 +1,7 @@
 """The one autoencoder body behind VQVAE (one code grid) and VQVAE2 (several)."""
 
 import keras
+import tensorflow as tf
 from keras import layers as keras_layers
 from keras import ops
 
@@ -153,8 +154,29 @@ class LevelledVQVAE(PresetMixin, VQModel):
                 f"Received: {len(codes)}"
             )
         self.build_if_needed()
+        codes = [ops.convert_to_tensor(c) for c in codes]
+        for level, level_codes in zip(self.level_names, codes):
+            self._check_codes(level, level_codes)
         quantized = [quantizer.lookup(c) for quantizer, c in zip(self.level_quantizers, codes)]
         return ops.clip(self._decode_quantized(quantized), 0.0, 1.0)
+
+    def _check_codes(self, level, codes):
+        """Out-of-range codes are an error, never a wrapped or zero lookup (as on a GPU)."""
+        where = f" for level {level!r}" if level else ""
+        dtype = keras.backend.standardize_dtype(codes.dtype)
+        if not keras.backend.is_int_dtype(dtype):
+            raise TypeError(f"{type(self).__name__} expects integer codes{where}. Received: dtype={dtype}")
+        message = (
+            f"{type(self).__name__} expects codes{where} in [0, {self.num_embeddings}) "
+            "(num_embeddings)."
+        )
+        if tf.executing_eagerly():
+            low, high = int(ops.min(codes)), int(ops.max(codes))
+            if low < 0 or high >= self.num_embeddings:
+                raise ValueError(f"{message} Received: codes from {low} to {high}")
+        else:
+            tf.debugging.assert_non_negative(codes, message=message)
+            tf.debugging.assert_less(codes, tf.cast(self.num_embeddings, codes.dtype), message=message)
 
     def code_shapes(self, image_size):
         """(height, width) of every level's code grid for images of `image_size`, top first.
