@@ -1,4 +1,6 @@
-"""Code-assignment statistics: perplexity and codebook usage."""
+"""Code-assignment statistics (perplexity, codebook usage) and bits per code."""
+
+import math
 
 import keras
 from keras import ops
@@ -19,6 +21,14 @@ def perplexity(codes, num_embeddings):
 def codebook_usage(codes, num_embeddings):
     """Fraction of the num_embeddings codes that occur at least once in `codes`."""
     return codebook_usage_of_counts(code_counts(codes, num_embeddings))
+
+
+def bits_per_code(nats):
+    """A negative log-likelihood per code in nats, converted to bits (nats / ln 2).
+
+    A prior that assigns every one of K codes probability 1/K scores log2(K) bits.
+    """
+    return nats / math.log(2.0)
 
 
 def perplexity_of_counts(counts):

@@ -13,7 +13,8 @@ class VQModel(keras.Model):
 
     Subclasses build their layers in `__init__` and `build(input_shape)`, pass
     `level_names` (top first; "" for a single level), set `downsampling` (the
-    total factor from image to the finest code grid), and implement
+    total factor from image to the coarsest (top) code grid: image height and
+    width must be multiples of it), and implement
     `call(images, training=None, return_codes=False)` returning the
     reconstruction (and, with `return_codes=True`, the list of int32 code
     grids, top first), plus `encode` and `decode`.
