@@ -3,6 +3,7 @@ import pytest
 import keras
 
 from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
+from tests.zoo.conftest import train_on_real_images
 from vq_keras.zoo import VQVAE
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=64)
@@ -91,15 +92,7 @@ def test_wrong_channels_and_dtype_are_clear_errors():
 
 
 def test_a_few_hundred_steps_on_real_images_lower_the_loss():
-    from training.data import load_image_data
-
-    data = load_image_data("cifar10_sample", batch_size=32, seed=0)
-    model = VQVAE(data_variance=data.data_variance, num_hiddens=32, num_residual_hiddens=16,
-                  num_residual_layers=1, embedding_dim=16, num_embeddings=128)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    before = model.evaluate(data.validation, verbose=0, return_dict=True)
-    model.fit(data.train, steps_per_epoch=300, epochs=1, verbose=0)
-    after = model.evaluate(data.validation, verbose=0, return_dict=True)
+    before, after = train_on_real_images(VQVAE, steps=300)
     assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)
     assert after["perplexity"] > 4, after
 

@@ -4,6 +4,7 @@ import tensorflow as tf
 import keras
 
 from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
+from tests.zoo.conftest import train_on_real_images
 from vq_keras.zoo import VQVAE2
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
@@ -132,15 +133,7 @@ def test_bad_arguments_are_clear_errors():
 
 
 def test_a_few_hundred_steps_on_real_images_lower_the_loss():
-    from training.data import load_image_data
-
-    data = load_image_data("cifar10_sample", batch_size=32, seed=0)
-    model = VQVAE2(data_variance=data.data_variance, num_hiddens=32, num_residual_hiddens=16,
-                   num_residual_layers=1, embedding_dim=16, num_embeddings=128)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    before = model.evaluate(data.validation, verbose=0, return_dict=True)
-    model.fit(data.train, steps_per_epoch=200, epochs=1, verbose=0)
-    after = model.evaluate(data.validation, verbose=0, return_dict=True)
+    before, after = train_on_real_images(VQVAE2, steps=200)
     assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)
 
 
