@@ -51,7 +51,14 @@ TRACKED_HPARAMS = (
 
 
 def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset):
-    """The zoo model for `model_name` and `preset`, checked against the images."""
+    """The zoo model for `model_name` and `preset`, checked against the images and built."""
+    model = make_model(model_name, preset, num_channels, data_variance, image_shape, dataset)
+    model.build((None, *image_shape))
+    return model
+
+
+def make_model(model_name, preset, num_channels, data_variance, image_shape, dataset):
+    """The unbuilt zoo model (no weights yet), checked against the images' shape."""
     if model_name not in MODELS:
         raise UsageError(f"Unknown model {model_name!r}. Known models: {', '.join(MODELS)}.")
     model_class = MODELS[model_name]
@@ -65,7 +72,6 @@ def build_model(model_name, preset, num_channels, data_variance, image_shape, da
         overrides["num_channels"] = num_channels
     model = model_class(**{**model_class.PRESETS[preset], **overrides})
     check_images_fit(model, image_shape, dataset, preset)
-    model.build((None, *image_shape))
     return model
 
 
@@ -88,7 +94,7 @@ def train(argv_flags):
     keras.utils.set_random_seed(argv_flags.seed)
     logdir = Path(argv_flags.logdir).absolute()
     # Check the model against the data set's image shape before reading any data.
-    build_model(
+    make_model(
         argv_flags.model, argv_flags.preset, argv_flags.num_channels, 1.0,
         image_spec_or_none(argv_flags.dataset, argv_flags.data_dir), argv_flags.dataset,
     )
