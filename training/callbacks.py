@@ -1,5 +1,6 @@
 """TensorBoard monitoring beyond scalars: reconstructions, code usage, hyperparameters."""
 
+import math
 from pathlib import Path
 
 import keras
@@ -16,7 +17,46 @@ def image_grid(rows):
     return grid[None]
 
 
-class VQMonitor(keras.callbacks.Callback):
+def tile(images, columns=None):
+    """(N, H, W, C) images -> one (1, rows*H, columns*W, C) grid, row by row, white
+    where the last row is short. `columns` defaults to ceil(sqrt(N))."""
+    images = np.asarray(images, np.float32)
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    blank = np.ones((rows * columns - len(images), *images.shape[1:]), np.float32)
+    return image_grid(np.concatenate([images, blank]).reshape(rows, columns, *images.shape[1:]))
+
+
+class _SummaryWriter(keras.callbacks.Callback):
+    """Owns one summary writer per run under `logdir` and writes the hparams once."""
+
+    def __init__(self, logdir, hparams=None):
+        super().__init__()
+        self.logdir = Path(logdir)
+        self.hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (hparams or {}).items()}
+        self._writers = {}
+
+    def _writer(self, run):
+        if run not in self._writers:
+            self._writers[run] = tf.summary.create_file_writer(str(self.logdir / run))
+        return self._writers[run]
+
+    def on_train_begin(self, logs=None):
+        if self.hparams:
+            with self._writer(".").as_default():
+                hparams_api.hparams(self.hparams)
+
+    def _flush(self):
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+class VQMonitor(_SummaryWriter):
     """Writes, for a `VQModel`, what scalars cannot show.
 
     Every epoch: a fixed batch of validation images above their reconstructions
@@ -33,21 +73,8 @@ class VQMonitor(keras.callbacks.Callback):
     """
 
     def __init__(self, logdir, validation_images, hparams=None):
-        super().__init__()
-        self.logdir = Path(logdir)
+        super().__init__(logdir, hparams)
         self.validation_images = np.asarray(validation_images, np.float32)
-        self.hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in (hparams or {}).items()}
-        self._writers = {}
-
-    def _writer(self, run):
-        if run not in self._writers:
-            self._writers[run] = tf.summary.create_file_writer(str(self.logdir / run))
-        return self._writers[run]
-
-    def on_train_begin(self, logs=None):
-        if self.hparams:
-            with self._writer(".").as_default():
-                hparams_api.hparams(self.hparams)
 
     def on_epoch_begin(self, epoch, logs=None):
         for usage in self.model.code_usage:
@@ -63,10 +90,29 @@ class VQMonitor(keras.callbacks.Callback):
         reconstructions = np.asarray(self.model.reconstruct(self.validation_images))
         with self._writer("validation").as_default(step=epoch):
             tf.summary.image("reconstructions", image_grid([self.validation_images, reconstructions]), max_outputs=1)
-        for writer in self._writers.values():
-            writer.flush()
+        self._flush()
 
-    def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
+
+class SampleMonitor(_SummaryWriter):
+    """Writes, while a prior trains, new images drawn from it (run "samples",
+    tag "samples", one grid per epoch, the same seed every epoch) and once the
+    hyperparameters.
+
+    Args:
+        logdir: the log directory (the same one as `keras.callbacks.TensorBoard`).
+        sample: a function returning float32 images in [0, 1] (N, H, W, C), or
+            None to write only the hyperparameters (e.g. while a VQ-VAE-2's top
+            prior trains and the bottom one cannot draw yet).
+        hparams: dict of hyperparameters (str, bool, int or float values).
+    """
+
+    def __init__(self, logdir, sample, hparams=None):
+        super().__init__(logdir, hparams)
+        self.sample = sample
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.sample is None:
+            return
+        with self._writer("samples").as_default(step=epoch):
+            tf.summary.image("samples", tile(self.sample()), max_outputs=1)
+        self._flush()

@@ -1,10 +1,11 @@
-"""Train a zoo autoencoder: `python -m training.fit --dataset=cifar10 --model=vqvae`.
+"""Train a zoo autoencoder: `python -m training.fit --dataset=cifar10 --model=vqvae`,
+or its priors: `python -m training.fit --stage=prior --autoencoder=PATH.keras ...`.
 
 Stage 1 of VQ-VAE: trains the model with `model.fit` on a tf.data pipeline,
 validates every epoch on the held-out split, logs every metric to TensorBoard,
 backs up under the log directory (an interrupted run resumes when the same
 command is run again), then saves `<logdir>/model.keras` and reloads it once
-to check it.
+to check it. Stage 2 (--stage=prior) is training/fit_prior.py.
 """
 
 import os
@@ -21,6 +22,7 @@ from absl import app, flags  # noqa: E402
 from training.callbacks import VQMonitor  # noqa: E402
 from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  # noqa: E402
 from training.errors import UsageError  # noqa: E402
+from training.fit_prior import train_priors  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
 MODELS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -44,9 +46,22 @@ flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and every random op.
 flags.DEFINE_string("logdir", "runs/latest", "Where TensorBoard logs, backups and model.keras go.")
 flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
 flags.DEFINE_integer("monitor_images", 8, "Validation images shown beside their reconstructions in TensorBoard.")
+flags.DEFINE_enum(
+    "stage", "autoencoder", ["autoencoder", "prior"],
+    "autoencoder: train --model (stage 1). prior: train PixelCNN priors over the codes of --autoencoder (stage 2).",
+)
+flags.DEFINE_string("autoencoder", None, "--stage=prior: the model.keras stage 1 saved.")
+flags.DEFINE_string("code_cache_dir", None, "--stage=prior: where the encoded data set is cached (default: <logdir>/codes).")
+flags.DEFINE_integer("num_layers", None, "--stage=prior: gated blocks per prior (default: the prior preset's).")
+flags.DEFINE_integer("num_filters", None, "--stage=prior: channels per prior (default: the prior preset's).")
+flags.DEFINE_boolean("class_conditional", False, "--stage=prior: condition the priors on the data set's class labels.")
 
 TRACKED_HPARAMS = (
     "dataset", "model", "preset", "num_channels", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed",
+)
+PRIOR_HPARAMS = (
+    "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "epochs", "steps_per_epoch", "batch_size",
+    "learning_rate", "seed",
 )
 
 
@@ -148,7 +163,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
-        train(FLAGS)
+        if FLAGS.stage == "prior":
+            train_priors(FLAGS, PRIOR_HPARAMS)
+        else:
+            train(FLAGS)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -11,6 +11,7 @@ SAMPLE_DATASET = "cifar10_sample"
 SAMPLE_PATH = Path(__file__).with_name("cifar10_sample.npz")
 FOLDER_PREFIX = "folder:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+SAMPLE_NUM_CLASSES = 10  # CIFAR-10's
 VALIDATION_EVERY = 10  # folder data sets: every 10th file (sorted) is held out
 KNOWN_DATASETS = (
     f"{SAMPLE_DATASET} (bundled, offline), folder:PATH (a folder of images), "
@@ -43,14 +44,27 @@ def image_spec_or_none(name, data_dir=None):
     return tuple(_tfds_builder(name, data_dir).info.features["image"].shape)
 
 
+def read_splits(name, data_dir=None, with_labels=False):
+    """The training and held-out splits of a data set as uint8 images, unbatched.
+
+    With `with_labels`, elements are (image, int64 class label) pairs and the
+    number of classes is returned too: (train, validation, num_classes).
+    """
+    if name == SAMPLE_DATASET:
+        return _sample_splits(with_labels)
+    if name.startswith(FOLDER_PREFIX):
+        if with_labels:
+            raise UsageError(
+                f"Data set {name!r} is a folder of images without class labels, so it cannot train a "
+                "class-conditional prior. Drop --class_conditional or use a labelled TFDS data set."
+            )
+        return (*_folder_splits(name[len(FOLDER_PREFIX):]), None)
+    return _tfds_splits(name, data_dir, with_labels)
+
+
 def load_image_data(name, data_dir=None, batch_size=32, seed=0):
     """Loads a data set by name into an `ImageData`; raises UsageError if it cannot."""
-    if name == SAMPLE_DATASET:
-        train, validation = _sample_splits()
-    elif name.startswith(FOLDER_PREFIX):
-        train, validation = _folder_splits(name[len(FOLDER_PREFIX):])
-    else:
-        train, validation = _tfds_splits(name, data_dir)
+    train, validation, _ = read_splits(name, data_dir)
     train, validation = train.cache(), validation.cache()
     count, variance = _count_and_variance(train)
     num_validation = int(validation.reduce(0, lambda n, _: n + 1))
@@ -98,12 +112,20 @@ def _count_and_variance(images):
     return num_images, float(second / pixels - mean * mean)
 
 
-def _sample_splits():
+def _sample_splits(with_labels):
     with np.load(SAMPLE_PATH) as arrays:
-        return (
-            tf.data.Dataset.from_tensor_slices(arrays["train_images"]),
-            tf.data.Dataset.from_tensor_slices(arrays["test_images"]),
-        )
+        arrays = dict(arrays)
+    if not with_labels:
+        return _slices(arrays["train_images"]), _slices(arrays["test_images"]), None
+    return (
+        _slices((arrays["train_images"], arrays["train_labels"])),
+        _slices((arrays["test_images"], arrays["test_labels"])),
+        SAMPLE_NUM_CLASSES,
+    )
+
+
+def _slices(arrays):
+    return tf.data.Dataset.from_tensor_slices(arrays)
 
 
 def _tfds_builder(name, data_dir):
@@ -121,7 +143,7 @@ def _tfds_builder(name, data_dir):
     return builder
 
 
-def _tfds_splits(name, data_dir):
+def _tfds_splits(name, data_dir, with_labels):
     builder = _tfds_builder(name, data_dir)
     if not builder.is_prepared():
         raise UsageError(
@@ -130,11 +152,29 @@ def _tfds_splits(name, data_dir):
             f"folder holding {name}/<version>/ as `tfds build` writes it (for CIFAR-10 here: "
             "--data_dir=../shared/tfds), or use --dataset=cifar10_sample to train offline."
         )
+    num_classes = _tfds_num_classes(name, builder) if with_labels else None
+    if with_labels:
+        select = lambda example: (example["image"], example["label"])  # noqa: E731
+    else:
+        select = lambda example: example["image"]  # noqa: E731
     train_split, validation_split = _split_names(builder.info.splits)
     read = lambda split: builder.as_dataset(split=split, shuffle_files=False).map(  # noqa: E731
-        lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE
+        select, num_parallel_calls=tf.data.AUTOTUNE
     )
-    return read(train_split), read(validation_split)
+    return read(train_split), read(validation_split), num_classes
+
+
+def _tfds_num_classes(name, builder):
+    import tensorflow_datasets as tfds
+
+    label = builder.info.features.get("label") if "label" in builder.info.features else None
+    if not isinstance(label, tfds.features.ClassLabel):
+        raise UsageError(
+            f"TFDS data set {name!r} has no 'label' class feature (it has: "
+            f"{', '.join(builder.info.features)}), so it cannot train a class-conditional prior. "
+            "Drop --class_conditional."
+        )
+    return label.num_classes
 
 
 def _split_names(splits):

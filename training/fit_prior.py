@@ -1,0 +1,207 @@
+"""Stage 2 of VQ-VAE: `python -m training.fit --stage=prior --autoencoder=PATH.keras`.
+
+Freezes a trained autoencoder, encodes the data set to code grids once
+(cached atomically on disk, reused by the next run), and trains a gated
+PixelCNN prior per code level with `model.fit`: for a VQVAE one prior, for a
+VQVAE2 the top prior and then each lower prior conditioned on the codes above.
+Each level logs to TensorBoard under <logdir>/<level>_prior, backs up there
+(a killed run resumes), and is saved as <logdir>/<level>_prior.keras as soon
+as it is trained (a rerun skips trained levels). The priors end in
+<logdir>/prior.keras: a PixelCNNPrior for a VQVAE, a HierarchicalPrior for a
+VQVAE2, which `python -m training.sample` reads beside the autoencoder.
+"""
+
+import math
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.callbacks import SampleMonitor
+from training.data.codes import load_or_encode
+from training.errors import UsageError
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
+
+AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
+MONITOR_SAMPLES = 16
+
+
+def train_priors(argv_flags, tracked_hparams):
+    """Stage 2 for the parsed flags; returns the path of the saved prior."""
+    keras.utils.set_random_seed(argv_flags.seed)
+    logdir = Path(argv_flags.logdir).absolute()
+    autoencoder = load_autoencoder(argv_flags.autoencoder, argv_flags.model)
+    data = load_or_encode(
+        autoencoder, argv_flags.autoencoder, argv_flags.dataset, argv_flags.data_dir,
+        argv_flags.code_cache_dir or logdir / "codes", with_labels=argv_flags.class_conditional,
+    )
+    grids = [codes.shape[1:] for codes in data.codes["train"]]
+    sizes = {"num_layers": argv_flags.num_layers, "num_filters": argv_flags.num_filters}
+    priors = make_priors(
+        autoencoder, argv_flags.model, argv_flags.preset, grids, data.num_classes,
+        {name: value for name, value in sizes.items() if value is not None},
+    )
+    hparams = {name: getattr(argv_flags, name) for name in tracked_hparams}
+    trained = []
+    for level, (name, prior) in enumerate(zip(_level_names(autoencoder), priors)):
+        path = logdir / f"{name}_prior.keras"
+        if path.exists():
+            print(f"The {name} prior is already trained: {path} (delete it to train it again).")
+            prior = keras.saving.load_model(path)
+        else:
+            monitor = SampleMonitor(
+                logdir / f"{name}_prior",
+                _sampler(autoencoder, trained, prior, data, argv_flags.seed),
+                {**hparams, **prior.get_config()},
+            )
+            fit_prior(prior, data, level, argv_flags, logdir / f"{name}_prior", [monitor])
+            save_atomically(prior, path)
+        trained.append(prior)
+        _report(name, prior, data, level, argv_flags.batch_size)
+    final = trained[0] if len(trained) == 1 else HierarchicalPrior(trained, downsampling=autoencoder.downsampling)
+    path = save_atomically(final, logdir / "prior.keras")
+    print(f"Saved prior: {path}")
+    print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
+    return path
+
+
+def load_autoencoder(path, model_name):
+    """The trained autoencoder in `path`, checked to be the `--model` kind."""
+    if not path:
+        raise UsageError("--stage=prior needs --autoencoder=PATH.keras, a model.keras saved by stage 1.")
+    if not Path(path).is_file():
+        raise UsageError(f"--autoencoder={path}: no such file. Pass the model.keras that stage 1 saved.")
+    try:
+        autoencoder = keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many kinds for a file that is not a model
+        raise UsageError(f"--autoencoder={path} is not a readable .keras model: {error}") from None
+    expected = AUTOENCODERS[model_name]
+    if type(autoencoder) is not expected:
+        kinds = {cls: name for name, cls in AUTOENCODERS.items()}
+        found = kinds.get(type(autoencoder), type(autoencoder).__name__)
+        raise UsageError(
+            f"--autoencoder={path} holds a {type(autoencoder).__name__}, but --model={model_name} "
+            f"expects a {expected.__name__}. Pass --model={found}." if type(autoencoder) in kinds else
+            f"--autoencoder={path} holds a {type(autoencoder).__name__}, not a vq_keras VQVAE or VQVAE2."
+        )
+    autoencoder.trainable = False
+    return autoencoder
+
+
+def prior_preset_names(model_name, preset, num_levels):
+    """The PixelCNNPrior preset of every level, top first, for an autoencoder preset name."""
+    if num_levels == 1:
+        return [preset]
+    if num_levels == 2:
+        return [f"{preset}_top", f"{preset}_bottom"]
+    raise UsageError(
+        f"--stage=prior has presets for one- and two-level autoencoders; this {model_name} has "
+        f"{num_levels} levels. Build a HierarchicalPrior in Python for it."
+    )
+
+
+def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=None):
+    """One PixelCNNPrior per level from its preset, fitted to the autoencoder's
+    codebook sizes and grids (and to the data set's classes if class-conditional),
+    with `overrides` (e.g. num_layers) applied to every level."""
+    names = prior_preset_names(model_name, preset, len(grids))
+    unknown = [name for name in names if name not in PixelCNNPrior.PRESETS]
+    if unknown:
+        raise UsageError(
+            f"No prior preset {', '.join(map(repr, unknown))} for --stage=prior --model={model_name} "
+            f"--preset={preset}. Known PixelCNNPrior presets: {', '.join(PixelCNNPrior.presets())}."
+        )
+    priors = []
+    for level, (name, level_name) in enumerate(zip(names, _level_names(autoencoder))):
+        config = {**PixelCNNPrior.PRESETS[name], **(overrides or {}), "num_embeddings": autoencoder.num_embeddings}
+        config.update(grid_shape=tuple(int(s) for s in grids[level]), num_classes=num_classes)
+        if level > 0:
+            config.update(
+                condition_num_embeddings=autoencoder.num_embeddings,
+                condition_upsampling=grids[level][0] // grids[level - 1][0],
+            )
+        try:
+            priors.append(PixelCNNPrior(**config, name=f"{level_name}_prior"))
+        except ValueError as error:
+            raise UsageError(f"The {level_name} prior ({name} with {overrides}): {error}") from None
+    return priors
+
+
+def fit_prior(prior, data, level, argv_flags, logdir, callbacks):
+    train = data.examples("train", level)
+    count = len(train["codes"])
+    if count < argv_flags.batch_size:
+        raise UsageError(
+            f"The training split has {count} code grids, fewer than one batch "
+            f"(--batch_size={argv_flags.batch_size}). Use a smaller --batch_size."
+        )
+    train_dataset = (
+        tf.data.Dataset.from_tensor_slices(train)
+        .shuffle(min(count, 10_000), seed=argv_flags.seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(argv_flags.batch_size, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level))
+    prior.build_if_needed()
+    prior.compile(optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile)
+    print(
+        f"Training the {prior.name} ({prior.num_embeddings} codes on {prior.grid_shape[0]}x"
+        f"{prior.grid_shape[1]} grids) on {count} code grids; uniform guessing scores "
+        f"log2({prior.num_embeddings}) = {math.log2(prior.num_embeddings):.2f} bits per code."
+    )
+    prior.fit(
+        train_dataset,
+        epochs=argv_flags.epochs,
+        steps_per_epoch=argv_flags.steps_per_epoch or count // argv_flags.batch_size,
+        validation_data=validation.batch(argv_flags.batch_size).prefetch(tf.data.AUTOTUNE),
+        validation_steps=argv_flags.validation_steps,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(logdir / "backup")),
+            keras.callbacks.TensorBoard(str(logdir)),
+            *callbacks,
+        ],
+        verbose=2 if os.environ.get("CI") else "auto",
+    )
+
+
+def save_atomically(model, path):
+    """Saves `model` as .keras through a temporary file, so `path` is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def _sampler(autoencoder, trained_above, prior, data, seed):
+    """A function drawing MONITOR_SAMPLES images with `prior` at its level, the
+    trained priors above it, and (below it, untrained yet) nothing: the images
+    are decoded only once every level has a prior, so for a VQVAE2 the top
+    prior's epochs show none."""
+    if len(trained_above) + 1 < len(_level_names(autoencoder)):
+        return None
+    labels = None if data.num_classes is None else np.arange(MONITOR_SAMPLES) % data.num_classes
+    priors = [*trained_above, prior]
+
+    def sample():
+        combined = priors[0] if len(priors) == 1 else HierarchicalPrior(priors, downsampling=autoencoder.downsampling)
+        return np.asarray(generate(autoencoder, combined, MONITOR_SAMPLES, seed=seed, labels=labels))
+
+    return sample
+
+
+def _report(name, prior, data, level, batch_size):
+    validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level)).batch(batch_size)
+    results = prior.evaluate(validation, verbose=0, return_dict=True)
+    print(
+        f"The {name} prior on the validation codes: {results['bits_per_code']:.3f} bits per code "
+        f"(uniform: {math.log2(prior.num_embeddings):.3f}), accuracy {results['accuracy']:.3f}."
+    )
+
+
+def _level_names(autoencoder):
+    return [level or "codes" for level in autoencoder.level_names]
+

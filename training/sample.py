@@ -1,0 +1,114 @@
+"""New images from a trained autoencoder and its prior, as one PNG grid.
+
+    python -m training.sample --autoencoder=runs/ae/model.keras \
+        --prior=runs/prior/prior.keras --num=64 --seed=0 --out=grid.png
+
+Draws the codes of every level with the prior (one compiled sampling loop per
+level, a stateless seeded RNG: the same seed gives the same grid), decodes
+them and writes the images row by row. With a class-conditional prior, each
+row holds one class of --labels (default: every class).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import vq_keras  # noqa: E402,F401  (registers the classes the .keras files name)
+from training.callbacks import tile  # noqa: E402
+from training.errors import UsageError  # noqa: E402
+from vq_keras.zoo import HierarchicalPrior, PixelCNNPrior, generate  # noqa: E402
+
+
+def define_flags():
+    flags.DEFINE_string("autoencoder", None, "The model.keras of stage 1 (a VQVAE or VQVAE2).")
+    flags.DEFINE_string("prior", None, "The prior.keras of stage 2 (--stage=prior).")
+    flags.DEFINE_integer("num", 64, "Number of images.")
+    flags.DEFINE_integer("seed", 0, "Sampling seed in [0, 2**31); the same seed gives the same images.")
+    flags.DEFINE_float("temperature", 1.0, "Softmax temperature (> 0); below 1 sharpens the distribution.")
+    flags.DEFINE_list("labels", None, "Class-conditional priors: the classes, one row each (default: all).")
+    flags.DEFINE_integer("columns", None, "Images per row (default: a square grid, or --num / classes).")
+    flags.DEFINE_string("out", "samples.png", "The PNG file to write.")
+
+
+def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None):
+    """Writes `num` new images as a PNG grid at `out`; returns its path."""
+    autoencoder = _load(autoencoder_path, "--autoencoder", "the model.keras of stage 1")
+    prior = _load(prior_path, "--prior", "the prior.keras of stage 2")
+    if not isinstance(prior, (PixelCNNPrior, HierarchicalPrior)):
+        raise UsageError(f"--prior={prior_path} holds a {type(prior).__name__}, not a PixelCNNPrior or HierarchicalPrior.")
+    if num < 1:
+        raise UsageError(f"--num must be at least 1. Received: --num={num}")
+    row_labels, columns = _rows(_num_classes(prior), labels, num, columns)
+    try:
+        images = generate(
+            autoencoder, prior, num, seed=seed, temperature=temperature,
+            labels=None if row_labels is None else np.repeat(row_labels, columns),
+        )
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from None
+    grid = tile(np.asarray(images), columns)[0]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tf.io.write_file(str(out), tf.io.encode_png(np.round(grid * 255).astype(np.uint8)))
+    return out
+
+
+def _load(path, flag, what):
+    if not path or not Path(path).is_file():
+        raise UsageError(f"{flag} must name {what}. Received: {flag}={path}")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many kinds for a file that is not a model
+        raise UsageError(f"{flag}={path} is not a readable .keras model: {error}") from None
+
+
+def _num_classes(prior):
+    return prior.priors[0].num_classes if isinstance(prior, HierarchicalPrior) else prior.num_classes
+
+
+def _rows(num_classes, labels, num, columns):
+    """(labels of the rows or None, images per row)."""
+    if num_classes is None:
+        if labels:
+            raise UsageError(f"--labels={','.join(labels)} needs a class-conditional prior; this prior has no classes.")
+        return None, columns
+    try:
+        rows = np.array([int(label) for label in labels], np.int32) if labels else np.arange(num_classes, dtype=np.int32)
+    except ValueError:
+        raise UsageError(f"--labels expects integer classes. Received: --labels={','.join(labels)}") from None
+    if rows.min() < 0 or rows.max() >= num_classes:
+        raise UsageError(f"--labels must lie in [0, {num_classes}) for this prior. Received: {rows.tolist()}")
+    if num % len(rows):
+        raise UsageError(
+            f"A class-conditional grid has one row per class: --num={num} is not a multiple of the "
+            f"{len(rows)} classes. Use e.g. --num={len(rows) * 8}, or pick classes with --labels."
+        )
+    return rows, num // len(rows)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    FLAGS = flags.FLAGS
+    try:
+        path = sample_grid(
+            FLAGS.autoencoder, FLAGS.prior, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.temperature,
+            FLAGS.labels, FLAGS.columns,
+        )
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"Wrote {FLAGS.num} images: {path}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
