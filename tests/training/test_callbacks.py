@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import tensorflow as tf
 
-from training.callbacks import image_grid
+from training.callbacks import image_grid, tile
 
 FIT_STEPS, FIT_BATCH, CODES_PER_IMAGE = 3, 8, 8 * 8  # see FIT_RUN_ARGS in conftest
 
@@ -101,3 +101,14 @@ def test_a_real_tensorboard_serves_the_runs_scalars_images_histograms_and_hparam
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_tile_fills_rows_and_pads_the_last_one_white():
+    images = np.random.default_rng(0).random((5, 2, 3, 1)).astype("float32")
+    grid = tile(images, columns=2)[0]
+    assert grid.shape == (6, 6, 1)
+    for i in range(5):
+        row, column = divmod(i, 2)
+        np.testing.assert_array_equal(grid[row * 2 : row * 2 + 2, column * 3 : column * 3 + 3], images[i])
+    np.testing.assert_array_equal(grid[4:, 3:], 1.0)
+    assert tile(images).shape == (1, 3 * 2, 3 * 3, 1)  # ceil(sqrt(5)) = 3 columns

@@ -97,6 +97,18 @@ def test_keras_file_round_trip_gives_identical_logits_and_samples(tmp_path):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
+def test_a_prior_assembled_from_trained_levels_saves_their_weights(tmp_path):
+    levels = HierarchicalPrior.from_autoencoder(_vqvae2(), num_attention_layers=1, **TINY_PRIOR).priors
+    for level in levels:  # as stage 2 does: each level built (and trained) on its own
+        level.build_if_needed()
+    HierarchicalPrior(levels, downsampling=4).save(tmp_path / "assembled.keras")
+    reloaded = keras.saving.load_model(tmp_path / "assembled.keras")
+    expected = [w.numpy() for level in levels for w in level.weights]
+    assert len(reloaded.weights) == len(expected) > 0
+    for weight, value in zip(reloaded.weights, expected):
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+
 def test_bad_arguments_are_clear_errors():
     top = PixelCNNPrior(16, **TINY_PRIOR)
     with pytest.raises(ValueError) as error:

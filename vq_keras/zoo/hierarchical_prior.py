@@ -96,6 +96,9 @@ class HierarchicalPrior(keras.Model):
             require_positive_int(name, "downsampling", downsampling)
         self.priors = priors
         self.downsampling = downsampling
+        if all(prior.built for prior in priors):
+            # Built parts make a built whole, so saving it right away keeps every weight.
+            self.build_if_needed()
 
     @classmethod
     def from_autoencoder(

@@ -1,0 +1,128 @@
+"""`python -m training.fit --stage=prior` end to end on the bundled real sample, with tiny models."""
+
+import keras
+import numpy as np
+import pytest
+
+import vq_keras  # noqa: F401  (registers the classes the .keras files name)
+from tests.training.conftest import run_module
+from tests.training.test_callbacks import _tensor_events
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+
+TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+TINY_PRIOR = ("--num_layers=2", "--num_filters=8", "--batch_size=8", "--validation_steps=2", "--jit_compile=false")
+
+
+def save_autoencoder(model, path):
+    model.build_if_needed()
+    model.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def vqvae2_stage2(tmp_path_factory):
+    """A stage-2 run for a tiny VQVAE2 and its rerun: (logdir, autoencoder path, first, second)."""
+    root = tmp_path_factory.mktemp("stage2")
+    autoencoder = save_autoencoder(VQVAE2(**TINY), root / "vqvae2.keras")
+    args = (
+        "training.fit", "--stage=prior", "--model=vqvae2", f"--autoencoder={autoencoder}",
+        "--epochs=2", "--steps_per_epoch=3", *TINY_PRIOR, f"--logdir={root / 'run'}",
+    )
+    first = run_module(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_module(*args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return root / "run", autoencoder, first, second
+
+
+def test_stage2_trains_and_saves_a_prior_per_level(vqvae2_stage2):
+    logdir, _, first, _ = vqvae2_stage2
+    prior = keras.saving.load_model(logdir / "prior.keras")
+    assert isinstance(prior, HierarchicalPrior) and prior.downsampling == 8
+    top, bottom = prior.priors
+    assert (top.num_embeddings, top.grid_shape, top.num_layers, top.num_filters) == (16, (4, 4), 2, 8)
+    assert (bottom.condition_num_embeddings, bottom.condition_upsampling, bottom.grid_shape) == (16, 2, (8, 8))
+    assert top.num_attention_layers == 2 and bottom.num_attention_layers == 0  # the cifar10_top/bottom presets
+    for level in (top, bottom):
+        alone = keras.saving.load_model(logdir / f"{level.name}.keras")
+        assert len(alone.weights) == len(level.weights) > 0
+        for saved, kept in zip(alone.weights, level.weights):
+            np.testing.assert_array_equal(saved.numpy(), kept.numpy())
+    assert "Encoding the train split (1200 images)" in first.stdout
+    assert first.stdout.count("bits per code (uniform: 4.000)") == 2
+    assert f"Saved prior: {logdir / 'prior.keras'}" in first.stdout
+
+
+def test_stage2_logs_each_level_and_sample_grids(vqvae2_stage2):
+    logdir, _, _, _ = vqvae2_stage2
+    for level in ("top_prior", "bottom_prior"):
+        for run in ("train", "validation"):
+            assert _tensor_events(logdir / level / run, "epoch_bits_per_code"), (level, run)
+    # Images are drawn once every level has a prior: while the bottom one trains.
+    assert not (logdir / "top_prior" / "samples").exists()
+    grids = _tensor_events(logdir / "bottom_prior" / "samples", "samples")
+    assert sorted(grids) == [0, 1]
+    width, height = (int(d) for d in grids[1][:2])
+    assert (height, width) == (4 * 32, 4 * 32)  # 16 samples, 4 x 4
+
+
+def test_the_rerun_reuses_the_code_cache_and_the_trained_levels(vqvae2_stage2):
+    logdir, _, _, second = vqvae2_stage2
+    assert "Codes read from the cache" in second.stdout and "Encoding" not in second.stdout
+    assert second.stdout.count("already trained") == 2
+    assert "Epoch" not in second.stdout
+
+
+def test_sample_writes_a_seeded_png_grid(vqvae2_stage2, tmp_path):
+    logdir, autoencoder, _, _ = vqvae2_stage2
+    pngs = []
+    for seed, name in ((0, "a.png"), (0, "b.png"), (1, "c.png")):
+        result = run_module(
+            "training.sample", f"--autoencoder={autoencoder}", f"--prior={logdir / 'prior.keras'}",
+            "--num=6", "--columns=3", f"--seed={seed}", f"--out={tmp_path / name}",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"Wrote 6 images: {tmp_path / name}" in result.stdout
+        pngs.append(keras.utils.img_to_array(keras.utils.load_img(tmp_path / name)))
+    assert pngs[0].shape == (2 * 32, 3 * 32, 3)
+    np.testing.assert_array_equal(pngs[0], pngs[1])
+    assert np.abs(pngs[0] - pngs[2]).max() > 0
+
+
+def test_class_conditional_stage2_and_one_row_per_class(tmp_path):
+    autoencoder = save_autoencoder(VQVAE(**TINY), tmp_path / "vqvae.keras")
+    result = run_module(
+        "training.fit", "--stage=prior", f"--autoencoder={autoencoder}", "--class_conditional",
+        "--epochs=1", "--steps_per_epoch=2", *TINY_PRIOR, f"--logdir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    prior = keras.saving.load_model(tmp_path / "run" / "prior.keras")
+    assert isinstance(prior, PixelCNNPrior) and prior.num_classes == 10 and prior.grid_shape == (8, 8)
+    sampled = run_module(
+        "training.sample", f"--autoencoder={autoencoder}", f"--prior={tmp_path / 'run' / 'prior.keras'}",
+        "--num=6", "--labels=3,7", f"--out={tmp_path / 'rows.png'}",
+    )
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    assert keras.utils.img_to_array(keras.utils.load_img(tmp_path / "rows.png")).shape == (2 * 32, 3 * 32, 3)
+    uneven = run_module(
+        "training.sample", f"--autoencoder={autoencoder}", f"--prior={tmp_path / 'run' / 'prior.keras'}",
+        "--num=64", f"--out={tmp_path / 'x.png'}",
+    )
+    assert uneven.returncode == 2
+    assert "--num=64 is not a multiple of the 10 classes. Use e.g. --num=80" in uneven.stderr
+
+
+def test_stage2_usage_errors(tmp_path):
+    autoencoder = save_autoencoder(VQVAE2(**TINY), tmp_path / "vqvae2.keras")
+    cases = [
+        (("--stage=prior",), "--stage=prior needs --autoencoder=PATH.keras"),
+        (("--stage=prior", f"--autoencoder={tmp_path / 'none.keras'}"), "none.keras: no such file"),
+        (
+            ("--stage=prior", f"--autoencoder={autoencoder}"),
+            "holds a VQVAE2, but --model=vqvae expects a VQVAE. Pass --model=vqvae2.",
+        ),
+    ]
+    for args, message in cases:
+        result = run_module("training.fit", *args, f"--logdir={tmp_path / 'run'}")
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
