@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.zoo.conftest import SMALL
-from vq_keras.zoo import VQVAE, PixelCNNPrior
+from vq_keras.zoo import VQVAE, VQVAE2, PixelCNNPrior
 
 STEPS = 6
 # Relative tolerances against float32, from the formats' precision: float16
@@ -68,6 +68,25 @@ def test_mixed_precision_trains_like_float32_on_real_images(policy, sample_and_f
     assert after32 < before32 * (1 - 2 * TRAINED_RTOL[policy])  # the steps matter more than the tolerance
     np.testing.assert_allclose(after, after32, rtol=TRAINED_RTOL[policy])
     np.testing.assert_allclose(history["loss"], history32["loss"], rtol=TRAINED_RTOL[policy])
+
+
+@pytest.mark.parametrize("model_class", [VQVAE, VQVAE2])
+def test_a_model_dtype_reaches_every_sublayer(model_class):
+    # Keras gives sublayers the global policy, not their owner's: a model built
+    # with dtype="mixed_float16" under a float32 global policy must pass it on.
+    model = model_class(dtype="mixed_float16", **SMALL)
+    model.build_if_needed()
+    layers = [
+        layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        if not isinstance(layer, keras.layers.InputLayer)  # computes nothing
+    ]
+    assert len(layers) > 10
+    for layer in layers:
+        assert layer.dtype_policy.name == "mixed_float16", layer.name
+    for variable in model.weights:
+        assert variable.dtype == "float32", variable.path
+    restored = model_class.from_config(model.get_config())
+    assert restored.dtype_policy.name == "mixed_float16"
 
 
 def test_prior_logits_and_log_probs_stay_float32_under_float16():

@@ -84,10 +84,11 @@ class LevelledVQVAE(PresetMixin, VQModel):
                     for _ in range(bottom - i)
                 ],
                 name=named("upsampler", level),
-                dtype=dtype,
             )
             for i, level in enumerate(self.level_names[:-1])
         ]
+        for upsampler in self.upsamplers:
+            upsampler.dtype_policy = dtype  # keras.Sequential takes no dtype argument
         self.decoder = Decoder(
             *residual, output_channels=num_channels, num_upsamples=bottom_downsamples, name="decoder", dtype=dtype
         )
