@@ -21,6 +21,7 @@ from absl import app, flags  # noqa: E402
 
 from training.callbacks import VQMonitor  # noqa: E402
 from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  # noqa: E402
+from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
 from training.errors import UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
@@ -55,9 +56,15 @@ flags.DEFINE_string("code_cache_dir", None, "--stage=prior: where the encoded da
 flags.DEFINE_integer("num_layers", None, "--stage=prior: gated blocks per prior (default: the prior preset's).")
 flags.DEFINE_integer("num_filters", None, "--stage=prior: channels per prior (default: the prior preset's).")
 flags.DEFINE_boolean("class_conditional", False, "--stage=prior: condition the priors on the data set's class labels.")
+flags.DEFINE_string(
+    "strategy", "default",
+    f"tf.distribute strategy: one of {', '.join(STRATEGIES)} (multi_worker reads TF_CONFIG).",
+)
+flags.DEFINE_string("mixed_precision", "none", f"Keras dtype policy: one of {', '.join(PRECISIONS)}.")
 
 TRACKED_HPARAMS = (
     "dataset", "model", "preset", "num_channels", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed",
+    "strategy", "mixed_precision",
 )
 PRIOR_HPARAMS = (
     "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "epochs", "steps_per_epoch", "batch_size",
@@ -106,21 +113,23 @@ def check_images_fit(model, image_shape, dataset, preset):
 
 
 def train(argv_flags):
+    strategy, outputs = prepare_run(argv_flags)
     keras.utils.set_random_seed(argv_flags.seed)
-    logdir = Path(argv_flags.logdir).absolute()
+    logdir = outputs.logdir
     # Check the model against the data set's image shape before reading any data.
     make_model(
         argv_flags.model, argv_flags.preset, argv_flags.num_channels, 1.0,
         image_spec_or_none(argv_flags.dataset, argv_flags.data_dir), argv_flags.dataset,
     )
     data = load_image_data(argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed)
-    model = build_model(
-        argv_flags.model, argv_flags.preset, argv_flags.num_channels, data.data_variance,
-        data.image_shape, argv_flags.dataset,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile
-    )
+    with strategy.scope():
+        model = build_model(
+            argv_flags.model, argv_flags.preset, argv_flags.num_channels, data.data_variance,
+            data.image_shape, argv_flags.dataset,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile
+        )
     print(
         f"Training {argv_flags.model} ({argv_flags.preset}) on {argv_flags.dataset}: "
         f"{data.num_train} training and {data.num_validation} validation images of shape "
@@ -136,13 +145,16 @@ def train(argv_flags):
         validation_data=data.validation,
         validation_steps=argv_flags.validation_steps,
         callbacks=[
-            keras.callbacks.BackupAndRestore(str(logdir / "backup")),
+            keras.callbacks.BackupAndRestore(str(outputs.backup)),
             keras.callbacks.TensorBoard(str(logdir)),
             VQMonitor(logdir, monitor_images, {**hparams, **model.get_config()}),
         ],
         verbose=2 if os.environ.get("CI") else "auto",
     )
     path = save_and_check(model, logdir / "model.keras", next(iter(data.validation)))
+    if not outputs.is_chief:
+        outputs.clean_up()
+        return None
     print(f"Saved model: {path}")
     print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
     return path

@@ -38,12 +38,13 @@ class ResidualStack(keras.layers.Layer):
         self.num_hiddens = num_hiddens
         self.num_residual_hiddens = num_residual_hiddens
         self.num_residual_layers = num_residual_layers
+        dtype = self.dtype_policy  # Keras does not pass a (mixed) policy on to sublayers
         self.blocks = [
             [
-                keras_layers.ReLU(),
-                keras_layers.Conv2D(num_residual_hiddens, 3, padding="same", name=f"block{i}_conv3x3"),
-                keras_layers.ReLU(),
-                keras_layers.Conv2D(num_hiddens, 1, name=f"block{i}_conv1x1"),
+                keras_layers.ReLU(dtype=dtype),
+                keras_layers.Conv2D(num_residual_hiddens, 3, padding="same", name=f"block{i}_conv3x3", dtype=dtype),
+                keras_layers.ReLU(dtype=dtype),
+                keras_layers.Conv2D(num_hiddens, 1, name=f"block{i}_conv1x1", dtype=dtype),
             ]
             for i in range(num_residual_layers)
         ]

@@ -1,20 +1,9 @@
 import keras
 from keras import ops
 
+from vq_keras._replicas import sum_over_replicas as _sum_over_replicas
 from vq_keras.layers._base_quantizer import BaseQuantizer, codebook_initializer
 from vq_keras.layers._validation import require_number
-
-
-def _sum_over_replicas(value):
-    """Sums `value` across tf.distribute replicas so each sees the global batch."""
-    if keras.backend.backend() != "tensorflow":
-        return value
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")

@@ -49,9 +49,10 @@ class Decoder(keras.layers.Layer):
         self.num_residual_layers = num_residual_layers
         self.output_channels = output_channels
         self.num_upsamples = num_upsamples
+        dtype = self.dtype_policy  # Keras does not pass a (mixed) policy on to sublayers
         self.stages = [
-            keras_layers.Conv2D(num_hiddens, 3, padding="same", name="conv3x3"),
-            ResidualStack(num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack"),
+            keras_layers.Conv2D(num_hiddens, 3, padding="same", name="conv3x3", dtype=dtype),
+            ResidualStack(num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack", dtype=dtype),
         ]
         for i in range(num_upsamples):
             last = i == num_upsamples - 1
@@ -63,6 +64,7 @@ class Decoder(keras.layers.Layer):
                     padding="same",
                     activation=None if last else "relu",
                     name=f"up{i}",
+                    dtype=dtype,
                 )
             )
 

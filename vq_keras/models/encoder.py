@@ -46,15 +46,16 @@ class Encoder(keras.layers.Layer):
         self.num_residual_hiddens = num_residual_hiddens
         self.num_residual_layers = num_residual_layers
         self.num_downsamples = num_downsamples
+        dtype = self.dtype_policy  # Keras does not pass a (mixed) policy on to sublayers
         self.stages = []
         for i in range(num_downsamples):
             filters = num_hiddens // 2 if i == 0 else num_hiddens
             self.stages.append(
-                keras_layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu", name=f"down{i}")
+                keras_layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu", name=f"down{i}", dtype=dtype)
             )
-        self.stages.append(keras_layers.Conv2D(num_hiddens, 3, padding="same", name="conv3x3"))
+        self.stages.append(keras_layers.Conv2D(num_hiddens, 3, padding="same", name="conv3x3", dtype=dtype))
         self.stages.append(
-            ResidualStack(num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack")
+            ResidualStack(num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack", dtype=dtype)
         )
 
     def build(self, input_shape):

@@ -3,6 +3,7 @@ import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
+from vq_keras._replicas import loss_for_gradients, mean_over_replicas, own_losses, sum_over_replicas
 from vq_keras.layers._validation import require_number, require_positive_int
 
 DEFAULT_LEARNING_RATE = 3e-4  # Adam, as in the VQ-VAE paper and Sonnet's example
@@ -131,13 +132,16 @@ class VQModel(keras.Model):
         reconstruction, codes = self(images, training=training, return_codes=True)
         reconstruction = ops.cast(reconstruction, "float32")
         reconstruction_loss = ops.mean(ops.square(reconstruction - images)) / self.data_variance
-        vq_loss = ops.sum(ops.stack([ops.cast(loss, "float32") for loss in self.losses]))
+        vq_loss = ops.sum(ops.stack([ops.cast(loss, "float32") for loss in own_losses(self.losses)]))
         return reconstruction_loss, vq_loss, codes
 
     def _record(self, reconstruction_loss, vq_loss, codes):
+        # Global-batch values on every replica: perplexity is not linear in the
+        # counts, so averaging per-replica perplexities would be wrong.
+        reconstruction_loss, vq_loss = mean_over_replicas(reconstruction_loss), mean_over_replicas(vq_loss)
         values = [reconstruction_loss + vq_loss, reconstruction_loss, vq_loss]
         for level_codes, quantizer in zip(codes, self.quantizers):
-            counts = metrics.code_counts(level_codes, quantizer.num_embeddings)
+            counts = sum_over_replicas(metrics.code_counts(level_codes, quantizer.num_embeddings))
             values.append(metrics.perplexity_of_counts(counts))
             values.append(metrics.codebook_usage_of_counts(counts))
         for tracker, value in zip(self._trackers, values):
@@ -157,7 +161,7 @@ class VQModel(keras.Model):
         images = self._images_from(data)
         with tf.GradientTape() as tape:
             reconstruction_loss, vq_loss, codes = self._losses_and_codes(images, training=True)
-            loss = self.optimizer.scale_loss(reconstruction_loss + vq_loss)
+            loss = loss_for_gradients(self.optimizer, reconstruction_loss + vq_loss)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         for usage, level_codes in zip(self.code_usage, codes):
@@ -174,4 +178,5 @@ class VQModel(keras.Model):
             "trainable": self.trainable,
             "num_channels": self.num_channels,
             "data_variance": self.data_variance,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }

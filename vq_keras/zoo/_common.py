@@ -30,12 +30,12 @@ class PresetMixin:
         return model
 
 
-def make_quantizer(quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, name):
+def make_quantizer(quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, name, dtype=None):
     """The quantizer layer for `quantizer="ema"|"vq"`."""
     if quantizer == "ema":
         return VectorQuantizerEMA(
-            num_embeddings, embedding_dim, commitment_cost, decay=decay, epsilon=epsilon, name=name
+            num_embeddings, embedding_dim, commitment_cost, decay=decay, epsilon=epsilon, name=name, dtype=dtype
         )
     if quantizer == "vq":
-        return VectorQuantizer(num_embeddings, embedding_dim, commitment_cost, name=name)
+        return VectorQuantizer(num_embeddings, embedding_dim, commitment_cost, name=name, dtype=dtype)
     raise ValueError(f'quantizer must be one of {QUANTIZER_KINDS}. Received: quantizer={quantizer!r}')

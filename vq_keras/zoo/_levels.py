@@ -56,34 +56,41 @@ class LevelledVQVAE(PresetMixin, VQModel):
         residual = (num_hiddens, num_residual_hiddens, num_residual_layers)
         bottom = num_levels - 1
         named = lambda base, level: f"{base}_{level}" if level else base  # noqa: E731
+        dtype = self.dtype_policy  # Keras does not pass a (mixed) policy on to sublayers
         self.encoders = [
-            Encoder(*residual, num_downsamples=bottom_downsamples if i == bottom else 1, name=named("encoder", level))
+            Encoder(*residual, num_downsamples=bottom_downsamples if i == bottom else 1, name=named("encoder", level), dtype=dtype)
             for i, level in enumerate(self.level_names)
         ]
         self.pre_quantizers = [
-            keras_layers.Conv2D(embedding_dim, 1, name=named("pre_quantizer", level)) for level in self.level_names
+            keras_layers.Conv2D(embedding_dim, 1, name=named("pre_quantizer", level), dtype=dtype) for level in self.level_names
         ]
         self.level_quantizers = [
             make_quantizer(
-                quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, named("quantizer", level)
+                quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, named("quantizer", level),
+                dtype=dtype,
             )
             for level in self.level_names
         ]
         # conditioners[i - 1] decodes level i - 1 (above) to level i's resolution.
         self.conditioners = [
-            Decoder(*residual, output_channels=embedding_dim, num_upsamples=1, name=named("conditioner", level))
+            Decoder(*residual, output_channels=embedding_dim, num_upsamples=1, name=named("conditioner", level), dtype=dtype)
             for level in self.level_names[1:]
         ]
         # upsamplers[i] brings level i to the bottom resolution (bottom - i doublings).
         self.upsamplers = [
             keras.Sequential(
-                [keras_layers.Conv2DTranspose(embedding_dim, 4, strides=2, padding="same") for _ in range(bottom - i)],
+                [
+                    keras_layers.Conv2DTranspose(embedding_dim, 4, strides=2, padding="same", dtype=dtype)
+                    for _ in range(bottom - i)
+                ],
                 name=named("upsampler", level),
             )
             for i, level in enumerate(self.level_names[:-1])
         ]
+        for upsampler in self.upsamplers:
+            upsampler.dtype_policy = dtype  # keras.Sequential takes no dtype argument
         self.decoder = Decoder(
-            *residual, output_channels=num_channels, num_upsamples=bottom_downsamples, name="decoder"
+            *residual, output_channels=num_channels, num_upsamples=bottom_downsamples, name="decoder", dtype=dtype
         )
         self.track_code_usage()
 
@@ -133,7 +140,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
 
     def _decode_quantized(self, quantized):
         maps = [upsample(q) for upsample, q in zip(self.upsamplers, quantized)] + [quantized[-1]]
-        return self.decoder(ops.concatenate(maps, axis=-1)) + PIXEL_SHIFT
+        return ops.cast(self.decoder(ops.concatenate(maps, axis=-1)), "float32") + PIXEL_SHIFT
 
     def call(self, images, training=None, return_codes=False):
         quantized, codes = self._quantize(images, training=training)

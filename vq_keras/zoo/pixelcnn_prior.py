@@ -8,6 +8,7 @@ from keras import layers as keras_layers
 from keras import ops
 
 from vq_keras import metrics
+from vq_keras._replicas import loss_for_gradients
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.layers.causal_self_attention import CausalSelfAttention
 from vq_keras.layers.gated_pixelcnn_block import GatedPixelCNNBlock
@@ -440,7 +441,7 @@ class PixelCNNPrior(PresetMixin, keras.Model):
             loss = ops.mean(nll)
             if self.losses:
                 loss = loss + ops.sum(ops.stack([ops.cast(x, "float32") for x in self.losses]))
-            scaled = self.optimizer.scale_loss(loss)
+            scaled = loss_for_gradients(self.optimizer, loss)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._record(codes, logits, nll)

@@ -1,0 +1,58 @@
+"""What a train step needs to be correct under tf.distribute (one replica or many).
+
+Each replica computes its loss as the mean over its share of the global batch;
+the optimizer then sums the replicas' gradients. Dividing the loss by the
+number of replicas makes that sum the gradient of the global-batch mean, as
+Keras' own TensorFlow trainer does (`scale_loss_for_distribution`).
+"""
+
+import tensorflow as tf
+
+
+def num_replicas():
+    """Replicas in sync under the current tf.distribute strategy (1 without one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _all_reduce(reduce_op, value):
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(reduce_op, value)
+
+
+def sum_over_replicas(value):
+    """`value` summed across the replicas, so each replica sees the global batch's sum."""
+    return _all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def mean_over_replicas(value):
+    """`value` averaged across the replicas (the global-batch mean of per-replica means)."""
+    return _all_reduce(tf.distribute.ReduceOp.MEAN, value)
+
+
+def loss_for_gradients(optimizer, loss):
+    """The float32 global-batch `loss` as this replica's share, loss-scaled by the
+    optimizer (a `LossScaleOptimizer` under mixed_float16; identity otherwise).
+    Differentiate the result inside the tape and pass the gradients to
+    `optimizer.apply`, which unscales them and sums them across replicas."""
+    return optimizer.scale_loss(loss / float(num_replicas()))
+
+
+def own_losses(losses):
+    """The `add_loss` tensors this replica created, from a layer's `losses`.
+
+    MirroredStrategy traces every local replica's step in its own thread, but a
+    layer keeps one list of added losses; a replica resumed after a collective
+    (the EMA all-reduce inside the quantizer's call) then also sees the losses
+    of the replicas before it. Each replica's ops sit on its own device.
+    """
+    if not tf.distribute.has_strategy():
+        return list(losses)
+    context = tf.distribute.get_replica_context()
+    devices = tf.distribute.get_strategy().extended.worker_devices
+    if context is None or len(devices) < 2:
+        return list(losses)
+    replica = tf.get_static_value(context.replica_id_in_sync_group)
+    device = tf.DeviceSpec.from_string(devices[replica % len(devices)])
+    return [loss for loss in losses if tf.DeviceSpec.from_string(loss.device) == device]
