@@ -83,10 +83,13 @@ def test_no_code_below_a_tiny_threshold_gives_exactly_the_behaviour_without_rest
     assert [w.name for w in plain.weights] == [w.name for w in _layer(cls).weights]
     assert not any("usage" in w.name or "calls" in w.name for w in plain.weights)
     hardly = _layer(cls, dead_code_threshold=1e-30)
-    hardly.codebook.assign(CODEBOOK[:3].tolist() + [[1, 1]])  # every code in use
-    plain.codebook.assign(CODEBOOK[:3].tolist() + [[1, 1]])
-    for seed in range(3):
-        np.testing.assert_array_equal(hardly(_batch(seed), training=True), plain(_batch(seed), training=True))
+    used = np.array([[0, 0], [4, 0], [0, 4], [4, 4]], "float32")  # every code in use by every batch
+    hardly.codebook.assign(used)
+    plain.codebook.assign(used)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        batch = (np.repeat(used, 5, axis=0) + rng.normal(scale=0.3, size=(20, 2))).astype("float32")
+        np.testing.assert_array_equal(hardly(batch, training=True), plain(batch, training=True))
     np.testing.assert_array_equal(hardly.codebook.numpy(), plain.codebook.numpy())
 
 

@@ -43,7 +43,8 @@ class BaseQuantizer(keras.layers.Layer):
     Dead-code restart (`dead_code_threshold` not None): every training call
     updates u_i <- usage_decay * u_i + (1 - usage_decay) * n_i, an EMA of the
     number n_i of vectors assigned to code i (summed over replicas; u starts
-    at 1 for every code, an equal share). A code whose share u_i / sum(u) falls
+    at 0, so codes unused by the first training batch are restarted at once,
+    a data-dependent start). A code whose share u_i / sum(u) falls
     below dead_code_threshold / num_embeddings (that fraction of a uniform
     share) is moved onto an encoder output of the current batch, gathered over
     all replicas and drawn without replacement (with replacement if the global
@@ -115,7 +116,7 @@ class BaseQuantizer(keras.layers.Layer):
             )
         self._build_codebook()
         if self.dead_code_threshold is not None:
-            self.usage_ema = self._add_state("usage_ema", (self.num_embeddings,), "ones")
+            self.usage_ema = self._add_state("usage_ema", (self.num_embeddings,), "zeros")
         if self.codebook_init == "kmeans++":
             self.codebook_initialized = self._add_state("codebook_initialized", (), "zeros")
         if self.dead_code_threshold is not None or self.codebook_init == "kmeans++":
