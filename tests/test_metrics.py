@@ -19,11 +19,15 @@ def test_extremes():
 
 
 def test_code_usage_accumulates_until_reset():
-    usage = metrics.CodeUsage(6)
+    usage = metrics.CodeUsage(6, prefix="top_")
     first, second = np.array([[0, 1], [1, 1]]), np.array([3, 3, 0])
     usage.update_state(first)
     usage.update_state(second)
-    np.testing.assert_array_equal(usage.result().numpy(), [2, 3, 0, 2, 0, 0])
-    assert int(usage.unused_codes()) == 3
+    np.testing.assert_array_equal(usage.counts().numpy(), [2, 3, 0, 2, 0, 0])
+    result = usage.result()
+    assert sorted(result) == ["top_epoch_codebook_usage", "top_epoch_dead_codes"]
+    np.testing.assert_allclose(result["top_epoch_codebook_usage"], 3 / 6)
+    assert int(result["top_epoch_dead_codes"]) == 3 == int(usage.unused_codes())
     usage.reset_state()
     assert int(usage.unused_codes()) == 6
+    assert metrics.CodeUsage.from_config(usage.get_config()).prefix == "top_"

@@ -61,10 +61,13 @@ class VQMonitor(_SummaryWriter):
 
     Every epoch: a fixed batch of validation images above their reconstructions
     as one image (run "validation", tag "reconstructions"); per level a
-    histogram of code indices over all of the epoch's training batches
-    (run "train", tag "<level>_code_usage" or "code_usage") and the number of
-    codes not used in that epoch ("<level>_unused_codes"). Once: the
-    hyperparameters, through the HParams plugin.
+    histogram of code indices over all of the epoch's training batches (run
+    "train", tag "<level>_code_usage" or "code_usage") and, when the epoch is
+    validated, over the whole validation run (run "validation"). The counts are
+    the model's `code_usage` metrics (also logged as scalars,
+    `<level>_epoch_codebook_usage` and `<level>_epoch_dead_codes`); the training
+    counts are read when validation begins, before evaluate resets the metrics.
+    Once: the hyperparameters, through the HParams plugin.
 
     Args:
         logdir: the log directory (the same one as `keras.callbacks.TensorBoard`).
@@ -75,18 +78,28 @@ class VQMonitor(_SummaryWriter):
     def __init__(self, logdir, validation_images, hparams=None):
         super().__init__(logdir, hparams)
         self.validation_images = np.asarray(validation_images, np.float32)
+        self._training_counts = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        for usage in self.model.code_usage:
-            usage.reset_state()
+        self._training_counts = None
+
+    def on_test_begin(self, logs=None):
+        if self._training_counts is None:  # the first evaluate of the epoch: fit's validation
+            self._training_counts = self._counts()
+
+    def _counts(self):
+        return {usage.name: np.asarray(usage.counts()).astype(np.int64) for usage in self.model.code_usage}
 
     def on_epoch_end(self, epoch, logs=None):
-        with self._writer("train").as_default(step=epoch):
-            for usage in self.model.code_usage:
-                counts = np.asarray(usage.result()).astype(np.int64)
-                indices = np.repeat(np.arange(counts.size), counts)
-                tf.summary.histogram(usage.name, indices, buckets=min(counts.size, 128))
-                tf.summary.scalar(usage.name.replace("code_usage", "unused_codes"), int(usage.unused_codes()))
+        current = self._counts()
+        validated = self._training_counts is not None
+        runs = {"train": self._training_counts, "validation": current} if validated else {"train": current}
+        for run, counts in runs.items():
+            with self._writer(run).as_default(step=epoch):
+                for name, level_counts in counts.items():
+                    indices = np.repeat(np.arange(level_counts.size), level_counts)
+                    tf.summary.histogram(name, indices, buckets=min(level_counts.size, 128))
+        self._training_counts = None
         reconstructions = np.asarray(self.model.reconstruct(self.validation_images))
         with self._writer("validation").as_default(step=epoch):
             tf.summary.image("reconstructions", image_grid([self.validation_images, reconstructions]), max_outputs=1)

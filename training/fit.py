@@ -38,6 +38,13 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_
 flags.DEFINE_string("model", "vqvae", f"Zoo model: one of {', '.join(MODELS)}.")
 flags.DEFINE_string("preset", "cifar10", "The model's preset (see Model.presets()).")
 flags.DEFINE_integer("num_channels", None, "Image channels to build the preset for (default: the preset's).")
+flags.DEFINE_integer("num_embeddings", None, "Codes per level, every level (default: the preset's).")
+flags.DEFINE_float(
+    "dead_code_threshold", None,
+    "Restart codes whose share of the assignments falls below this fraction of a uniform share, "
+    "in (0, 1); 0 turns restarts off (default: the preset's, off in the papers' presets).",
+)
+flags.DEFINE_string("codebook_init", None, "uniform or kmeans++ (default: the preset's, uniform).")
 flags.DEFINE_integer("epochs", 1, "Number of epochs.")
 flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch (default: one pass over the data).")
 flags.DEFINE_integer("validation_steps", None, "Validation batches per epoch (default: the whole split).")
@@ -72,14 +79,27 @@ PRIOR_HPARAMS = (
 )
 
 
-def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset):
+def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):
     """The zoo model for `model_name` and `preset`, checked against the images and built."""
-    model = make_model(model_name, preset, num_channels, data_variance, image_shape, dataset)
+    model = make_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook)
     model.build((None, *image_shape))
     return model
 
 
-def make_model(model_name, preset, num_channels, data_variance, image_shape, dataset):
+def codebook_overrides(argv_flags):
+    """The preset arguments the codebook flags override (only those given)."""
+    overrides = {
+        "num_embeddings": argv_flags.num_embeddings,
+        "dead_code_threshold": argv_flags.dead_code_threshold,
+        "codebook_init": argv_flags.codebook_init,
+    }
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if overrides.get("dead_code_threshold") == 0:
+        overrides["dead_code_threshold"] = None  # documented: 0 turns restarts off
+    return overrides
+
+
+def make_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):
     """The unbuilt zoo model (no weights yet), checked against the images' shape."""
     if model_name not in MODELS:
         raise UsageError(f"Unknown model {model_name!r}. Known models: {', '.join(MODELS)}.")
@@ -92,7 +112,10 @@ def make_model(model_name, preset, num_channels, data_variance, image_shape, dat
     overrides = {"data_variance": data_variance}
     if num_channels is not None:
         overrides["num_channels"] = num_channels
-    model = model_class(**{**model_class.PRESETS[preset], **overrides})
+    try:
+        model = model_class(**{**model_class.PRESETS[preset], **overrides, **(codebook or {})})
+    except ValueError as error:
+        raise UsageError(f"--model={model_name} --preset={preset}: {error}") from None
     check_images_fit(model, image_shape, dataset, preset)
     return model
 
@@ -120,12 +143,13 @@ def train(argv_flags):
     make_model(
         argv_flags.model, argv_flags.preset, argv_flags.num_channels, 1.0,
         image_spec_or_none(argv_flags.dataset, argv_flags.data_dir), argv_flags.dataset,
+        codebook_overrides(argv_flags),
     )
     data = load_image_data(argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed)
     with strategy.scope():
         model = build_model(
             argv_flags.model, argv_flags.preset, argv_flags.num_channels, data.data_variance,
-            data.image_shape, argv_flags.dataset,
+            data.image_shape, argv_flags.dataset, codebook_overrides(argv_flags),
         )
         model.compile(
             optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile

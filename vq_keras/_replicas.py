@@ -31,6 +31,14 @@ def mean_over_replicas(value):
     return _all_reduce(tf.distribute.ReduceOp.MEAN, value)
 
 
+def gather_over_replicas(value):
+    """Every replica's `value` concatenated on axis 0, in replica order, on every replica."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
+
+
 def loss_for_gradients(optimizer, loss):
     """The float32 global-batch `loss` as this replica's share, loss-scaled by the
     optimizer (a `LossScaleOptimizer` under mixed_float16; identity otherwise).

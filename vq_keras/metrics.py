@@ -43,29 +43,45 @@ def codebook_usage_of_counts(counts):
 class CodeUsage(keras.metrics.Metric):
     """Counts how often each code is assigned, accumulated until `reset_state()`.
 
-    `result()` is the float32 (num_embeddings,) count vector; `unused_codes()`
-    the number of codes never assigned. Counts are summed across replicas.
+    Keras resets it with the model's other metrics at every epoch start and
+    before evaluating, so it covers an epoch (or a whole validation split).
+    `result()` is a dict of two scalars, `<prefix>epoch_codebook_usage` (the
+    fraction of codes assigned at least once) and `<prefix>epoch_dead_codes`
+    (the number never assigned); `counts()` is the float32 (num_embeddings,)
+    count vector. Counts are summed across replicas.
 
     Args:
         num_embeddings: K, the number of codes.
+        prefix: prefix of the two result names, e.g. "top_" ("" by default).
         **kwargs: standard `keras.metrics.Metric` arguments (name, dtype).
     """
 
-    def __init__(self, num_embeddings, **kwargs):
+    def __init__(self, num_embeddings, prefix="", **kwargs):
         super().__init__(**kwargs)
         self.num_embeddings = num_embeddings
-        self.counts = self.add_variable(
+        self.prefix = prefix
+        self.code_counts = self.add_variable(
             shape=(num_embeddings,), initializer="zeros", dtype="float32", aggregation="sum", name="counts"
         )
 
     def update_state(self, codes):
-        self.counts.assign_add(code_counts(codes, self.num_embeddings))
+        self.update_counts(code_counts(codes, self.num_embeddings))
 
-    def result(self):
-        return ops.convert_to_tensor(self.counts)
+    def update_counts(self, counts):
+        """Adds a float32 (num_embeddings,) count vector (e.g. from `code_counts`)."""
+        self.code_counts.assign_add(counts)
+
+    def counts(self):
+        return ops.convert_to_tensor(self.code_counts)
 
     def unused_codes(self):
-        return ops.sum(ops.cast(ops.equal(self.result(), 0.0), "int32"))
+        return ops.sum(ops.cast(ops.equal(self.counts(), 0.0), "int32"))
+
+    def result(self):
+        return {
+            f"{self.prefix}epoch_codebook_usage": codebook_usage_of_counts(self.counts()),
+            f"{self.prefix}epoch_dead_codes": self.unused_codes(),
+        }
 
     def get_config(self):
-        return {**super().get_config(), "num_embeddings": self.num_embeddings}
+        return {**super().get_config(), "num_embeddings": self.num_embeddings, "prefix": self.prefix}

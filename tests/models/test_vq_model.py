@@ -70,8 +70,9 @@ def test_ema_model_updates_codebook_in_train_step_only():
 def test_metric_names():
     model = VQVAE(**TINY)
     assert [m.name for m in model.metrics] == [
-        "loss", "reconstruction_loss", "vq_loss", "perplexity", "codebook_usage"
+        "loss", "reconstruction_loss", "vq_loss", "perplexity", "codebook_usage", "code_usage"
     ]
+    assert sorted(model.code_usage[0].result()) == ["epoch_codebook_usage", "epoch_dead_codes"]
 
 
 def test_accepts_image_label_pairs_and_dicts():
@@ -96,13 +97,33 @@ def test_base_class_is_abstract_about_levels():
         VQModel().quantizers
 
 
-def test_code_usage_counts_every_training_position_and_only_training():
+def _usage_of(codes, num_embeddings=32):
+    counts = np.bincount(np.concatenate([c.ravel() for c in codes]), minlength=num_embeddings)
+    return (counts > 0).mean(), (counts == 0).sum()
+
+
+def test_epoch_code_usage_covers_the_whole_evaluation_and_restarts_with_each():
     model = VQVAE(quantizer="vq", **TINY)
-    model.build((None, 16, 16, 3))
+    model.compile()
+    first, second = _images(seed=0), _images(seed=1)
+    codes = [model.encode(first).numpy(), model.encode(second).numpy()]
+    logs = model.evaluate(tf.data.Dataset.from_tensor_slices(np.concatenate([first, second])).batch(8),
+                          verbose=0, return_dict=True)
+    usage, dead = _usage_of(codes)
+    assert 0 < usage < 1
+    np.testing.assert_allclose(logs["epoch_codebook_usage"], usage)
+    assert logs["epoch_dead_codes"] == dead
+    logs = model.evaluate(first, batch_size=8, verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["epoch_codebook_usage"], _usage_of(codes[:1])[0])
+
+
+def test_epoch_code_usage_of_training_counts_the_forward_pass_codes():
+    model = VQVAE(quantizer="vq", **TINY)
     model.compile()
     x = _images()
-    codes = model.encode(x).numpy()
-    model.test_on_batch(x)
-    assert float(np.sum(model.code_usage[0].result())) == 0
-    model.train_on_batch(x)  # counts the codes of the forward pass, before the update
-    np.testing.assert_array_equal(model.code_usage[0].result().numpy(), np.bincount(codes.ravel(), minlength=32))
+    codes = model.encode(x).numpy()  # the first step's forward pass, before the update
+    history = model.fit(x, batch_size=8, epochs=1, verbose=0).history
+    usage, dead = _usage_of([codes])
+    np.testing.assert_allclose(history["epoch_codebook_usage"], [usage])
+    assert history["epoch_dead_codes"] == [dead]
+    np.testing.assert_array_equal(model.code_usage[0].counts().numpy(), np.bincount(codes.ravel(), minlength=32))

@@ -41,8 +41,11 @@ def test_code_usage_histogram_covers_every_training_batch_of_the_epoch(fit_run):
     for histogram in histograms.values():  # (buckets, [left, right, count])
         assert histogram[:, 2].sum() == FIT_STEPS * FIT_BATCH * CODES_PER_IMAGE
         assert histogram[0, 0] >= 0 and histogram[-1, 1] <= 511
-    unused = _tensor_events(logdir / "train", "unused_codes")
-    assert all(0 <= float(v) < 512 for v in unused.values()) and sorted(unused) == [0, 1]
+    validation = _tensor_events(logdir / "validation", "code_usage")  # FIT_RUN_ARGS: 2 validation batches of 8
+    assert sorted(validation) == [0, 1]
+    assert all(histogram[:, 2].sum() == 2 * FIT_BATCH * CODES_PER_IMAGE for histogram in validation.values())
+    dead = _tensor_events(logdir / "train", "epoch_epoch_dead_codes")
+    assert all(0 <= float(v) < 512 for v in dead.values()) and sorted(dead) == [0, 1]
     grid = _tensor_events(logdir / "validation", "reconstructions")[1]
     width, height = [int(d) for d in grid[:2]]  # image summaries hold [width, height, png...]
     assert (height, width) == (2 * 32, 8 * 32)
@@ -86,9 +89,10 @@ def test_a_real_tensorboard_serves_the_runs_scalars_images_histograms_and_hparam
     )
     try:
         deadline = time.monotonic() + 120
-        scalars = _wait_for_tags(port, "scalars", "train", "unused_codes", deadline)
+        scalars = _wait_for_tags(port, "scalars", "train", "epoch_epoch_dead_codes", deadline)
         for run in ("train", "validation"):
-            for name in ("loss", "reconstruction_loss", "vq_loss", "perplexity", "codebook_usage"):
+            for name in ("loss", "reconstruction_loss", "vq_loss", "perplexity", "codebook_usage",
+                         "epoch_codebook_usage", "epoch_dead_codes"):
                 assert f"epoch_{name}" in scalars[run], (run, name, scalars[run])
         assert "epoch_learning_rate" in scalars["train"]
         images = _wait_for_tags(port, "images", "validation", "reconstructions", deadline)

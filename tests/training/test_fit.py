@@ -8,7 +8,7 @@ import tensorflow as tf
 from tests.training.conftest import run_module
 from training.data import image_spec_or_none
 from training.errors import UsageError
-from training.fit import build_model
+from training.fit import build_model, codebook_overrides
 
 
 def _scalar_tags(event_dir):
@@ -65,3 +65,40 @@ def test_image_size_the_model_cannot_take():
         r"multiples of 4 \(e.g. 28, 32, 64\). Received: image size 218x178."
     )):
         build_model("vqvae", "cifar10", None, 1.0, shape, "celeb_a")
+
+
+def test_codebook_flags_override_the_preset_and_log_epoch_usage(tmp_path):
+    logdir = tmp_path / "run"
+    result = run_module(
+        "training.fit", "--epochs=1", "--steps_per_epoch=2", "--validation_steps=2", "--batch_size=8",
+        "--jit_compile=false", "--num_embeddings=64", "--dead_code_threshold=0.2", "--codebook_init=kmeans++",
+        f"--logdir={logdir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = keras.saving.load_model(logdir / "model.keras")
+    config = model.get_config()
+    assert (config["num_embeddings"], config["dead_code_threshold"], config["codebook_init"]) == (64, 0.2, "kmeans++")
+    assert model.quantizer.codebook_initialized.numpy() == 1 and model.quantizer.training_calls.numpy() == 2
+    for run in ("train", "validation"):
+        assert {"epoch_epoch_codebook_usage", "epoch_epoch_dead_codes"} <= _scalar_tags(logdir / run)
+
+
+def test_codebook_flag_values_reach_the_model_and_zero_turns_restarts_off():
+    flags = type("Flags", (), dict(num_embeddings=None, dead_code_threshold=0.0, codebook_init=None))
+    assert codebook_overrides(flags) == {"dead_code_threshold": None}
+    flags.num_embeddings, flags.codebook_init = 2048, "uniform"
+    model = build_model("vqvae2", "cifar10", None, 1.0, (32, 32, 3), "cifar10", codebook_overrides(flags))
+    assert [q.num_embeddings for q in model.quantizers] == [2048, 2048]
+    assert all(q.dead_code_threshold is None for q in model.quantizers)
+
+
+def test_bad_codebook_flags_are_usage_errors():
+    result = run_module("training.fit", "--codebook_init=random")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        "error: --model=vqvae --preset=cifar10: VectorQuantizerEMA expects codebook_init to be one of "
+        "'uniform', 'kmeans++'. Received: codebook_init='random'"
+    ) in result.stderr
+    with pytest.raises(UsageError, match=r"VectorQuantizerEMA expects dead_code_threshold to be None .* "
+                       r"Received: dead_code_threshold=1.5"):
+        build_model("vqvae", "cifar10", None, 1.0, (32, 32, 3), "cifar10", {"dead_code_threshold": 1.5})

@@ -95,6 +95,8 @@ def test_per_level_metrics():
         "loss", "reconstruction_loss", "vq_loss",
         "top_perplexity", "top_codebook_usage", "middle_perplexity", "middle_codebook_usage",
         "bottom_perplexity", "bottom_codebook_usage",
+        *(f"{level}_epoch_{name}" for level in ("top", "middle", "bottom")
+          for name in ("codebook_usage", "dead_codes")),
     }
     assert all(np.isfinite(v) for v in logs.values())
 

@@ -19,12 +19,27 @@ class VectorQuantizer(BaseQuantizer):
         num_embeddings: K, the number of codebook vectors.
         embedding_dim: D, the size of each codebook vector; the last input axis.
         commitment_cost: beta, the weight of the commitment loss.
+        dead_code_threshold: None (default, as in the paper: no restarts) or a
+            number in (0, 1): a code whose EMA share of the assignments falls
+            below this fraction of a uniform share (1 / num_embeddings) is
+            restarted on an encoder output of the current batch (training only).
+        usage_decay: the decay in [0, 1) of the per-code usage EMA that
+            `dead_code_threshold` is compared with.
+        codebook_init: "uniform" (default, as in Sonnet) or "kmeans++": seed
+            the codebook from the first training batch's encoder outputs.
+        seed: integer seed of the restarts' and k-means++'s stateless RNG.
         **kwargs: standard `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:
         inputs: floating tensor (..., embedding_dim), the encoder output z_e.
-        training: unused by this layer; accepted for a uniform interface.
+        training: if True, k-means++ seeding and dead-code restarts (when
+            enabled) may assign the codebook; otherwise nothing changes.
         return_codes: if True, also return the int32 code indices.
+
+    A restart assigns the codebook rows in place; the optimizer's slots for
+    those rows (Adam's moments) are left as they are. A dead code received no
+    gradient for many steps (the codebook loss reaches only assigned codes), so
+    its moments have decayed towards zero and the row starts almost afresh.
 
     Input shape:
         (..., embedding_dim), e.g. (batch, height, width, embedding_dim).
@@ -51,6 +66,8 @@ class VectorQuantizer(BaseQuantizer):
             dtype="float32",
             autocast=False,  # float32 even inside a mixed-precision autocast scope
             trainable=True,
+            # Restarts assign it in replica context; every replica computes the same rows.
+            aggregation="only_first_replica",
         )
 
     def _add_codebook_loss(self, inputs, quantized):

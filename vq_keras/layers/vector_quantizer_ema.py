@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from vq_keras._replicas import sum_over_replicas as _sum_over_replicas
+from vq_keras._replicas import sum_over_replicas
 from vq_keras.layers._base_quantizer import BaseQuantizer, codebook_initializer
 from vq_keras.layers._validation import require_number
 
@@ -21,7 +21,10 @@ class VectorQuantizerEMA(BaseQuantizer):
 
     where n = sum_i N_i (Laplace smoothing, so no code divides by zero) and
     N, m are zero-debiased by 1 - decay^t as in Sonnet. All statistics are
-    non-trainable float32 weights. Only the commitment loss is added.
+    non-trainable float32 weights. Only the commitment loss is added. A
+    restarted code (see `dead_code_threshold`) gets e_i = the chosen vector,
+    N_i = mean_j N_j and m_i = N_i e_i, so the next update averages its new
+    vectors with e_i rather than undoing the restart.
 
     Args:
         num_embeddings: K, the number of codebook vectors.
@@ -29,6 +32,15 @@ class VectorQuantizerEMA(BaseQuantizer):
         commitment_cost: beta, the weight of the commitment loss.
         decay: gamma, the EMA decay in [0, 1).
         epsilon: the Laplace smoothing constant, > 0.
+        dead_code_threshold: None (default, as in the paper: no restarts) or a
+            number in (0, 1): a code whose EMA share of the assignments falls
+            below this fraction of a uniform share (1 / num_embeddings) is
+            restarted on an encoder output of the current batch (training only).
+        usage_decay: the decay in [0, 1) of the per-code usage EMA that
+            `dead_code_threshold` is compared with.
+        codebook_init: "uniform" (default, as in Sonnet) or "kmeans++": seed
+            the codebook from the first training batch's encoder outputs.
+        seed: integer seed of the restarts' and k-means++'s stateless RNG.
         **kwargs: standard `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:
@@ -66,31 +78,18 @@ class VectorQuantizerEMA(BaseQuantizer):
         self.decay = decay
         self.epsilon = epsilon
 
-    def _statistic(self, name, shape, initializer):
-        # Every replica computes the same update from all-reduced statistics,
-        # so the first replica's value stands for all.
-        return self.add_weight(
-            name=name,
-            shape=shape,
-            initializer=initializer,
-            dtype="float32",
-            autocast=False,  # float32 even inside a mixed-precision autocast scope
-            trainable=False,
-            aggregation="only_first_replica",
-        )
-
     def _build_codebook(self):
         shape = (self.num_embeddings, self.embedding_dim)
-        self.codebook = self._statistic(
+        self.codebook = self._add_state(
             "codebook", shape, codebook_initializer()
         )
-        self.ema_cluster_size = self._statistic("ema_cluster_size", (self.num_embeddings,), "zeros")
-        self.ema_embedding_sum = self._statistic("ema_embedding_sum", shape, "zeros")
-        self.ema_steps = self._statistic("ema_steps", (), "zeros")
+        self.ema_cluster_size = self._add_state("ema_cluster_size", (self.num_embeddings,), "zeros")
+        self.ema_embedding_sum = self._add_state("ema_embedding_sum", shape, "zeros")
+        self.ema_steps = self._add_state("ema_steps", (), "zeros")
 
     def _update_codebook(self, flat_inputs, one_hot):
-        counts = _sum_over_replicas(ops.sum(one_hot, axis=0))
-        sums = _sum_over_replicas(ops.matmul(ops.transpose(one_hot), flat_inputs))
+        counts = sum_over_replicas(ops.sum(one_hot, axis=0))
+        sums = sum_over_replicas(ops.matmul(ops.transpose(one_hot), flat_inputs))
         keep = self.decay
         cluster_size = keep * self.ema_cluster_size + (1.0 - keep) * counts
         embedding_sum = keep * self.ema_embedding_sum + (1.0 - keep) * sums
@@ -108,6 +107,14 @@ class VectorQuantizerEMA(BaseQuantizer):
             * total
         )
         self.codebook.assign(embedding_sum / debias / smoothed[:, None])
+
+    def _restart_codes(self, dead, vectors):
+        # A restarted code keeps the mean cluster size N and gets m = N * e, so
+        # the next EMA update averages its new vectors with e instead of undoing it.
+        size = ops.mean(self.ema_cluster_size)
+        self.ema_cluster_size.assign(ops.where(dead, size, self.ema_cluster_size))
+        self.ema_embedding_sum.assign(ops.where(dead[:, None], size * vectors, self.ema_embedding_sum))
+        super()._restart_codes(dead, vectors)
 
     def get_config(self):
         config = super().get_config()

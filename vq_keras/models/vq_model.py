@@ -23,7 +23,8 @@ class VQModel(keras.Model):
     The loss is reconstruction MSE / data_variance plus the quantizer losses
     added with `add_loss`. Metrics: loss, reconstruction_loss, vq_loss, and
     per level perplexity and codebook_usage (the fraction of codes used in the
-    batch), prefixed by the level name for multi-level models.
+    batch), epoch_codebook_usage and epoch_dead_codes (over the epoch, or the
+    whole evaluation), prefixed by the level name for multi-level models.
 
     Args:
         num_channels: image channels (3 for RGB, 1 for grayscale).
@@ -51,15 +52,21 @@ class VQModel(keras.Model):
 
     @property
     def metrics(self):
-        return list(self._trackers)
+        return list(self._trackers) + list(getattr(self, "code_usage", []))
 
     def track_code_usage(self):
         """Creates `code_usage`: a `metrics.CodeUsage` per level, top first, which
-        every train_step updates and nothing resets but its owner (e.g. a
-        callback at each epoch start). Subclasses call it once their quantizers exist.
+        train_step and test_step update and Keras resets with the other metrics
+        (every epoch, and before evaluating), logged as
+        `<level>_epoch_codebook_usage` and `<level>_epoch_dead_codes`.
+        Subclasses call it once their quantizers exist.
         """
         self.code_usage = [
-            metrics.CodeUsage(quantizer.num_embeddings, name=f"{level}_code_usage" if level else "code_usage")
+            metrics.CodeUsage(
+                quantizer.num_embeddings,
+                prefix=f"{level}_" if level else "",
+                name=f"{level}_code_usage" if level else "code_usage",
+            )
             for level, quantizer in zip(self.level_names, self.quantizers)
         ]
 
@@ -140,13 +147,18 @@ class VQModel(keras.Model):
         # counts, so averaging per-replica perplexities would be wrong.
         reconstruction_loss, vq_loss = mean_over_replicas(reconstruction_loss), mean_over_replicas(vq_loss)
         values = [reconstruction_loss + vq_loss, reconstruction_loss, vq_loss]
-        for level_codes, quantizer in zip(codes, self.quantizers):
-            counts = sum_over_replicas(metrics.code_counts(level_codes, quantizer.num_embeddings))
+        for level_codes, quantizer, usage in zip(codes, self.quantizers, self.code_usage):
+            replica_counts = metrics.code_counts(level_codes, quantizer.num_embeddings)
+            usage.update_counts(replica_counts)  # a sum-aggregated metric: each replica adds its own
+            counts = sum_over_replicas(replica_counts)
             values.append(metrics.perplexity_of_counts(counts))
             values.append(metrics.codebook_usage_of_counts(counts))
         for tracker, value in zip(self._trackers, values):
             tracker.update_state(value)
-        return {tracker.name: tracker.result() for tracker in self._trackers}
+        logs = {tracker.name: tracker.result() for tracker in self._trackers}
+        for usage in self.code_usage:
+            logs.update(usage.result())
+        return logs
 
     @staticmethod
     def _images_from(data):
@@ -164,8 +176,6 @@ class VQModel(keras.Model):
             loss = loss_for_gradients(self.optimizer, reconstruction_loss + vq_loss)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        for usage, level_codes in zip(self.code_usage, codes):
-            usage.update_state(level_codes)
         return self._record(reconstruction_loss, vq_loss, codes)
 
     def test_step(self, data):

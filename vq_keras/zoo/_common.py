@@ -30,12 +30,16 @@ class PresetMixin:
         return model
 
 
-def make_quantizer(quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, name, dtype=None):
+def make_quantizer(
+    quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, name,
+    dead_code_threshold=None, codebook_init="uniform", dtype=None,
+):
     """The quantizer layer for `quantizer="ema"|"vq"`."""
+    options = dict(dead_code_threshold=dead_code_threshold, codebook_init=codebook_init, name=name, dtype=dtype)
     if quantizer == "ema":
         return VectorQuantizerEMA(
-            num_embeddings, embedding_dim, commitment_cost, decay=decay, epsilon=epsilon, name=name, dtype=dtype
+            num_embeddings, embedding_dim, commitment_cost, decay=decay, epsilon=epsilon, **options
         )
     if quantizer == "vq":
-        return VectorQuantizer(num_embeddings, embedding_dim, commitment_cost, name=name, dtype=dtype)
+        return VectorQuantizer(num_embeddings, embedding_dim, commitment_cost, **options)
     raise ValueError(f'quantizer must be one of {QUANTIZER_KINDS}. Received: quantizer={quantizer!r}')

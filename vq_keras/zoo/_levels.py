@@ -38,9 +38,13 @@ class LevelledVQVAE(PresetMixin, VQModel):
         bottom_downsamples,
         num_channels,
         data_variance,
+        dead_code_threshold=None,
+        codebook_init="uniform",
         **kwargs,
     ):
         super().__init__(num_channels=num_channels, data_variance=data_variance, level_names=level_names, **kwargs)
+        self.dead_code_threshold = dead_code_threshold
+        self.codebook_init = codebook_init
         self.num_hiddens = num_hiddens
         self.num_residual_hiddens = num_residual_hiddens
         self.num_residual_layers = num_residual_layers
@@ -67,7 +71,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
         self.level_quantizers = [
             make_quantizer(
                 quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, named("quantizer", level),
-                dtype=dtype,
+                dead_code_threshold, codebook_init, dtype=dtype,
             )
             for level in self.level_names
         ]
@@ -210,5 +214,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
             quantizer=self.quantizer_kind,
             decay=self.decay,
             epsilon=self.epsilon,
+            dead_code_threshold=self.dead_code_threshold,
+            codebook_init=self.codebook_init,
         )
         return config

@@ -21,6 +21,11 @@ class VQVAE(LevelledVQVAE):
         epsilon: Laplace smoothing of the EMA cluster sizes (quantizer="ema").
         num_channels: image channels.
         data_variance: training-set pixel variance, the normaliser of the MSE.
+        dead_code_threshold: None (as in the paper) or a fraction in (0, 1) of a
+            uniform share of the assignments below which a code is restarted
+            on an encoder output (see `VectorQuantizer`); every level.
+        codebook_init: "uniform" (as in the paper) or "kmeans++" (seeded from
+            the first training batch); every level.
 
     Call arguments:
         images: float32 (batch, height, width, num_channels) in [0, 1].
@@ -71,11 +76,14 @@ class VQVAE(LevelledVQVAE):
         epsilon=1e-5,
         num_channels=3,
         data_variance=1.0,
+        dead_code_threshold=None,
+        codebook_init="uniform",
         **kwargs,
     ):
         super().__init__(
             ("",), num_hiddens, num_residual_hiddens, num_residual_layers, embedding_dim, num_embeddings,
-            commitment_cost, quantizer, decay, epsilon, 2, num_channels, data_variance, **kwargs,
+            commitment_cost, quantizer, decay, epsilon, 2, num_channels, data_variance,
+            dead_code_threshold=dead_code_threshold, codebook_init=codebook_init, **kwargs,
         )
 
     @property

@@ -40,6 +40,11 @@ class VQVAE2(LevelledVQVAE):
         bottom_downsamples: stride-2 convolutions of the bottom encoder.
         num_channels: image channels.
         data_variance: training-set pixel variance, the normaliser of the MSE.
+        dead_code_threshold: None (as in the paper) or a fraction in (0, 1) of a
+            uniform share of the assignments below which a code is restarted
+            on an encoder output (see `VectorQuantizer`); every level.
+        codebook_init: "uniform" (as in the paper) or "kmeans++" (seeded from
+            the first training batch); every level.
 
     Call arguments:
         images: float32 (batch, height, width, num_channels) in [0, 1].
@@ -97,6 +102,8 @@ class VQVAE2(LevelledVQVAE):
         bottom_downsamples=2,
         num_channels=3,
         data_variance=1.0,
+        dead_code_threshold=None,
+        codebook_init="uniform",
         **kwargs,
     ):
         require_positive_int("VQVAE2", "num_levels", num_levels)
@@ -109,7 +116,8 @@ class VQVAE2(LevelledVQVAE):
         super().__init__(
             level_names(num_levels), num_hiddens, num_residual_hiddens, num_residual_layers, embedding_dim,
             num_embeddings, commitment_cost, quantizer, decay, epsilon, bottom_downsamples, num_channels,
-            data_variance, **kwargs,
+            data_variance,
+            dead_code_threshold=dead_code_threshold, codebook_init=codebook_init, **kwargs,
         )
         self.num_levels = num_levels
 

@@ -1,0 +1,207 @@
+"""Dead-code restart and k-means++ seeding, shared by both quantizers (BaseQuantizer)."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO
+from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
+
+QUANTIZERS = [VectorQuantizer, VectorQuantizerEMA]
+# Three codes on the data, code 3 far away: it never gets a vector.
+CODEBOOK = np.array([[0, 0], [4, 0], [0, 4], [100, 100]], "float32")
+
+
+def _batch(seed=0, n=30):
+    rng = np.random.default_rng(seed)
+    return (CODEBOOK[rng.integers(0, 3, n)] + rng.normal(scale=0.3, size=(n, 2))).astype("float32")
+
+
+def _layer(cls, **kwargs):
+    layer = cls(4, 2, **kwargs)
+    layer.build((None, 2))
+    layer.codebook.assign(CODEBOOK)
+    return layer
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_dead_code_moves_onto_a_batch_vector_and_live_codes_follow_the_usual_update(cls):
+    restarting = _layer(cls, dead_code_threshold=0.5, usage_decay=0.0)
+    reference = _layer(cls)  # the same layer without restarts
+    batch = _batch()
+    restarting(batch, training=True)
+    reference(batch, training=True)
+    codebook = restarting.codebook.numpy()
+    assert (batch == codebook[3]).all(1).any()  # code 3 now sits on an encoder output
+    np.testing.assert_array_equal(codebook[:3], reference.codebook.numpy()[:3])
+    counts = np.bincount(((batch[:, None] - CODEBOOK[None]) ** 2).sum(-1).argmin(1), minlength=4)
+    assert counts[3] == 0
+    np.testing.assert_array_equal(restarting.usage_ema.numpy(), [*counts[:3], counts.mean()])
+
+
+def test_ema_statistics_of_a_restarted_code_are_reset_so_the_next_update_keeps_it():
+    layer = _layer(VectorQuantizerEMA, dead_code_threshold=0.5, usage_decay=0.0, decay=0.9, epsilon=1e-5)
+    layer(_batch(0), training=True)
+    size = layer.ema_cluster_size.numpy()
+    restarted = layer.codebook.numpy()[3]
+    np.testing.assert_allclose(size[3], size[:3].sum() / 4, rtol=1e-6)  # the mean size (code 3 had 0)
+    np.testing.assert_allclose(layer.ema_embedding_sum.numpy()[3], size[3] * restarted, rtol=1e-6)
+    # One more EMA step from these statistics (by a twin without restarts), recomputed in NumPy.
+    twin = _layer(VectorQuantizerEMA, decay=0.9, epsilon=1e-5)
+    twin.set_weights(layer.get_weights()[:4])  # codebook, cluster size, sum, steps
+    batch = _batch(1)
+    codes = twin.encode(batch).numpy()
+    cluster = 0.9 * size + 0.1 * np.bincount(codes, minlength=4)
+    total_sum = 0.9 * layer.ema_embedding_sum.numpy() + 0.1 * np.eye(4)[codes].T @ batch
+    debias = 1 - 0.9**2
+    n = cluster / debias
+    smoothed = (n + 1e-5) / (n.sum() + 4e-5) * n.sum()
+    twin(batch, training=True)
+    assert codes.tolist().count(3) > 0
+    np.testing.assert_allclose(twin.codebook.numpy(), total_sum / debias / smoothed[:, None], rtol=1e-4)
+    assert np.abs(twin.codebook.numpy()[3]).max() < 10  # still on the data, not back at (100, 100) or 0
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_inference_changes_nothing(cls):
+    layer = _layer(cls, dead_code_threshold=0.5, codebook_init="kmeans++")
+    before = [w.numpy().copy() for w in layer.weights]
+    layer(_batch(), training=False)
+    layer(_batch())
+    for old, weight in zip(before, layer.weights):
+        np.testing.assert_array_equal(weight.numpy(), old)
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_no_code_below_a_tiny_threshold_gives_exactly_the_behaviour_without_restarts(cls):
+    plain = _layer(cls)
+    assert [w.name for w in plain.weights] == [w.name for w in _layer(cls).weights]
+    assert not any("usage" in w.name or "calls" in w.name for w in plain.weights)
+    hardly = _layer(cls, dead_code_threshold=1e-30)
+    used = np.array([[0, 0], [4, 0], [0, 4], [4, 4]], "float32")  # every code in use by every batch
+    hardly.codebook.assign(used)
+    plain.codebook.assign(used)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        batch = (np.repeat(used, 5, axis=0) + rng.normal(scale=0.3, size=(20, 2))).astype("float32")
+        np.testing.assert_array_equal(hardly(batch, training=True), plain(batch, training=True))
+    np.testing.assert_array_equal(hardly.codebook.numpy(), plain.codebook.numpy())
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_restart_and_kmeans_plus_plus_under_xla(cls):
+    # XLA draws another random stream than plain TF for the same seed, so the
+    # reference here is the properties, not the eager result.
+    restarting = _layer(cls, dead_code_threshold=0.5, usage_decay=0.0)
+    reference = _layer(cls)
+    batch = _batch()
+    for layer in (restarting, reference):
+        tf.function(lambda x, layer=layer: layer(x, training=True), jit_compile=True)(batch)
+    codebook = restarting.codebook.numpy()
+    assert (batch == codebook[3]).all(1).any()
+    np.testing.assert_allclose(codebook[:3], reference.codebook.numpy()[:3], rtol=1e-6)
+    seeded = cls(3, 2, codebook_init="kmeans++")
+    seeded.build((None, 2))
+    tf.function(lambda x: seeded(x, training=True), jit_compile=True)(batch)
+    assert seeded.training_calls.numpy() == 1 and seeded.codebook_initialized.numpy() == 1
+    if cls is VectorQuantizer:  # nothing else moved the codebook: three distinct batch vectors
+        rows = seeded.codebook.numpy()
+        assert all((batch == row).all(1).any() for row in rows) and len({tuple(r) for r in rows}) == 3
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_kmeans_plus_plus_seeds_once_from_the_first_batch_and_survives_a_keras_round_trip(cls, tmp_path):
+    layer = cls(3, 2, codebook_init="kmeans++")
+    model = keras.Sequential([keras.Input((2,)), layer])
+    batch = _batch()
+    layer(batch, training=True)
+    assert layer.codebook_initialized.numpy() == 1
+    if cls is VectorQuantizer:  # no codebook update besides the seeding: every code is a batch vector
+        assert all((batch == row).all(1).any() for row in layer.codebook.numpy())
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras").layers[0]
+    assert reloaded.get_config() == layer.get_config()
+    assert reloaded.codebook_initialized.numpy() == 1
+    if cls is VectorQuantizer:
+        reloaded(_batch(5), training=True)  # no second seeding
+        np.testing.assert_array_equal(reloaded.codebook.numpy(), layer.codebook.numpy())
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_config_round_trip(cls):
+    layer = cls(8, 4, dead_code_threshold=0.1, usage_decay=0.9, codebook_init="kmeans++", seed=7)
+    config = layer.get_config()
+    assert {k: config[k] for k in ("dead_code_threshold", "usage_decay", "codebook_init", "seed")} == dict(
+        dead_code_threshold=0.1, usage_decay=0.9, codebook_init="kmeans++", seed=7
+    )
+    assert cls.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dead_code_threshold=0), r"dead_code_threshold to be None \(no restarts\) or a number in \(0, 1\), "
+         r"the fraction of a uniform share of the assignments below which a code is restarted. "
+         r"Received: dead_code_threshold=0"),
+        (dict(dead_code_threshold="0.1"), r"dead_code_threshold to be None .* Received: dead_code_threshold='0.1'"),
+        (dict(usage_decay=1.0), r"usage_decay in \[0, 1\). Received: usage_decay=1.0"),
+        (dict(codebook_init="kmeans"), r"codebook_init to be one of 'uniform', 'kmeans\+\+'. "
+         r"Received: codebook_init='kmeans'"),
+        (dict(seed=-1), r"seed to be a non-negative integer. Received: seed=-1"),
+    ],
+)
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_bad_arguments_are_clear_errors(cls, kwargs, message):
+    with pytest.raises(ValueError, match=f"{cls.__name__} expects " + message):
+        cls(8, 4, **kwargs)
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(16, 3)).astype("float32") for _ in range(3)]
+    far = np.full((8, 3), 50.0, "float32")  # every code far away: first k-means++, then restarts
+    options = dict(dead_code_threshold=0.9, usage_decay=0.5, codebook_init="kmeans++", seed=5)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for cls in (VectorQuantizer, VectorQuantizerEMA):
+        single = cls(8, 3, **options)
+        single.build((None, 3)); single.codebook.assign(far)
+        for batch in batches:
+            single(batch, training=True)
+        with strategy.scope():
+            mirrored = cls(8, 3, **options)
+            mirrored.build((None, 3)); mirrored.codebook.assign(far)
+        step = tf.function(lambda x: mirrored(x, training=True))
+        for batch in batches:
+            dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+            for x in dataset:
+                strategy.run(step, args=(x,))
+        for weight in ("codebook", "usage_ema"):
+            replicas = [v.numpy() for v in strategy.experimental_local_results(getattr(mirrored, weight).value)]
+            assert len(replicas) == 2
+            for replica in replicas:
+                np.testing.assert_allclose(replica, getattr(single, weight).numpy(), rtol=1e-5, atol=1e-5)
+        assert single.usage_ema.numpy().min() > 0 and (single.codebook.numpy() != far).all()
+        print(cls.__name__, "replicas agree")
+    """
+)
+
+
+def test_mirrored_replicas_restart_identically_and_equal_one_device_on_the_whole_batch():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "VectorQuantizer replicas agree" in result.stdout
+    assert "VectorQuantizerEMA replicas agree" in result.stdout
