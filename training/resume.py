@@ -143,9 +143,9 @@ class Backups:
         for step in reversed(self.steps()):
             try:
                 return step, self._load(model, self.path(step))
-            except (OSError, ValueError, KeyError) as error:
-                if isinstance(error, UsageError):
-                    raise
+            except UsageError:
+                raise
+            except (OSError, ValueError, KeyError) as error:  # damaged on disk: try the one before
                 print(f"Warning: skipping unreadable backup {self.path(step)}: {error}")
         return 0, None
 
