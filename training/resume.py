@@ -337,6 +337,11 @@ def fit_resumable(
         were before that batch. The caller deletes `backups` once it has saved
         the trained model.
     """
+    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ValueError(
+            "fit_resumable needs steps_per_epoch as a positive integer (the data repeats forever). "
+            f"Received: steps_per_epoch={steps_per_epoch!r}"
+        )
     step, metric_values = backups.restore(model)
     resumed_from = step
     if step:

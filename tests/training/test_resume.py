@@ -223,3 +223,8 @@ def test_backup_of_other_settings_is_refused(tmp_path):
         "batch_size=8. Run the same command to resume it, or use another log directory (or delete that "
         "backup folder) to start a new run."
     )
+
+
+def test_fit_resumable_needs_steps_per_epoch(tmp_path):
+    with pytest.raises(ValueError, match=r"needs steps_per_epoch as a positive integer .* Received: steps_per_epoch=None"):
+        fit_resumable(_tiny_model(), _tiny_data, Backups(tmp_path, {}), epochs=1, steps_per_epoch=None)
