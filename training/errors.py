@@ -3,3 +3,10 @@ class UsageError(ValueError):
 
     The command-line tools print its message as one paragraph, without a traceback.
     """
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss or weights; the last good backup is kept.
+
+    The command-line tools print its message as one paragraph, without a traceback.
+    """

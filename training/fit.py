@@ -22,8 +22,9 @@ from absl import app, flags  # noqa: E402
 from training.callbacks import VQMonitor  # noqa: E402
 from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  # noqa: E402
 from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
-from training.errors import UsageError  # noqa: E402
+from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
+from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, enable_determinism, fit_resumable  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
 MODELS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -53,6 +54,17 @@ flags.DEFINE_float("learning_rate", 3e-4, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and every random op.")
 flags.DEFINE_string("logdir", "runs/latest", "Where TensorBoard logs, backups and model.keras go.")
 flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_integer(
+    "backup_every_steps", DEFAULT_BACKUP_EVERY_STEPS,
+    "Training steps between backups under <logdir>/backup (also one at every epoch end); "
+    "a killed run resumes exactly from the newest when the same command runs again.",
+    lower_bound=1,
+)
+flags.DEFINE_boolean(
+    "skip_bad_images", False,
+    "folder: data sets: leave out corrupt, truncated or empty image files (counted and named) "
+    "instead of stopping with an error.",
+)
 flags.DEFINE_integer("monitor_images", 8, "Validation images shown beside their reconstructions in TensorBoard.")
 flags.DEFINE_enum(
     "stage", "autoencoder", ["autoencoder", "prior"],
@@ -77,6 +89,8 @@ PRIOR_HPARAMS = (
     "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "epochs", "steps_per_epoch", "batch_size",
     "learning_rate", "seed",
 )
+# What a resumed run must share with the run that wrote the backup (not epochs: a run may be extended).
+RESUME_SETTINGS = tuple(name for name in TRACKED_HPARAMS if name != "epochs")
 
 
 def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):
@@ -138,6 +152,7 @@ def check_images_fit(model, image_shape, dataset, preset):
 def train(argv_flags):
     strategy, outputs = prepare_run(argv_flags)
     keras.utils.set_random_seed(argv_flags.seed)
+    enable_determinism()
     logdir = outputs.logdir
     # Check the model against the data set's image shape before reading any data.
     make_model(
@@ -145,7 +160,10 @@ def train(argv_flags):
         image_spec_or_none(argv_flags.dataset, argv_flags.data_dir), argv_flags.dataset,
         codebook_overrides(argv_flags),
     )
-    data = load_image_data(argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed)
+    data = load_image_data(
+        argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed, argv_flags.skip_bad_images
+    )
+    report_skipped(data.skipped_files)
     with strategy.scope():
         model = build_model(
             argv_flags.model, argv_flags.preset, argv_flags.num_channels, data.data_variance,
@@ -162,26 +180,37 @@ def train(argv_flags):
     steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size
     monitor_images = next(iter(data.validation.unbatch().batch(argv_flags.monitor_images)))
     hparams = {name: getattr(argv_flags, name) for name in TRACKED_HPARAMS}
-    model.fit(
-        data.train,
+    backups = Backups(outputs.backup, {name: getattr(argv_flags, name) for name in RESUME_SETTINGS})
+    fit_resumable(
+        model,
+        data.train_from_step,
+        backups,
         epochs=argv_flags.epochs,
         steps_per_epoch=steps,
+        every_steps=argv_flags.backup_every_steps,
         validation_data=data.validation,
         validation_steps=argv_flags.validation_steps,
         callbacks=[
-            keras.callbacks.BackupAndRestore(str(outputs.backup)),
             keras.callbacks.TensorBoard(str(logdir)),
             VQMonitor(logdir, monitor_images, {**hparams, **model.get_config()}),
         ],
         verbose=2 if os.environ.get("CI") else "auto",
     )
     path = save_and_check(model, logdir / "model.keras", next(iter(data.validation)))
+    backups.delete()
     if not outputs.is_chief:
         outputs.clean_up()
         return None
     print(f"Saved model: {path}")
     print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
     return path
+
+
+def report_skipped(skipped_files, shown=5):
+    if skipped_files:
+        names = ", ".join(str(path) for path in skipped_files[:shown])
+        more = f" and {len(skipped_files) - shown} more" if len(skipped_files) > shown else ""
+        print(f"Skipped {len(skipped_files)} undecodable image files (--skip_bad_images): {names}{more}.")
 
 
 def save_and_check(model, path, images):
@@ -206,6 +235,11 @@ def main(argv):
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except TrainingDiverged as error:
+        print(f"error: {error} The last good backup is kept in {Path(FLAGS.logdir).absolute() / 'backup'}; "
+              "rerunning the same command resumes from it (and will likely diverge again): lower "
+              "--learning_rate or check the data, with another --logdir.", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from training.data import load_image_data
 from training.data.pipeline import SAMPLE_PATH
+from tests.training.conftest import run_module
 from training.errors import UsageError
 
 
@@ -77,3 +78,77 @@ def test_unknown_and_absent_data_sets(tmp_path):
     message = str(error.value)
     assert "'svhn_cropped' is not prepared under" in message and str(tmp_path) in message
     assert "--data_dir=DIR (or set TFDS_DATA_DIR=DIR)" in message
+
+
+def test_train_from_step_continues_the_same_batch_stream():
+    data = load_image_data("cifar10_sample", batch_size=16, seed=3)
+    stream = [b.numpy() for b in data.train.take(90)]  # 1200 / 16 = 75 batches: crosses a reshuffle
+    resumed = [b.numpy() for b in data.train_from_step(77).take(13)]
+    for got, want in zip(resumed, stream[77:]):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(stream[75], stream[0])  # the second pass is shuffled anew
+
+
+def _folder_with_bad_files(folder):
+    """22 good 8x8 PNGs and a corrupt, a truncated PNG, a truncated JPEG and an empty file."""
+    rng = np.random.default_rng(1)
+    for i in range(22):
+        tf.io.write_file(str(folder / f"{i:02d}.png"), tf.io.encode_png(rng.integers(0, 256, (8, 8, 3), np.uint8)))
+    png = tf.io.encode_png(rng.integers(0, 256, (8, 8, 3), np.uint8)).numpy()
+    jpeg = tf.io.encode_jpeg(rng.integers(0, 256, (8, 8, 3), np.uint8)).numpy()
+    (folder / "bad_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (folder / "bad_truncated.png").write_bytes(png[: len(png) - 12])  # only the end chunk missing
+    (folder / "bad_truncated.jpg").write_bytes(jpeg[: len(jpeg) - 2])  # only the end marker missing
+    (folder / "bad_empty.png").write_bytes(b"")
+    return ["bad_corrupt.png", "bad_empty.png", "bad_truncated.jpg", "bad_truncated.png"]
+
+
+def test_corrupt_truncated_and_empty_images_are_named(tmp_path):
+    bad = _folder_with_bad_files(tmp_path)
+    for name in bad:  # one bad file at a time, each named in its error
+        others = tmp_path / f"only_{name}"
+        others.mkdir()
+        for good in sorted(tmp_path.glob("[0-9]*.png"))[:3]:
+            (others / good.name).write_bytes(good.read_bytes())
+        (others / name).write_bytes((tmp_path / name).read_bytes())
+        with pytest.raises(UsageError) as error:
+            load_image_data(f"folder:{others}", batch_size=2)
+        message = str(error.value)
+        if name == "bad_empty.png":
+            assert message == (
+                f"Image file {others / name} is empty (0 bytes). Replace or delete it, or pass "
+                "--skip_bad_images to leave such files out."
+            )
+        else:
+            size = (others / name).stat().st_size
+            assert message.startswith(f"Cannot decode image file {others / name} ({size} bytes; corrupt or truncated?): ")
+            assert message.endswith(". Replace or delete it, or pass --skip_bad_images to leave such files out.")
+            assert "{{" not in message and "[Op:" not in message
+
+
+def test_skip_bad_images_leaves_them_out_and_lists_them(tmp_path):
+    bad = _folder_with_bad_files(tmp_path)
+    data = load_image_data(f"folder:{tmp_path}", batch_size=4, skip_bad_images=True)
+    assert sorted(path.name for path in data.skipped_files) == bad
+    assert data.num_train + data.num_validation == 22
+    # a wrong-size image is still an error, skipping or not
+    tf.io.write_file(str(tmp_path / "99.png"), tf.io.encode_png(np.zeros((8, 4, 3), np.uint8)))
+    with pytest.raises(UsageError, match=r"must have one size; .*00.png is \(8, 8, 3\) but .*99.png is \(8, 4, 3\)"):
+        load_image_data(f"folder:{tmp_path}", batch_size=4, skip_bad_images=True)
+
+
+def test_cli_skip_bad_images_prints_count_and_names(tmp_path):
+    (tmp_path / "images").mkdir()
+    _folder_with_bad_files(tmp_path / "images")
+    args = ("--dataset=folder:" + str(tmp_path / "images"), "--batch_size=4", "--steps_per_epoch=1",
+            "--validation_steps=1", "--monitor_images=2", "--jit_compile=false", f"--logdir={tmp_path / 'run'}")
+    refused = run_module("training.fit", *args)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"error: Cannot decode image file {tmp_path / 'images' / 'bad_corrupt.png'}" in refused.stderr
+    result = run_module("training.fit", *args, "--skip_bad_images")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        f"Skipped 4 undecodable image files (--skip_bad_images): {tmp_path / 'images' / 'bad_corrupt.png'}, "
+        f"{tmp_path / 'images' / 'bad_empty.png'}, {tmp_path / 'images' / 'bad_truncated.jpg'}, "
+        f"{tmp_path / 'images' / 'bad_truncated.png'}."
+    ) in result.stdout

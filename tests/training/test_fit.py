@@ -30,7 +30,7 @@ def test_cli_trains_logs_saves_and_reloads(fit_run):
     expected = {"epoch_loss", "epoch_reconstruction_loss", "epoch_vq_loss", "epoch_perplexity", "epoch_codebook_usage"}
     assert expected <= _scalar_tags(logdir / "train")
     assert expected <= _scalar_tags(logdir / "validation")
-    assert not (logdir / "backup").exists()  # BackupAndRestore removes it after a finished run
+    assert not (logdir / "backup").exists()  # removed once model.keras is saved
 
 
 def test_cli_errors_are_one_paragraph_without_traceback():

@@ -66,7 +66,7 @@ def load_or_encode(autoencoder, autoencoder_path, dataset, data_dir, cache_dir, 
         else:
             print(f"Codes read from the cache {path}.")
             return data
-    train, validation, num_classes = read_splits(dataset, data_dir, with_labels=with_labels)
+    train, validation, num_classes, _ = read_splits(dataset, data_dir, with_labels=with_labels)
     encode = _encoder(autoencoder)
     codes, labels = {}, {}
     for split, images in zip(SPLITS, (train, validation)):

@@ -1,0 +1,230 @@
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from tests.training.conftest import run_module
+from training.errors import TrainingDiverged, UsageError
+from training.resume import Backups, StopOnNonFiniteLoss, atomic_directory, fit_resumable
+
+import vq_keras  # noqa: F401  (registers the classes model.keras files name)
+
+KILL_RUN_ARGS = (
+    "--epochs=2", "--steps_per_epoch=6", "--validation_steps=1", "--batch_size=4",
+    "--jit_compile=false", "--backup_every_steps=2", "--monitor_images=2",
+)
+
+
+def _start_fit(logdir, output):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), "CI": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "training.fit", *KILL_RUN_ARGS, f"--logdir={logdir}"],
+        cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
+    )
+
+
+def _backups(logdir):
+    folder = logdir / "backup"
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("step-")) if folder.is_dir() else []
+
+
+def _kill_after_first_backup(process, logdir, delay, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not _backups(logdir):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no backup appeared (exit code {process.poll()})")
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    return process.wait(timeout=30)
+
+
+def _state(path):
+    model = keras.saving.load_model(path)
+    weights = {v.path: np.asarray(v) for v in model.weights}
+    optimizer = {v.path: np.asarray(v) for v in model.optimizer.variables}
+    return weights, optimizer
+
+
+def test_sigkilled_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    delay = random.Random().uniform(0.0, 0.4)  # any kill point must do; steps take ~0.1 s
+    killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
+    with open(tmp_path / "killed.log", "w") as killed_log, open(tmp_path / "reference.log", "w") as reference_log:
+        reference = _start_fit(reference_dir, reference_log)
+        killed = _start_fit(killed_dir, killed_log)
+        try:
+            assert _kill_after_first_backup(killed, killed_dir, delay) == -signal.SIGKILL
+            assert reference.wait(timeout=300) == 0, (tmp_path / "reference.log").read_text()[-3000:]
+        finally:
+            for process in (killed, reference):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert not (killed_dir / "model.keras").exists(), f"the run ended before the kill (delay {delay:.2f} s)"
+    left = _backups(killed_dir)
+    assert left, "the killed run left no backup"
+
+    resumed = run_module("training.fit", *KILL_RUN_ARGS, f"--logdir={killed_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from backup {killed_dir / 'backup' / left[-1]}" in resumed.stdout
+    assert not (killed_dir / "backup").exists()
+
+    weights, optimizer = _state(killed_dir / "model.keras")
+    expected_weights, expected_optimizer = _state(reference_dir / "model.keras")
+    assert weights.keys() == expected_weights.keys() and optimizer.keys() == expected_optimizer.keys()
+    assert any("ema_cluster_size" in name for name in weights)  # non-trainable EMA statistics compared too
+    assert int(optimizer["adam/iteration"]) == 12
+    for name in weights:
+        np.testing.assert_allclose(weights[name], expected_weights[name], rtol=0, atol=1e-6, err_msg=name)
+    for name in optimizer:
+        np.testing.assert_allclose(optimizer[name], expected_optimizer[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_backup(tmp_path):
+    logdir = tmp_path / "run"
+    result = run_module(
+        "training.fit", "--epochs=1", "--steps_per_epoch=6", "--batch_size=4", "--jit_compile=false",
+        "--validation_steps=1", "--monitor_images=2", "--backup_every_steps=1", "--learning_rate=1e10",
+        f"--logdir={logdir}",
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: Training stopped at the first non-finite loss: epoch 1, batch ")
+    step = int(message.split("global step ")[1].split(" ")[0])
+    assert "loss=" in message and "reconstruction_loss=" in message and "vq_loss=" in message
+    assert f"The last good backup is kept in {logdir / 'backup'}" in message
+    assert not (logdir / "model.keras").exists()
+
+    backups = _backups(logdir)
+    assert backups[-1] == f"step-{step - 1:09d}"  # every step before the bad one was backed up
+    position = json.loads((logdir / "backup" / backups[-1] / "position.json").read_text())
+    assert position["step"] == step - 1
+    with h5py.File(logdir / "backup" / backups[-1] / "state.weights.h5") as file:
+        arrays = []
+        file.visititems(lambda name, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    assert len(arrays) > 50 and all(np.all(np.isfinite(array)) for array in arrays)
+
+
+def _tiny_model():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse", metrics=["mae"], jit_compile=False)
+    return model
+
+
+def _tiny_data(step, poison_step=None):
+    """Batch n (n = 0, 1, ...) is a deterministic function of n, as `train_from_step` requires."""
+    import tensorflow as tf
+
+    def batch(n):
+        x = tf.cast(tf.reshape(tf.range(6, dtype=tf.int64) + n, (2, 3)), tf.float32) / 10.0
+        y = tf.reduce_sum(x, axis=1, keepdims=True)
+        if poison_step is not None:
+            y = tf.where(n + 1 >= poison_step, y * np.inf, y)
+        return x, y
+
+    return tf.data.Dataset.range(step, 10**9).map(batch)
+
+
+def test_fit_resumable_in_process_equals_one_run_and_restores_metrics(tmp_path):
+    keras.utils.set_random_seed(1)
+    whole = _tiny_model()
+    history = {}
+    fit_resumable(whole, _tiny_data, Backups(tmp_path / "whole", {}), epochs=2, steps_per_epoch=5,
+                  every_steps=2, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+                      on_epoch_end=lambda epoch, logs: history.setdefault(epoch, logs["mae"]))])
+
+    keras.utils.set_random_seed(1)
+    first = _tiny_model()
+    second_half = Backups(tmp_path / "split", {})
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:  # after the backup at step 2, before the one at step 4
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_resumable(first, _tiny_data, second_half, epochs=2, steps_per_epoch=5, every_steps=2, verbose=0,
+                      callbacks=[Interrupt()])
+    assert second_half.steps() == [2]
+
+    keras.utils.set_random_seed(99)  # the resumed weights, not the seed, must decide
+    resumed = _tiny_model()
+    resumed_history = {}
+    assert fit_resumable(resumed, _tiny_data, second_half, epochs=2, steps_per_epoch=5, every_steps=2, verbose=0,
+                         callbacks=[keras.callbacks.LambdaCallback(
+                             on_epoch_end=lambda epoch, logs: resumed_history.setdefault(epoch, logs["mae"]))]) == 2
+    for got, want in zip(resumed.weights + resumed.optimizer.variables, whole.weights + whole.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-7)
+    # The interrupted epoch's mean covers all five batches: metric state came back with the backup.
+    np.testing.assert_allclose(resumed_history[0], history[0], rtol=1e-6)
+    np.testing.assert_allclose(resumed_history[1], history[1], rtol=1e-6)
+
+
+def test_non_finite_loss_raises_before_the_backup_of_that_step(tmp_path):
+    model = _tiny_model()
+    backups = Backups(tmp_path, {})
+    with pytest.raises(TrainingDiverged, match=(
+        r"^Training stopped at the first non-finite loss: epoch 2, batch 2, global step 7 "
+        r"\(loss=inf, mae=inf; running means over the epoch\).$"
+    )):
+        fit_resumable(model, lambda step: _tiny_data(step, poison_step=7), backups, epochs=3, steps_per_epoch=5,
+                      every_steps=1, verbose=0)
+    assert backups.steps() == [5, 6]
+    step, _ = Backups(tmp_path, {}).restore(model)
+    assert step == 6 and all(np.all(np.isfinite(np.asarray(v))) for v in model.weights)
+
+
+def test_stop_on_non_finite_loss_counts_steps_across_epochs():
+    callback = StopOnNonFiniteLoss(first_step=12, steps_per_epoch=5)
+    callback.on_epoch_begin(2)  # resumed at epoch 3, batch 2
+    callback.on_train_batch_end(0, {"loss": 1.0})
+    with pytest.raises(TrainingDiverged, match=r"epoch 3, batch 4, global step 14 \(loss=nan; running means"):
+        callback.on_train_batch_end(1, {"loss": float("nan")})
+
+
+def test_half_written_backups_are_never_read(tmp_path):
+    model = _tiny_model()
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
+    backups = Backups(tmp_path, {"batch_size": 4})
+    backups.save(model, 3)
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_directory(backups.path(9)) as folder:
+            (folder / "state.weights.h5").write_bytes(b"half")
+            raise RuntimeError("killed")
+    (tmp_path / ".tmp-step-000000012-x").mkdir()  # what a SIGKILL during a save leaves
+    assert backups.steps() == [3] and sorted(p.name for p in tmp_path.iterdir())[0].startswith(".tmp")
+    # A newest backup damaged on disk falls back to the one before it.
+    backups.save(model, 5)
+    (backups.path(5) / "state.weights.h5").write_bytes(b"garbage")
+    assert backups.restore(model)[0] == 3
+    backups.save(model, 7)
+    assert backups.steps() == [5, 7]  # keeps the newest two
+
+
+def test_backup_of_other_settings_is_refused(tmp_path):
+    model = _tiny_model()
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
+    Backups(tmp_path, {"batch_size": 4, "seed": 0}).save(model, 3)
+    with pytest.raises(UsageError) as error:
+        Backups(tmp_path, {"batch_size": 8, "seed": 0}).restore(model)
+    assert str(error.value) == (
+        f"The backup {tmp_path / 'step-000000003'} was written by a run with batch_size=4, but this run has "
+        "batch_size=8. Run the same command to resume it, or use another log directory (or delete that "
+        "backup folder) to start a new run."
+    )
+
+
+def test_fit_resumable_needs_steps_per_epoch(tmp_path):
+    with pytest.raises(ValueError, match=r"needs steps_per_epoch as a positive integer .* Received: steps_per_epoch=None"):
+        fit_resumable(_tiny_model(), _tiny_data, Backups(tmp_path, {}), epochs=1, steps_per_epoch=None)
