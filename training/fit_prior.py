@@ -5,7 +5,7 @@ Freezes a trained autoencoder, encodes the data set to code grids once
 PixelCNN prior per code level with `model.fit`: for a VQVAE one prior, for a
 VQVAE2 the top prior and then each lower prior conditioned on the codes above.
 Each level logs to TensorBoard under <logdir>/<level>_prior, backs up there
-(a killed run resumes), and is saved as <logdir>/<level>_prior.keras as soon
+(a killed run resumes exactly, as stage 1 does: training/resume.py), and is saved as <logdir>/<level>_prior.keras as soon
 as it is trained (a rerun skips trained levels). The priors end in
 <logdir>/prior.keras: a PixelCNNPrior for a VQVAE, a HierarchicalPrior for a
 VQVAE2, which `python -m training.sample` reads beside the autoencoder.
@@ -21,7 +21,9 @@ import tensorflow as tf
 
 from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
+from training.data.pipeline import shuffled_batches
 from training.errors import UsageError
+from training.resume import Backups, enable_determinism, fit_resumable
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
 AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -31,6 +33,7 @@ MONITOR_SAMPLES = 16
 def train_priors(argv_flags, tracked_hparams):
     """Stage 2 for the parsed flags; returns the path of the saved prior."""
     keras.utils.set_random_seed(argv_flags.seed)
+    enable_determinism()
     logdir = Path(argv_flags.logdir).absolute()
     autoencoder = load_autoencoder(argv_flags.autoencoder, argv_flags.model)
     data = load_or_encode(
@@ -44,6 +47,8 @@ def train_priors(argv_flags, tracked_hparams):
         {name: value for name, value in sizes.items() if value is not None},
     )
     hparams = {name: getattr(argv_flags, name) for name in tracked_hparams}
+    # What a resumed run must share with the run that wrote the backup (not epochs: a run may be extended).
+    settings = {name: value for name, value in hparams.items() if name != "epochs"}
     trained = []
     for level, (name, prior) in enumerate(zip(_level_names(autoencoder), priors)):
         path = logdir / f"{name}_prior.keras"
@@ -56,8 +61,9 @@ def train_priors(argv_flags, tracked_hparams):
                 _sampler(autoencoder, trained, prior, data, argv_flags.seed),
                 {**hparams, **prior.get_config()},
             )
-            fit_prior(prior, data, level, argv_flags, logdir / f"{name}_prior", [monitor])
+            backups = fit_prior(prior, data, level, argv_flags, logdir / f"{name}_prior", settings, [monitor])
             save_atomically(prior, path)
+            backups.delete()
         trained.append(prior)
         _report(name, prior, data, level, argv_flags.batch_size)
     final = trained[0] if len(trained) == 1 else HierarchicalPrior(trained, downsampling=autoencoder.downsampling)
@@ -129,21 +135,15 @@ def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=N
     return priors
 
 
-def fit_prior(prior, data, level, argv_flags, logdir, callbacks):
-    train = data.examples("train", level)
-    count = len(train["codes"])
+def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
+    """Trains one level's prior with exact resume from the backups under `logdir`."""
+    train = tf.data.Dataset.from_tensor_slices(data.examples("train", level))
+    count = len(data.codes["train"][level])
     if count < argv_flags.batch_size:
         raise UsageError(
             f"The training split has {count} code grids, fewer than one batch "
             f"(--batch_size={argv_flags.batch_size}). Use a smaller --batch_size."
         )
-    train_dataset = (
-        tf.data.Dataset.from_tensor_slices(train)
-        .shuffle(min(count, 10_000), seed=argv_flags.seed, reshuffle_each_iteration=True)
-        .repeat()
-        .batch(argv_flags.batch_size, drop_remainder=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
     validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level))
     prior.build_if_needed()
     prior.compile(optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile)
@@ -152,19 +152,22 @@ def fit_prior(prior, data, level, argv_flags, logdir, callbacks):
         f"{prior.grid_shape[1]} grids) on {count} code grids; uniform guessing scores "
         f"log2({prior.num_embeddings}) = {math.log2(prior.num_embeddings):.2f} bits per code."
     )
-    prior.fit(
-        train_dataset,
+    backups = Backups(logdir / "backup", settings)
+    fit_resumable(
+        prior,
+        lambda step: shuffled_batches(train, argv_flags.batch_size, argv_flags.seed, count, step).prefetch(
+            tf.data.AUTOTUNE
+        ),
+        backups,
         epochs=argv_flags.epochs,
         steps_per_epoch=argv_flags.steps_per_epoch or count // argv_flags.batch_size,
+        every_steps=argv_flags.backup_every_steps,
         validation_data=validation.batch(argv_flags.batch_size).prefetch(tf.data.AUTOTUNE),
         validation_steps=argv_flags.validation_steps,
-        callbacks=[
-            keras.callbacks.BackupAndRestore(str(logdir / "backup")),
-            keras.callbacks.TensorBoard(str(logdir)),
-            *callbacks,
-        ],
+        callbacks=[keras.callbacks.TensorBoard(str(logdir)), *callbacks],
         verbose=2 if os.environ.get("CI") else "auto",
     )
+    return backups
 
 
 def save_atomically(model, path):
