@@ -6,11 +6,14 @@ import pytest
 import tensorflow as tf
 import keras
 
+import tensorflow_probability as tfp
+
 from vq_keras import metrics
 from vq_keras.zoo import VQVAE, VQVAE2, PixelCNNPrior, generate
 
 SAMPLE = Path(__file__).resolve().parents[2] / "training" / "data" / "cifar10_sample.npz"
 TINY = dict(num_layers=2, num_filters=8, kernel_size=3)
+tfd = tfp.distributions
 
 
 def _codes(n, height, width, limit, seed=0):
@@ -120,6 +123,37 @@ def test_same_seed_same_codes_and_one_compiled_function():
     assert function.experimental_get_tracing_count() == 1
     assert tuple(prior.sample(2, seed=3, grid_shape=(3, 3)).shape) == (2, 3, 3)
     assert len(prior._samplers.functions) == 2
+
+
+@pytest.mark.parametrize("num_layers, kernel_size", [(3, 3), (2, 5)])
+def test_vertical_reach_is_the_receptive_field_in_rows(num_layers, kernel_size):
+    prior = PixelCNNPrior(8, num_layers=num_layers, num_filters=8, kernel_size=kernel_size)
+    prior.build_if_needed()
+    reach = prior.vertical_reach()
+    assert reach == kernel_size // 2 + 1 + (num_layers - 1) * (kernel_size // 2)
+    height, width = reach + 4, 3
+    depends = logit_dependence(prior, _codes(1, height, width, 8))
+    rows = np.arange(height * width) // width
+    last = height - 1  # the last row's logits reach exactly `reach` rows up
+    reached = {rows[q] for p in range(height * width) if rows[p] == last for q in np.flatnonzero(depends[p])}
+    assert min(reached) == last - reach
+    assert prior.sampling_window(height) == reach + 1 and prior.sampling_window(2) == 2
+    assert PixelCNNPrior(8, num_layers=2, num_attention_layers=1).sampling_window(height) == height
+
+
+def test_sampling_on_a_window_of_rows_equals_full_recomputation():
+    prior = _spread(PixelCNNPrior(10, num_classes=3, condition_num_embeddings=6, condition_upsampling=2, **TINY))
+    height, width, temperature, seed = 10, 4, 0.7, 5
+    assert prior.sampling_window(height) < height
+    labels, condition = np.array([0, 2, 1]), _codes(3, height // 2, width // 2, 6)
+    sampled = prior.sample(3, labels=labels, condition=condition, temperature=temperature, seed=seed).numpy()
+    codes = np.zeros((3, height, width), "int32")
+    for p in range(height * width):  # the slow reference: the whole grid at every position
+        row, col = divmod(p, width)
+        logits = prior(codes, labels=labels, condition=condition).numpy()[:, row, col] / temperature
+        key = tf.random.experimental.stateless_fold_in(tf.constant([0, seed], tf.int32), p)
+        codes[:, row, col] = tfd.Categorical(logits=logits).sample(seed=key).numpy()
+    np.testing.assert_array_equal(sampled, codes)
 
 
 def test_low_temperature_sampling_is_greedy_decoding():

@@ -493,21 +493,52 @@ class PixelCNNPrior(PresetMixin, keras.Model):
         cast = lambda value: None if value is None else tf.cast(value, tf.int32)  # noqa: E731
         return cast(labels), cast(condition), (height, width)
 
+    def vertical_reach(self):
+        """How many rows above a position its logits depend on (None: all, with attention).
+
+        The first (type A) block reads kernel_size // 2 + 1 rows above, every
+        further block kernel_size // 2 more; the 1x1 head and the position-wise
+        conditioning add none.
+        """
+        if self.num_attention_layers:
+            return None
+        half = self.kernel_size // 2
+        return half + 1 + (self.num_layers - 1) * half
+
+    def sampling_window(self, height):
+        """Rows the network runs on to draw one position of a `height`-row grid:
+        the position's row and the rows within reach above it. Rows further up
+        change only features that never reach the drawn position, so the logits
+        equal those of the whole grid (up to float rounding)."""
+        reach = self.vertical_reach()
+        return height if reach is None else min(height, reach + 1)
+
     def _sampler(self, num, height, width, has_labels, has_condition):
         """The compiled sampling function for one shape and conditioning, cached."""
         key = (num, height, width, has_labels, has_condition)
         if key not in self._samplers.functions:
+
+            window = self.sampling_window(height)
 
             def sample_codes(labels, condition, temperature, seed):
                 label_features = self.label_features(labels)
                 condition_features = self.condition_features(condition)
 
                 def draw(position, codes):
-                    embedded = self.code_embedding(codes)
-                    logits = self.logits_from_embedded(embedded, label_features, condition_features, training=False)
                     row, col = position // width, position % width
+                    # Only the rows that reach this one: the window's top row is
+                    # `window - 1` rows up (clipped inside the grid).
+                    top = tf.clip_by_value(row - (window - 1), 0, height - window)
+                    rows = tf.slice(codes, [0, top, 0], [num, window, width])
+                    condition_rows = None
+                    if condition_features is not None:
+                        channels = tf.shape(condition_features)[-1]
+                        condition_rows = tf.slice(condition_features, [0, top, 0, 0], [num, window, width, channels])
+                    logits = self.logits_from_embedded(
+                        self.code_embedding(rows), label_features, condition_rows, training=False
+                    )
                     step_seed = tf.random.experimental.stateless_fold_in(seed, position)
-                    drawn = tfd.Categorical(logits=logits[:, row, col, :] / temperature).sample(seed=step_seed)
+                    drawn = tfd.Categorical(logits=logits[:, row - top, col, :] / temperature).sample(seed=step_seed)
                     where = tf.stack(
                         [tf.range(num), tf.fill([num], row), tf.fill([num], col)], axis=1
                     )
@@ -527,9 +558,10 @@ class PixelCNNPrior(PresetMixin, keras.Model):
         """Draws `num` code grids in raster order in one compiled call.
 
         A tf.while_loop over the height * width positions runs inside one
-        tf.function; each step runs the network on the codes drawn so far and
-        draws position p from Categorical(logits / temperature) with a
-        stateless RNG key folded from (seed, p). The same seed gives the same
+        tf.function; each step runs the network on the codes drawn so far (on
+        the rows within reach only, see `sampling_window`) and draws position p
+        from Categorical(logits / temperature) with a stateless RNG key folded
+        from (seed, p). The same seed gives the same
         codes (on the same machine and TF version); the compiled function is
         cached on this instance per (num, grid, conditioning).
 
