@@ -24,7 +24,7 @@ from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  #
 from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
-from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, enable_determinism, fit_resumable  # noqa: E402
+from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
 MODELS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -53,7 +53,11 @@ flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_float("learning_rate", 3e-4, "Adam learning rate.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and every random op.")
 flags.DEFINE_string("logdir", "runs/latest", "Where TensorBoard logs, backups and model.keras go.")
-flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_boolean(
+    "deterministic", True,
+    "TF op determinism: a rerun, or a run resumed after a kill, ends with the same weights.",
+)
+flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA (needs --deterministic=false).")
 flags.DEFINE_integer(
     "backup_every_steps", DEFAULT_BACKUP_EVERY_STEPS,
     "Training steps between backups under <logdir>/backup (also one at every epoch end); "
@@ -83,7 +87,7 @@ flags.DEFINE_string("mixed_precision", "none", f"Keras dtype policy: one of {', 
 
 TRACKED_HPARAMS = (
     "dataset", "model", "preset", "num_channels", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed",
-    "strategy", "mixed_precision",
+    "strategy", "mixed_precision", "deterministic", "jit_compile",
 )
 PRIOR_HPARAMS = (
     "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "epochs", "steps_per_epoch", "batch_size",
@@ -152,7 +156,7 @@ def check_images_fit(model, image_shape, dataset, preset):
 def train(argv_flags):
     strategy, outputs = prepare_run(argv_flags)
     keras.utils.set_random_seed(argv_flags.seed)
-    enable_determinism()
+    configure_determinism(argv_flags.deterministic, argv_flags.jit_compile)
     logdir = outputs.logdir
     # Check the model against the data set's image shape before reading any data.
     make_model(

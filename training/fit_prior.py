@@ -23,7 +23,7 @@ from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
 from training.data.pipeline import shuffled_batches
 from training.errors import UsageError
-from training.resume import Backups, enable_determinism, fit_resumable
+from training.resume import Backups, configure_determinism, fit_resumable
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
 AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -33,7 +33,7 @@ MONITOR_SAMPLES = 16
 def train_priors(argv_flags, tracked_hparams):
     """Stage 2 for the parsed flags; returns the path of the saved prior."""
     keras.utils.set_random_seed(argv_flags.seed)
-    enable_determinism()
+    configure_determinism(argv_flags.deterministic, argv_flags.jit_compile)
     logdir = Path(argv_flags.logdir).absolute()
     autoencoder = load_autoencoder(argv_flags.autoencoder, argv_flags.model)
     data = load_or_encode(

@@ -50,6 +50,19 @@ def enable_determinism():
     tf.config.experimental.enable_op_determinism()
 
 
+def configure_determinism(deterministic, jit_compile):
+    """Turns on op determinism if asked; refuses XLA with it, which Keras would
+    otherwise turn off with only a warning (not every op has a deterministic XLA kernel)."""
+    if deterministic and jit_compile:
+        raise UsageError(
+            "--jit_compile=true needs --deterministic=false: Keras does not XLA-compile under TF "
+            "op determinism. Choose exact resume and reruns (--deterministic, the default) or "
+            "XLA's speed (--deterministic=false --jit_compile)."
+        )
+    if deterministic:
+        enable_determinism()
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
     """Yields a hidden temporary folder beside `path` and renames it to `path` when the block ends.

@@ -228,3 +228,11 @@ def test_backup_of_other_settings_is_refused(tmp_path):
 def test_fit_resumable_needs_steps_per_epoch(tmp_path):
     with pytest.raises(ValueError, match=r"needs steps_per_epoch as a positive integer .* Received: steps_per_epoch=None"):
         fit_resumable(_tiny_model(), _tiny_data, Backups(tmp_path, {}), epochs=1, steps_per_epoch=None)
+
+
+def test_xla_is_refused_under_determinism_not_silently_dropped():
+    from training.resume import configure_determinism
+
+    with pytest.raises(UsageError, match=r"--jit_compile=true needs --deterministic=false: Keras does not XLA-compile"):
+        configure_determinism(True, True)
+    configure_determinism(False, True)  # XLA without determinism: nothing to configure
