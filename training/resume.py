@@ -8,10 +8,12 @@ a run that was never stopped (given deterministic ops: `enable_determinism()`).
 
 A backup is a folder `<backup_dir>/step-<global step>/` holding
 - `state.weights.h5`: `model.save_weights`, i.e. every model weight including
-  non-trainable ones (EMA statistics, seed generator states) and the optimizer
+  non-trainable ones (EMA statistics) and the optimizer
   state (Adam moments, iterations);
 - `metrics.npz`: the running state of every metric, so the interrupted epoch
   logs the same averages;
+- `seeds.npz`: the states of the seed generators (dropout masks), which
+  `save_weights` leaves out;
 - `position.json`: the global step (the data position: the training data is
   rebuilt by `train_from_step(step)`) and the run's settings.
 
@@ -41,6 +43,7 @@ from training.errors import TrainingDiverged, UsageError
 BACKUP_PREFIX = "step-"
 WEIGHTS_FILE = "state.weights.h5"
 METRICS_FILE = "metrics.npz"
+SEEDS_FILE = "seeds.npz"
 POSITION_FILE = "position.json"
 DEFAULT_BACKUP_EVERY_STEPS = 500
 
@@ -102,6 +105,12 @@ def _metric_variables(model):
     return [variable for metric in metrics.values() for variable in metric.variables]
 
 
+def _seed_states(model):
+    # `save_weights` leaves out the states of the seed generators (dropout and
+    # other random layers draw from them), so a resumed run would draw other masks.
+    return [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
+
+
 def first_non_finite_variable(model):
     """The path of the first model weight holding NaN or inf, or None."""
     for variable in model.variables:
@@ -144,6 +153,7 @@ class Backups:
         with atomic_directory(self.path(step)) as folder:
             model.save_weights(folder / WEIGHTS_FILE)
             np.savez(folder / METRICS_FILE, *[np.asarray(v) for v in _metric_variables(model)])
+            np.savez(folder / SEEDS_FILE, *[np.asarray(v) for v in _seed_states(model)])
             (folder / POSITION_FILE).write_text(json.dumps({"step": step, "settings": self.settings}))
         for old in self.steps()[: -self.keep]:
             shutil.rmtree(self.path(old), ignore_errors=True)
@@ -169,6 +179,12 @@ class Backups:
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(folder / WEIGHTS_FILE)
+        with np.load(folder / SEEDS_FILE) as arrays:
+            states = _seed_states(model)
+            if len(arrays.files) != len(states):
+                raise ValueError(f"{folder / SEEDS_FILE} holds {len(arrays.files)} seed states, the model {len(states)}")
+            for i, variable in enumerate(states):
+                variable.assign(arrays[f"arr_{i}"])
         with np.load(folder / METRICS_FILE) as arrays:
             return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
 

@@ -24,22 +24,22 @@ KILL_RUN_ARGS = (
 )
 
 
-def _start_fit(logdir, output):
+def _start_fit(logdir, output, args=KILL_RUN_ARGS):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), "CI": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "training.fit", *KILL_RUN_ARGS, f"--logdir={logdir}"],
+        [sys.executable, "-m", "training.fit", *args, f"--logdir={logdir}"],
         cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
     )
 
 
-def _backups(logdir):
-    folder = logdir / "backup"
+def _backups(run_dir):
+    folder = run_dir / "backup"
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("step-")) if folder.is_dir() else []
 
 
-def _kill_after_first_backup(process, logdir, delay, timeout=120):
+def _kill_after_first_backup(process, run_dir, delay, timeout=240):
     deadline = time.monotonic() + timeout
-    while not _backups(logdir):
+    while not _backups(run_dir):
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"no backup appeared (exit code {process.poll()})")
         time.sleep(0.02)
@@ -55,38 +55,62 @@ def _state(path):
     return weights, optimizer
 
 
-def test_sigkilled_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+def _kill_resume_and_reference(tmp_path, args, run_dir=lambda logdir: logdir):
+    """Runs `training.fit args` twice at once, SIGKILLs one after its first backup in
+    run_dir(logdir), reruns it to the end: (resumed logdir, reference logdir, resumed stdout)."""
     delay = random.Random().uniform(0.0, 0.4)  # any kill point must do; steps take ~0.1 s
     killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
     with open(tmp_path / "killed.log", "w") as killed_log, open(tmp_path / "reference.log", "w") as reference_log:
-        reference = _start_fit(reference_dir, reference_log)
-        killed = _start_fit(killed_dir, killed_log)
+        reference = _start_fit(reference_dir, reference_log, args)
+        killed = _start_fit(killed_dir, killed_log, args)
         try:
-            assert _kill_after_first_backup(killed, killed_dir, delay) == -signal.SIGKILL
-            assert reference.wait(timeout=300) == 0, (tmp_path / "reference.log").read_text()[-3000:]
+            assert _kill_after_first_backup(killed, run_dir(killed_dir), delay) == -signal.SIGKILL
+            assert reference.wait(timeout=400) == 0, (tmp_path / "reference.log").read_text()[-3000:]
         finally:
             for process in (killed, reference):
                 if process.poll() is None:
                     process.kill()
                     process.wait()
-    assert not (killed_dir / "model.keras").exists(), f"the run ended before the kill (delay {delay:.2f} s)"
-    left = _backups(killed_dir)
-    assert left, "the killed run left no backup"
-
-    resumed = run_module("training.fit", *KILL_RUN_ARGS, f"--logdir={killed_dir}")
+    left = _backups(run_dir(killed_dir))
+    assert left, f"the killed run left no backup (killed {delay:.2f} s after the first)"
+    resumed = run_module("training.fit", *args, f"--logdir={killed_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resuming from backup {killed_dir / 'backup' / left[-1]}" in resumed.stdout
-    assert not (killed_dir / "backup").exists()
+    assert f"Resuming from backup {run_dir(killed_dir) / 'backup' / left[-1]}" in resumed.stdout
+    assert not (run_dir(killed_dir) / "backup").exists()
+    return killed_dir, reference_dir, resumed.stdout
 
-    weights, optimizer = _state(killed_dir / "model.keras")
-    expected_weights, expected_optimizer = _state(reference_dir / "model.keras")
+
+def _assert_same_state(path, expected_path, iterations):
+    weights, optimizer = _state(path)
+    expected_weights, expected_optimizer = _state(expected_path)
     assert weights.keys() == expected_weights.keys() and optimizer.keys() == expected_optimizer.keys()
-    assert any("ema_cluster_size" in name for name in weights)  # non-trainable EMA statistics compared too
-    assert int(optimizer["adam/iteration"]) == 12
+    assert int(optimizer["adam/iteration"]) == iterations
     for name in weights:
         np.testing.assert_allclose(weights[name], expected_weights[name], rtol=0, atol=1e-6, err_msg=name)
     for name in optimizer:
         np.testing.assert_allclose(optimizer[name], expected_optimizer[name], rtol=0, atol=1e-6, err_msg=name)
+    return weights
+
+
+def test_sigkilled_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    killed_dir, reference_dir, _ = _kill_resume_and_reference(tmp_path, KILL_RUN_ARGS)
+    weights = _assert_same_state(killed_dir / "model.keras", reference_dir / "model.keras", iterations=12)
+    assert any("ema_cluster_size" in name for name in weights)  # non-trainable EMA statistics compared too
+
+
+def test_sigkilled_stage2_resumes_to_the_prior_of_an_uninterrupted_run(tmp_path):
+    from vq_keras.zoo import VQVAE
+
+    autoencoder = VQVAE(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+    autoencoder.build_if_needed()
+    autoencoder.save(tmp_path / "vqvae.keras")
+    args = (
+        "--stage=prior", f"--autoencoder={tmp_path / 'vqvae.keras'}", "--num_layers=2", "--num_filters=8",
+        *KILL_RUN_ARGS[:-1],  # not --monitor_images, a stage-1 flag
+    )
+    killed_dir, reference_dir, resumed = _kill_resume_and_reference(tmp_path, args, lambda d: d / "codes_prior")
+    assert "Codes read from the cache" in resumed  # the killed run had cached them
+    _assert_same_state(killed_dir / "prior.keras", reference_dir / "prior.keras", iterations=12)
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_backup(tmp_path):
