@@ -38,7 +38,6 @@ def define_flags():
         "image_size", None,
         "Fix the signatures' image size: N (square) or HxW. Default: any multiple of the model's downsampling.",
     )
-    flags.DEFINE_string("prior", None, "A prior's .keras file to export with the autoencoder (not available yet).")
 
 
 def parse_image_size(text):
@@ -71,18 +70,13 @@ def load_autoencoder(path):
     if not hasattr(model, "encode_levels"):
         raise UsageError(
             f"--model={path} holds a {type(model).__name__}, not a VQVAE or VQVAE2 autoencoder. "
-            "Pass the autoencoder's .keras file (priors cannot be exported yet)."
+            "Pass the autoencoder's .keras file (training.fit's model.keras)."
         )
     return model
 
 
-def export(model_path, export_base, version=None, overwrite=False, image_size=None, prior=None):
+def export(model_path, export_base, version=None, overwrite=False, image_size=None):
     """Loads the autoencoder at `model_path` and exports it; returns the version folder."""
-    if prior:
-        raise UsageError(
-            f"--prior={prior}: exporting priors is not available yet. Leave out --prior to export the "
-            "autoencoder's reconstruct, encode and decode signatures."
-        )
     if not model_path:
         raise UsageError(
             "Pass --model=PATH.keras, the autoencoder written by training.fit (e.g. runs/latest/model.keras)."
@@ -117,7 +111,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         path = export(
-            FLAGS.model, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size, FLAGS.prior
+            FLAGS.model, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
