@@ -83,14 +83,16 @@ def load_autoencoder(path, model_name):
         autoencoder = keras.saving.load_model(path)
     except Exception as error:  # Keras raises many kinds for a file that is not a model
         raise UsageError(f"--autoencoder={path} is not a readable .keras model: {error}") from None
-    expected = AUTOENCODERS[model_name]
-    if type(autoencoder) is not expected:
+    if model_name not in AUTOENCODERS:
+        raise UsageError(f"Unknown model {model_name!r}. Known models: {', '.join(AUTOENCODERS)}.")
+    found = type(autoencoder)
+    if found is not AUTOENCODERS[model_name]:
         kinds = {cls: name for name, cls in AUTOENCODERS.items()}
-        found = kinds.get(type(autoencoder), type(autoencoder).__name__)
+        if found not in kinds:
+            raise UsageError(f"--autoencoder={path} holds a {found.__name__}, not a vq_keras VQVAE or VQVAE2.")
         raise UsageError(
-            f"--autoencoder={path} holds a {type(autoencoder).__name__}, but --model={model_name} "
-            f"expects a {expected.__name__}. Pass --model={found}." if type(autoencoder) in kinds else
-            f"--autoencoder={path} holds a {type(autoencoder).__name__}, not a vq_keras VQVAE or VQVAE2."
+            f"--autoencoder={path} holds a {found.__name__}, but --model={model_name} expects a "
+            f"{AUTOENCODERS[model_name].__name__}. Pass --model={kinds[found]}."
         )
     autoencoder.trainable = False
     return autoencoder
