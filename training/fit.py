@@ -78,6 +78,7 @@ flags.DEFINE_string("autoencoder", None, "--stage=prior: the model.keras stage 1
 flags.DEFINE_string("code_cache_dir", None, "--stage=prior: where the encoded data set is cached (default: <logdir>/codes).")
 flags.DEFINE_integer("num_layers", None, "--stage=prior: gated blocks per prior (default: the prior preset's).")
 flags.DEFINE_integer("num_filters", None, "--stage=prior: channels per prior (default: the prior preset's).")
+flags.DEFINE_float("dropout", None, "--stage=prior: dropout rate of the priors (default: the prior preset's).")
 flags.DEFINE_boolean("class_conditional", False, "--stage=prior: condition the priors on the data set's class labels.")
 flags.DEFINE_string(
     "strategy", "default",
@@ -90,8 +91,8 @@ TRACKED_HPARAMS = (
     "strategy", "mixed_precision", "deterministic", "jit_compile",
 )
 PRIOR_HPARAMS = (
-    "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "epochs", "steps_per_epoch", "batch_size",
-    "learning_rate", "seed",
+    "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "dropout",
+    "epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed",
 )
 # What a resumed run must share with the run that wrote the backup (not epochs: a run may be extended).
 RESUME_SETTINGS = tuple(name for name in TRACKED_HPARAMS if name != "epochs")

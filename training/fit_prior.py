@@ -41,10 +41,10 @@ def train_priors(argv_flags, tracked_hparams):
         argv_flags.code_cache_dir or logdir / "codes", with_labels=argv_flags.class_conditional,
     )
     grids = [codes.shape[1:] for codes in data.codes["train"]]
-    sizes = {"num_layers": argv_flags.num_layers, "num_filters": argv_flags.num_filters}
+    overrides = {"num_layers": argv_flags.num_layers, "num_filters": argv_flags.num_filters, "dropout": argv_flags.dropout}
     priors = make_priors(
         autoencoder, argv_flags.model, argv_flags.preset, grids, data.num_classes,
-        {name: value for name, value in sizes.items() if value is not None},
+        {name: value for name, value in overrides.items() if value is not None},
     )
     hparams = {name: getattr(argv_flags, name) for name in tracked_hparams}
     # What a resumed run must share with the run that wrote the backup (not epochs: a run may be extended).
