@@ -45,6 +45,10 @@ flags.DEFINE_list("grids", ["8", "32"], "Square grid sizes to sample.")
 flags.DEFINE_integer("num", 16, "Code grids drawn per call.")
 flags.DEFINE_integer("rounds", 3, "Interleaved timed rounds; the median is reported.")
 flags.DEFINE_string("preset", "cifar10", "The PixelCNNPrior preset.")
+flags.DEFINE_list(
+    "contenders", ["ours", "ours, whole grid", "Python loop"],
+    "Which samplers to time (comma-separated; the ratios need the Python loop).",
+)
 flags.DEFINE_boolean(
     "warmup", True,
     "Sample once untimed per contender first. Off for big grids on a CPU, where one draw takes minutes "
@@ -103,6 +107,10 @@ def time_grid(samplers, num, grid, rounds, warmup=True):
 def main(argv):
     del argv
     samplers, prior = contenders(FLAGS.preset)
+    unknown = set(FLAGS.contenders) - set(samplers)
+    if unknown:
+        raise app.UsageError(f"Unknown --contenders {sorted(unknown)}; known: {', '.join(samplers)}.")
+    samplers = {name: samplers[name] for name in FLAGS.contenders}
     print(
         f"PixelCNNPrior.from_preset({FLAGS.preset!r}): {prior.num_layers} gated blocks, "
         f"{prior.num_filters} filters, {prior.num_attention_layers} attention layers, "
@@ -112,10 +120,12 @@ def main(argv):
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for grid in (int(g) for g in FLAGS.grids):
         rates = time_grid(samplers, FLAGS.num, grid, FLAGS.rounds, FLAGS.warmup)
-        loop = rates["Python loop"]
+        rate = lambda name: f"{rates[name]:.1f}" if name in rates else "-"  # noqa: E731
+        loop = rates.get("Python loop")
+        ratio = lambda name: f"{rates[name] / loop:.2f}" if loop and name in rates else "-"  # noqa: E731
         print(
-            f"| {grid}x{grid} | {prior.sampling_window(grid)} | {rates['ours']:.0f} | {rates['ours, whole grid']:.0f} "
-            f"| {loop:.0f} | {rates['ours'] / loop:.2f} | {rates['ours, whole grid'] / loop:.2f} |",
+            f"| {grid}x{grid} | {prior.sampling_window(grid)} | {rate('ours')} | {rate('ours, whole grid')} "
+            f"| {rate('Python loop')} | {ratio('ours')} | {ratio('ours, whole grid')} |",
             flush=True,
         )
 
