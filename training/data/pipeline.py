@@ -193,7 +193,7 @@ def _tfds_splits(name, data_dir, with_labels):
 def _tfds_num_classes(name, builder):
     import tensorflow_datasets as tfds
 
-    label = builder.info.features.get("label") if "label" in builder.info.features else None
+    label = builder.info.features["label"] if "label" in builder.info.features else None
     if not isinstance(label, tfds.features.ClassLabel):
         raise UsageError(
             f"TFDS data set {name!r} has no 'label' class feature (it has: "
