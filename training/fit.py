@@ -24,6 +24,7 @@ from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  #
 from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
+from training.optimizer import LEARNING_RATE_DECAYS, make_optimizer, resume_settings  # noqa: E402
 from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
@@ -51,6 +52,10 @@ flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch (default
 flags.DEFINE_integer("validation_steps", None, "Validation batches per epoch (default: the whole split).")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_float("learning_rate", 3e-4, "Adam learning rate.")
+flags.DEFINE_enum(
+    "learning_rate_decay", "none", list(LEARNING_RATE_DECAYS),
+    "none: constant, as the papers train. cosine: decayed to zero over epochs x steps_per_epoch.",
+)
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and every random op.")
 flags.DEFINE_string("logdir", "runs/latest", "Where TensorBoard logs, backups and model.keras go.")
 flags.DEFINE_boolean(
@@ -87,15 +92,13 @@ flags.DEFINE_string(
 flags.DEFINE_string("mixed_precision", "none", f"Keras dtype policy: one of {', '.join(PRECISIONS)}.")
 
 TRACKED_HPARAMS = (
-    "dataset", "model", "preset", "num_channels", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed",
-    "strategy", "mixed_precision", "deterministic", "jit_compile",
+    "dataset", "model", "preset", "num_channels", "epochs", "steps_per_epoch", "batch_size", "learning_rate",
+    "learning_rate_decay", "seed", "strategy", "mixed_precision", "deterministic", "jit_compile",
 )
 PRIOR_HPARAMS = (
     "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "dropout",
-    "epochs", "steps_per_epoch", "batch_size", "learning_rate", "seed",
+    "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed",
 )
-# What a resumed run must share with the run that wrote the backup (not epochs: a run may be extended).
-RESUME_SETTINGS = tuple(name for name in TRACKED_HPARAMS if name != "epochs")
 
 
 def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):
@@ -169,23 +172,24 @@ def train(argv_flags):
         argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed, argv_flags.skip_bad_images
     )
     report_skipped(data.skipped_files)
+    steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size
+    optimizer_args = (argv_flags.learning_rate, argv_flags.learning_rate_decay, argv_flags.epochs * steps)
     with strategy.scope():
         model = build_model(
             argv_flags.model, argv_flags.preset, argv_flags.num_channels, data.data_variance,
             data.image_shape, argv_flags.dataset, codebook_overrides(argv_flags),
         )
         model.compile(
-            optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile
+            optimizer=make_optimizer(*optimizer_args), jit_compile=argv_flags.jit_compile
         )
     print(
         f"Training {argv_flags.model} ({argv_flags.preset}) on {argv_flags.dataset}: "
         f"{data.num_train} training and {data.num_validation} validation images of shape "
         f"{data.image_shape}, pixel variance {data.data_variance:.5f}."
     )
-    steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size
     monitor_images = next(iter(data.validation.unbatch().batch(argv_flags.monitor_images)))
     hparams = {name: getattr(argv_flags, name) for name in TRACKED_HPARAMS}
-    backups = Backups(outputs.backup, {name: getattr(argv_flags, name) for name in RESUME_SETTINGS})
+    backups = Backups(outputs.backup, resume_settings(hparams))
     fit_resumable(
         model,
         data.train_from_step,

@@ -23,6 +23,7 @@ from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
 from training.data.pipeline import shuffled_batches
 from training.errors import UsageError
+from training.optimizer import make_optimizer, resume_settings
 from training.resume import Backups, configure_determinism, fit_resumable
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
@@ -47,8 +48,7 @@ def train_priors(argv_flags, tracked_hparams):
         {name: value for name, value in overrides.items() if value is not None},
     )
     hparams = {name: getattr(argv_flags, name) for name in tracked_hparams}
-    # What a resumed run must share with the run that wrote the backup (not epochs: a run may be extended).
-    settings = {name: value for name, value in hparams.items() if name != "epochs"}
+    settings = resume_settings(hparams)
     trained = []
     for level, (name, prior) in enumerate(zip(_level_names(autoencoder), priors)):
         path = logdir / f"{name}_prior.keras"
@@ -148,7 +148,10 @@ def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
         )
     validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level))
     prior.build_if_needed()
-    prior.compile(optimizer=keras.optimizers.Adam(argv_flags.learning_rate), jit_compile=argv_flags.jit_compile)
+    steps_per_epoch = argv_flags.steps_per_epoch or count // argv_flags.batch_size
+    total_steps = argv_flags.epochs * steps_per_epoch
+    optimizer = make_optimizer(argv_flags.learning_rate, argv_flags.learning_rate_decay, total_steps)
+    prior.compile(optimizer=optimizer, jit_compile=argv_flags.jit_compile)
     print(
         f"Training the {prior.name} ({prior.num_embeddings} codes on {prior.grid_shape[0]}x"
         f"{prior.grid_shape[1]} grids) on {count} code grids; uniform guessing scores "
@@ -162,7 +165,7 @@ def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
         ),
         backups,
         epochs=argv_flags.epochs,
-        steps_per_epoch=argv_flags.steps_per_epoch or count // argv_flags.batch_size,
+        steps_per_epoch=steps_per_epoch,
         every_steps=argv_flags.backup_every_steps,
         validation_data=validation.batch(argv_flags.batch_size).prefetch(tf.data.AUTOTUNE),
         validation_steps=argv_flags.validation_steps,
