@@ -202,6 +202,8 @@ def _sampler(autoencoder, trained_above, prior, data, seed):
 
 
 def _report(name, prior, data, level, batch_size):
+    if not prior.compiled:  # a level file saved without its training state, e.g. taken out of a prior.keras
+        prior.compile()
     validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level)).batch(batch_size)
     results = prior.evaluate(validation, verbose=0, return_dict=True)
     print(

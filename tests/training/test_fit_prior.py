@@ -73,6 +73,22 @@ def test_the_rerun_reuses_the_code_cache_and_the_trained_levels(vqvae2_stage2):
     assert "Epoch" not in second.stdout
 
 
+def test_a_level_taken_out_of_a_saved_prior_is_reused(vqvae2_stage2, tmp_path):
+    logdir, autoencoder, _, _ = vqvae2_stage2
+    top = keras.saving.load_model(logdir / "prior.keras").priors[0]  # never compiled on its own
+    (tmp_path / "run").mkdir()
+    top.save(tmp_path / "run" / "top_prior.keras")
+    result = run_module(
+        "training.fit", "--stage=prior", "--model=vqvae2", f"--autoencoder={autoencoder}", "--epochs=1",
+        "--steps_per_epoch=2", *TINY_PRIOR, f"--code_cache_dir={logdir / 'codes'}", f"--logdir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("already trained") == 1 and result.stdout.count("bits per code (uniform") == 2
+    reused = keras.saving.load_model(tmp_path / "run" / "prior.keras").priors[0]
+    for got, want in zip(reused.weights, top.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
 def test_sample_writes_a_seeded_png_grid(vqvae2_stage2, tmp_path):
     logdir, autoencoder, _, _ = vqvae2_stage2
     pngs = []
