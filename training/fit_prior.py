@@ -24,7 +24,7 @@ from training.data.codes import load_or_encode
 from training.data.pipeline import shuffled_batches
 from training.errors import UsageError
 from training.optimizer import make_optimizer, resume_settings
-from training.resume import Backups, configure_determinism, fit_resumable
+from training.resume import Backups, atomic_file, configure_determinism, fit_resumable
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
 AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -176,11 +176,9 @@ def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
 
 
 def save_atomically(model, path):
-    """Saves `model` as .keras through a temporary file, so `path` is whole or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
+    """Saves `model` as .keras so that `path` is whole or absent."""
+    with atomic_file(path) as temporary:
+        model.save(temporary)
     return path
 
 

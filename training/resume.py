@@ -90,6 +90,23 @@ def atomic_directory(path):
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yields a hidden temporary path beside `path` (same suffix) to write, and
+    renames it to `path` when the block ends: readers see the old file (or none)
+    or the complete new one, never a part. If the block raises, it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
+    try:
+        yield temporary
+        _fsync(temporary)
+        os.replace(temporary, path)
+        _fsync(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _fsync(path):
     descriptor = os.open(path, os.O_RDONLY)
     try:

@@ -85,9 +85,9 @@ import numpy as np
 import keras, vq_keras
 from training.data import codes
 
-def savez_then_die(file, **arrays):
-    file.write(b"PK\\x03\\x04" + b"half an archive" * 100)
-    file.flush()
+def savez_then_die(path, **arrays):
+    with open(path, "wb") as file:
+        file.write(b"PK\\x03\\x04" + b"half an archive" * 100)
     os.kill(os.getpid(), signal.SIGKILL)
 
 codes.np.savez = savez_then_die
@@ -107,7 +107,8 @@ def test_a_run_killed_while_writing_the_cache_leaves_none_to_read(tiny_vqvae, tm
     assert killed.returncode == -9, killed.stderr[-2000:]
     final = code_cache.cache_path(cache_dir, path, "cifar10_sample", None, False)
     assert not final.exists()
-    assert [p.name.startswith(f".{final.name}.") for p in cache_dir.iterdir()] == [True]  # the torn temp file
+    torn = [p.name for p in cache_dir.iterdir()]
+    assert len(torn) == 1 and torn[0].startswith(".tmp-") and torn[0].endswith(final.name), torn
     data = code_cache.load_or_encode(model, path, "cifar10_sample", None, cache_dir)
     assert "Encoding the train split" in capsys.readouterr().out
     assert final.exists()

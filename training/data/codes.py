@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.data.pipeline import read_splits
+from training.resume import atomic_file
 
 SPLITS = ("train", "validation")
 ENCODE_BATCH_SIZE = 256
@@ -87,9 +87,9 @@ def _encoder(autoencoder):
 
 def _encode_split(encode, images, split, with_labels):
     """Encodes one split in batches with a progress bar: (list of level arrays, labels or None)."""
-    count = int(images.reduce(0, lambda n, _: n + 1))
-    print(f"Encoding the {split} split ({count} images) to codes:")
-    progress = keras.utils.Progbar(count, unit_name="image")
+    count = int(images.cardinality())
+    print(f"Encoding the {split} split ({count if count >= 0 else 'all'} images) to codes:")
+    progress = keras.utils.Progbar(count if count >= 0 else None, unit_name="image")
     levels, labels = None, []
     for batch in images.batch(ENCODE_BATCH_SIZE).prefetch(tf.data.AUTOTUNE):
         if with_labels:
@@ -110,16 +110,8 @@ def _write_atomically(path, data):
             arrays[f"{split}_codes{level}"] = codes
         if data.labels[split] is not None:
             arrays[f"{split}_labels"] = data.labels[split]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as file:
-        try:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        except BaseException:
-            os.unlink(file.name)
-            raise
-    os.replace(file.name, path)
+    with atomic_file(path) as temporary:
+        np.savez(temporary, **arrays)
 
 
 def _read(path):
