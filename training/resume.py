@@ -411,7 +411,7 @@ def fit_resumable(
                 *callbacks,
                 BackupEvery(backups, every_steps, step, metric_values),
             ],
-            **fit_kwargs,
+            **{"shuffle": False, **fit_kwargs},  # the data comes shuffled; Keras warns on shuffle=True with a Dataset
         )
         if model.stop_training:  # e.g. EarlyStopping: the run is over, not the epoch
             break
