@@ -1,4 +1,4 @@
-"""Checks that the Sonnet builds in `benchmarks/train_step.py` are the zoo's nets.
+"""Checks that the Sonnet builds in `benchmarks/sonnet_builds.py` are the zoo's nets.
 
 For each cifar10 preset (VQVAE, VQVAE2) it builds ours and the Sonnet build,
 copies our weights into the Sonnet modules by path (Sonnet's `w`/`b` are our
@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.train_step import IMAGE_SHAPE, MODELS, PRESET  # noqa: E402
+from benchmarks.sonnet_builds import IMAGE_SHAPE, MODELS, PRESET  # noqa: E402
 
 TOLERANCE = 1e-5
 CODEBOOK_SCALE = 0.05

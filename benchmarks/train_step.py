@@ -10,15 +10,19 @@ A side-by-side benchmark, not a test. For each model in `--models` (`vqvae`:
   through the compiled train function that `model.fit` calls
   (`model.make_train_function()`, then `model.train_function(iterator)` on an
   iterator over a repeated `tf.data.Dataset` of the batch), once with
-  jit_compile=True (XLA, the default of `python -m training.fit`) and once with
-  jit_compile=False (a plain tf.function graph);
+  jit_compile=True (XLA) and once with jit_compile=False (a plain tf.function
+  graph, training.fit's default), under each Keras dtype policy of
+  `--precisions` (float32, and mixed_bfloat16: training.fit's
+  `--mixed_precision=mixed_bfloat16`, bfloat16 layers with float32 weights, the
+  quantizer's distances and EMA statistics in float32);
 * the peer: the same architecture built from dm-sonnet 2 modules
   (`snt.Conv2D`, `snt.Conv2DTranspose`, `snt.nets.VectorQuantizerEMA`,
   `snt.optimizers.Adam`) with a train step written the way Sonnet's own VQ-VAE
   example writes it: a `tf.GradientTape` over the loss, the EMA update inside
   the forward pass (`is_training=True`), `optimizer.apply(grads, params)`, all
   in a `@tf.function` (the example's form) and, for a like-for-like comparison
-  with our XLA default, in a `@tf.function(jit_compile=True)`.
+  with our XLA step, in a `@tf.function(jit_compile=True)`; float32 only (the
+  example has no mixed precision).
 
 Building blocks (both sides; Sonnet's mirror ours, `SonnetEncoder` and
 `SonnetDecoder` taking the number of stride-2 stages as our `Encoder` and
@@ -59,8 +63,7 @@ Run from the repository root:
 
     pip install ".[bench]"
     python -m benchmarks.train_step
-    python -m benchmarks.train_step --models=vqvae --batch_sizes=32,128 --rounds=5 --steps=20
-    python -m benchmarks.train_step --models=vqvae2 --batch_sizes=32,128 --rounds=3 --steps=10
+    python -m benchmarks.train_step --models=vqvae,vqvae2 --batch_sizes=32,128 --rounds=5 --steps=40
 
 It prints the parameter counts of both builds and markdown tables per model.
 """
@@ -69,7 +72,6 @@ import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
-import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -83,7 +85,15 @@ import keras  # noqa: E402
 import sonnet as snt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
+from benchmarks.sonnet_builds import (  # noqa: E402
+    EMBEDDING_DIM,
+    IMAGE_SHAPE,
+    LEARNING_RATE,
+    MODELS,
+    NUM_EMBEDDINGS,
+    PRESET,
+    make_sonnet_step,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["vqvae", "vqvae2"], "Comma-separated models to time: vqvae, vqvae2.")
@@ -93,203 +103,10 @@ flags.DEFINE_integer("warmup", 5, "Untimed steps per contender before timing (tr
 flags.DEFINE_list("batch_sizes", ["32", "128"], "Comma-separated batch sizes.")
 flags.DEFINE_integer("seed", 0, "Seed of the batch and of the weights.")
 flags.DEFINE_boolean("sonnet_xla", True, "Also time Sonnet's step as a tf.function(jit_compile=True).")
-
-LEARNING_RATE = 3e-4
-IMAGE_SHAPE = (32, 32, 3)
-PIXEL_SHIFT = 0.5
-PRESET = "cifar10"
-# The cifar10 presets' hyper-parameters (the same for VQVAE and VQVAE2),
-# spelled out for the Sonnet builds.
-NUM_HIDDENS = 128
-NUM_RESIDUAL_HIDDENS = 32
-NUM_RESIDUAL_LAYERS = 2
-EMBEDDING_DIM = 64
-NUM_EMBEDDINGS = 512
-COMMITMENT_COST = 0.25
-DECAY = 0.99
-EPSILON = 1e-5
-RESIDUAL = (NUM_HIDDENS, NUM_RESIDUAL_HIDDENS, NUM_RESIDUAL_LAYERS)
-
-
-# --------------------------------------------------------------------------
-# The peers: the same networks from Sonnet 2 modules.
-# --------------------------------------------------------------------------
-
-
-class SonnetResidualStack(snt.Module):
-    """x + conv1x1(relu(conv3x3(relu(x)))) per block, then a ReLU."""
-
-    def __init__(self, num_hiddens, num_residual_hiddens, num_residual_layers, name=None):
-        super().__init__(name=name)
-        self.blocks = [
-            (
-                snt.Conv2D(num_residual_hiddens, 3, padding="SAME", name=f"block{i}_conv3x3"),
-                snt.Conv2D(num_hiddens, 1, padding="SAME", name=f"block{i}_conv1x1"),
-            )
-            for i in range(num_residual_layers)
-        ]
-
-    def __call__(self, x):
-        for conv3, conv1 in self.blocks:
-            x = x + conv1(tf.nn.relu(conv3(tf.nn.relu(x))))
-        return tf.nn.relu(x)
-
-
-class SonnetEncoder(snt.Module):
-    """`num_downsamples` conv4x4/2 + relu (the first num_hiddens // 2 filters),
-    conv3x3, residual stack: our `Encoder`."""
-
-    def __init__(self, num_hiddens, num_residual_hiddens, num_residual_layers, num_downsamples, name=None):
-        super().__init__(name=name)
-        self.downs = [
-            snt.Conv2D(
-                num_hiddens // 2 if i == 0 else num_hiddens, 4, stride=2, padding="SAME", name=f"down{i}"
-            )
-            for i in range(num_downsamples)
-        ]
-        self.conv3x3 = snt.Conv2D(num_hiddens, 3, padding="SAME", name="conv3x3")
-        self.stack = SonnetResidualStack(
-            num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack"
-        )
-
-    def __call__(self, x):
-        for down in self.downs:
-            x = tf.nn.relu(down(x))
-        return self.stack(self.conv3x3(x))
-
-
-class SonnetDecoder(snt.Module):
-    """conv3x3, residual stack, `num_upsamples` convT4x4/2 (num_hiddens // 2
-    filters + relu, the last `output_channels` and linear): our `Decoder`."""
-
-    def __init__(
-        self, num_hiddens, num_residual_hiddens, num_residual_layers, output_channels, num_upsamples, name=None
-    ):
-        super().__init__(name=name)
-        self.conv3x3 = snt.Conv2D(num_hiddens, 3, padding="SAME", name="conv3x3")
-        self.stack = SonnetResidualStack(
-            num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack"
-        )
-        self.ups = [
-            snt.Conv2DTranspose(
-                output_channels if i == num_upsamples - 1 else num_hiddens // 2,
-                4,
-                stride=2,
-                padding="SAME",
-                name=f"up{i}",
-            )
-            for i in range(num_upsamples)
-        ]
-
-    def __call__(self, x):
-        x = self.stack(self.conv3x3(x))
-        for up in self.ups[:-1]:
-            x = tf.nn.relu(up(x))
-        return self.ups[-1](x)
-
-
-def sonnet_quantizer(name):
-    return snt.nets.VectorQuantizerEMA(
-        embedding_dim=EMBEDDING_DIM,
-        num_embeddings=NUM_EMBEDDINGS,
-        commitment_cost=COMMITMENT_COST,
-        decay=DECAY,
-        epsilon=EPSILON,
-        name=name,
-    )
-
-
-class SonnetVQVAE(snt.Module):
-    """The cifar10 VQ-VAE preset, module for module, in Sonnet 2."""
-
-    def __init__(self, name="sonnet_vqvae"):
-        super().__init__(name=name)
-        self.encoder = SonnetEncoder(*RESIDUAL, num_downsamples=2, name="encoder")
-        self.pre_quantizer = snt.Conv2D(EMBEDDING_DIM, 1, padding="SAME", name="pre_quantizer")
-        self.quantizer = sonnet_quantizer("quantizer")
-        self.decoder = SonnetDecoder(
-            *RESIDUAL, output_channels=IMAGE_SHAPE[-1], num_upsamples=2, name="decoder"
-        )
-
-    def __call__(self, images, is_training):
-        x = self.encoder(images - PIXEL_SHIFT)
-        vq_output = self.quantizer(self.pre_quantizer(x), is_training=is_training)
-        x_recon = self.decoder(vq_output["quantize"]) + PIXEL_SHIFT
-        return {"x_recon": x_recon, "vq_outputs": [vq_output]}
-
-
-class SonnetVQVAE2(snt.Module):
-    """The cifar10 VQ-VAE-2 preset (2 levels, top first), module for module, in Sonnet 2."""
-
-    def __init__(self, name="sonnet_vqvae2"):
-        super().__init__(name=name)
-        self.encoder_bottom = SonnetEncoder(*RESIDUAL, num_downsamples=2, name="encoder_bottom")
-        self.encoder_top = SonnetEncoder(*RESIDUAL, num_downsamples=1, name="encoder_top")
-        self.pre_quantizer_top = snt.Conv2D(EMBEDDING_DIM, 1, padding="SAME", name="pre_quantizer_top")
-        self.quantizer_top = sonnet_quantizer("quantizer_top")
-        self.conditioner_bottom = SonnetDecoder(
-            *RESIDUAL, output_channels=EMBEDDING_DIM, num_upsamples=1, name="conditioner_bottom"
-        )
-        self.pre_quantizer_bottom = snt.Conv2D(
-            EMBEDDING_DIM, 1, padding="SAME", name="pre_quantizer_bottom"
-        )
-        self.quantizer_bottom = sonnet_quantizer("quantizer_bottom")
-        self.upsampler_top = snt.Conv2DTranspose(
-            EMBEDDING_DIM, 4, stride=2, padding="SAME", name="upsampler_top"
-        )
-        self.decoder = SonnetDecoder(
-            *RESIDUAL, output_channels=IMAGE_SHAPE[-1], num_upsamples=2, name="decoder"
-        )
-
-    def __call__(self, images, is_training):
-        features_bottom = self.encoder_bottom(images - PIXEL_SHIFT)  # 8x8x128
-        features_top = self.encoder_top(features_bottom)  # 4x4x128
-        vq_top = self.quantizer_top(self.pre_quantizer_top(features_top), is_training=is_training)
-        conditioned = tf.concat(
-            [features_bottom, self.conditioner_bottom(vq_top["quantize"])], axis=-1
-        )  # 8x8x(128+64)
-        vq_bottom = self.quantizer_bottom(
-            self.pre_quantizer_bottom(conditioned), is_training=is_training
-        )
-        maps = tf.concat([self.upsampler_top(vq_top["quantize"]), vq_bottom["quantize"]], axis=-1)
-        x_recon = self.decoder(maps) + PIXEL_SHIFT
-        return {"x_recon": x_recon, "vq_outputs": [vq_top, vq_bottom]}
-
-
-def make_sonnet_step(sonnet_class, data_variance, jit_compile):
-    """A fresh Sonnet model, optimizer and train step (the example's form)."""
-    model = sonnet_class()
-    optimizer = snt.optimizers.Adam(learning_rate=LEARNING_RATE)
-
-    def train_step(images):
-        with tf.GradientTape() as tape:
-            model_output = model(images, is_training=True)
-            recon_error = tf.reduce_mean((model_output["x_recon"] - images) ** 2) / data_variance
-            loss = recon_error + tf.add_n([vq["loss"] for vq in model_output["vq_outputs"]])
-        parameters = model.trainable_variables
-        gradients = tape.gradient(loss, parameters)
-        optimizer.apply(gradients, parameters)
-        return {
-            "loss": loss,
-            "recon_error": recon_error,
-            "perplexity": [vq["perplexity"] for vq in model_output["vq_outputs"]],
-        }
-
-    return model, tf.function(train_step, jit_compile=jit_compile)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    title: str  # e.g. "VQVAE"
-    keras_class: type  # the zoo class; built with from_preset(PRESET)
-    sonnet_class: type  # the Sonnet 2 build of the same net
-    num_quantizers: int
-
-
-MODELS = {
-    "vqvae": ModelSpec("VQVAE", VQVAE, SonnetVQVAE, 1),
-    "vqvae2": ModelSpec("VQVAE2", VQVAE2, SonnetVQVAE2, 2),
-}
+flags.DEFINE_list(
+    "precisions", ["float32", "mixed_bfloat16"],
+    "Keras dtype policies to time ours under (training.fit's --mixed_precision); Sonnet's step is float32.",
+)
 
 
 # --------------------------------------------------------------------------
@@ -319,8 +136,8 @@ class Contender:
         return loss
 
 
-def keras_contender(spec, batch, data_variance, jit):
-    model = spec.keras_class.from_preset(PRESET, data_variance=data_variance)
+def keras_contender(spec, batch, data_variance, jit, precision="float32"):
+    model = spec.keras_class.from_preset(PRESET, data_variance=data_variance, dtype=precision)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit)
     model.make_train_function()  # what model.fit calls; sets model.train_function
     train_function = model.train_function
@@ -332,8 +149,9 @@ def keras_contender(spec, batch, data_variance, jit):
     def variables():
         return model.trainable_weights, model.non_trainable_weights
 
-    label = "XLA" if jit else "graph"
-    return Contender(f"vq_keras fit step, jit_compile={jit}", "ours", label, model, step, variables)
+    label = ("XLA" if jit else "graph") + ("" if precision == "float32" else f", {precision}")
+    name = f"vq_keras fit step, jit_compile={jit}" + ("" if precision == "float32" else f", {precision}")
+    return Contender(name, "ours", label, model, step, variables)
 
 
 def sonnet_contender(spec, batch, data_variance, jit):
@@ -409,10 +227,11 @@ def benchmark_batch_size(spec, batch_size, seed):
 
     keras.utils.set_random_seed(seed)
     contenders = [
-        keras_contender(spec, batch, data_variance, jit=True),
-        keras_contender(spec, batch, data_variance, jit=False),
-        sonnet_contender(spec, batch, data_variance, jit=False),
+        keras_contender(spec, batch, data_variance, jit, precision)
+        for precision in FLAGS.precisions
+        for jit in (True, False)
     ]
+    contenders.append(sonnet_contender(spec, batch, data_variance, jit=False))
     if FLAGS.sonnet_xla:
         contenders.append(sonnet_contender(spec, batch, data_variance, jit=True))
 
