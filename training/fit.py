@@ -173,15 +173,14 @@ def train(argv_flags):
     )
     report_skipped(data.skipped_files)
     steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size
-    optimizer_args = (argv_flags.learning_rate, argv_flags.learning_rate_decay, argv_flags.epochs * steps)
+    total_steps = argv_flags.epochs * steps
     with strategy.scope():
         model = build_model(
             argv_flags.model, argv_flags.preset, argv_flags.num_channels, data.data_variance,
             data.image_shape, argv_flags.dataset, codebook_overrides(argv_flags),
         )
-        model.compile(
-            optimizer=make_optimizer(*optimizer_args), jit_compile=argv_flags.jit_compile
-        )
+        optimizer = make_optimizer(argv_flags.learning_rate, argv_flags.learning_rate_decay, total_steps)
+        model.compile(optimizer=optimizer, jit_compile=argv_flags.jit_compile)
     print(
         f"Training {argv_flags.model} ({argv_flags.preset}) on {argv_flags.dataset}: "
         f"{data.num_train} training and {data.num_validation} validation images of shape "

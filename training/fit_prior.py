@@ -55,6 +55,8 @@ def train_priors(argv_flags, tracked_hparams):
         if path.exists():
             print(f"The {name} prior is already trained: {path} (delete it to train it again).")
             prior = keras.saving.load_model(path)
+            if not prior.compiled:  # saved without its training state, e.g. taken out of a prior.keras
+                prior.compile()
         else:
             monitor = SampleMonitor(
                 logdir / f"{name}_prior",
@@ -200,8 +202,6 @@ def _sampler(autoencoder, trained_above, prior, data, seed):
 
 
 def _report(name, prior, data, level, batch_size):
-    if not prior.compiled:  # a level file saved without its training state, e.g. taken out of a prior.keras
-        prior.compile()
     validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level)).batch(batch_size)
     results = prior.evaluate(validation, verbose=0, return_dict=True)
     print(
