@@ -8,9 +8,10 @@ from keras import ops
 
 def code_counts(codes, num_embeddings):
     """float32 (num_embeddings,) number of times each code occurs in `codes`."""
-    # A one-hot sum rather than bincount: it compiles under XLA.
+    # A segment sum rather than bincount (which XLA does not compile) or a one-hot
+    # sum (N x K memory and work).
     flat = ops.reshape(ops.cast(codes, "int32"), (-1,))
-    return ops.sum(ops.one_hot(flat, num_embeddings, dtype="float32"), axis=0)
+    return ops.segment_sum(ops.ones_like(flat, dtype="float32"), flat, num_segments=num_embeddings)
 
 
 def perplexity(codes, num_embeddings):

@@ -139,8 +139,11 @@ class BaseQuantizer(keras.layers.Layer):
     def _build_codebook(self):
         raise NotImplementedError
 
-    def _update_codebook(self, flat_inputs, one_hot):
-        """Hook for codebook updates in the forward pass (EMA); no-op here."""
+    def _update_codebook(self, flat_inputs, flat_codes, counts):
+        """Hook for codebook updates in the forward pass (EMA); no-op here.
+
+        flat_codes: int32 (N,) code of each of the N (N, D) flat_inputs;
+        counts: float32 (K,) number of them per code on this replica."""
 
     def _add_codebook_loss(self, inputs, quantized):
         """Hook for the codebook loss |sg[z_e] - e|^2; the EMA variant has none."""
@@ -171,8 +174,8 @@ class BaseQuantizer(keras.layers.Layer):
         self.codebook.assign(codebook)
         self.codebook_initialized.assign(1.0)
 
-    def _restart_dead_codes(self, flat_inputs, one_hot):
-        counts = sum_over_replicas(ops.sum(one_hot, axis=0))
+    def _restart_dead_codes(self, flat_inputs, counts):
+        counts = sum_over_replicas(counts)
         usage = self.usage_decay * self.usage_ema + (1.0 - self.usage_decay) * counts
         mean_usage = ops.mean(usage)
         dead = usage < self.dead_code_threshold * mean_usage
@@ -192,7 +195,9 @@ class BaseQuantizer(keras.layers.Layer):
         )
 
     def _nearest(self, flat_inputs):
-        return ops.cast(ops.argmin(self._distances(flat_inputs), axis=1), "int32")
+        # tf.argmin, not ops.argmin: Keras' adds a negative-zero pass (4 element-wise
+        # ops) over the whole (N, K) distance matrix; the nearest code is the same.
+        return tf.argmin(self._distances(flat_inputs), axis=1, output_type="int32")
 
     def encode(self, inputs):
         """Returns the int32 index of the nearest code for every vector."""
@@ -218,17 +223,18 @@ class BaseQuantizer(keras.layers.Layer):
         codes = ops.reshape(flat_codes, ops.shape(inputs32)[:-1])
         quantized = self.lookup(codes)  # the codebook the codes were chosen from
         if training:
-            self._train_codebook(flat, ops.one_hot(flat_codes, self.num_embeddings))
+            self._train_codebook(flat, flat_codes)
         self._add_codebook_loss(inputs32, quantized)
         commitment = ops.mean(ops.square(inputs32 - ops.stop_gradient(quantized)))
         self.add_loss(self.commitment_cost * commitment)
         outputs = ops.cast(_straight_through(inputs32, quantized), self.compute_dtype)
         return (outputs, codes) if return_codes else outputs
 
-    def _train_codebook(self, flat_inputs, one_hot):
-        self._update_codebook(flat_inputs, one_hot)
+    def _train_codebook(self, flat_inputs, flat_codes):
+        counts = metrics.code_counts(flat_codes, self.num_embeddings)
+        self._update_codebook(flat_inputs, flat_codes, counts)
         if self.dead_code_threshold is not None:
-            self._restart_dead_codes(flat_inputs, one_hot)
+            self._restart_dead_codes(flat_inputs, counts)
         if hasattr(self, "training_calls"):
             self.training_calls.assign_add(1.0)
 

@@ -87,9 +87,10 @@ class VectorQuantizerEMA(BaseQuantizer):
         self.ema_embedding_sum = self._add_state("ema_embedding_sum", shape, "zeros")
         self.ema_steps = self._add_state("ema_steps", (), "zeros")
 
-    def _update_codebook(self, flat_inputs, one_hot):
-        counts = sum_over_replicas(ops.sum(one_hot, axis=0))
-        sums = sum_over_replicas(ops.matmul(ops.transpose(one_hot), flat_inputs))
+    def _update_codebook(self, flat_inputs, flat_codes, counts):
+        counts = sum_over_replicas(counts)
+        # A segment sum (N x D additions), not one_hot(codes)^T @ inputs (N x K x D).
+        sums = sum_over_replicas(ops.segment_sum(flat_inputs, flat_codes, num_segments=self.num_embeddings))
         keep = self.decay
         cluster_size = keep * self.ema_cluster_size + (1.0 - keep) * counts
         embedding_sum = keep * self.ema_embedding_sum + (1.0 - keep) * sums
