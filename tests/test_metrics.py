@@ -1,4 +1,5 @@
 import numpy as np
+import tensorflow as tf
 
 from vq_keras import metrics
 
@@ -10,6 +11,12 @@ def test_counts_perplexity_and_usage_match_numpy():
     p = counts[counts > 0] / codes.size
     np.testing.assert_allclose(metrics.perplexity(codes, 16).numpy(), np.exp(-(p * np.log(p)).sum()), rtol=1e-5)
     np.testing.assert_allclose(metrics.codebook_usage(codes, 16).numpy(), (counts > 0).mean())
+
+
+def test_code_counts_compile_under_xla():
+    codes = np.random.default_rng(1).integers(0, 7, size=(3, 8, 8)).astype("int32")
+    counts = tf.function(lambda c: metrics.code_counts(c, 9), jit_compile=True)(codes)
+    np.testing.assert_array_equal(counts.numpy(), np.bincount(codes.ravel(), minlength=9))
 
 
 def test_extremes():

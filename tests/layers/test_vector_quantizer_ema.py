@@ -36,13 +36,17 @@ def _layer(num_embeddings=6, embedding_dim=3, decay=0.9, epsilon=1e-3):
     return layer
 
 
-def test_three_ema_steps_match_numpy():
+@pytest.mark.parametrize("compiled", ["eager", "graph", "xla"])
+def test_three_ema_steps_match_numpy(compiled):
     layer = _layer()
     rng = np.random.default_rng(0)
     initial = layer.codebook.numpy()
     batches = [rng.normal(size=(4, 5, 3)).astype("float32") for _ in range(3)]
+    step = lambda batch: layer(batch, training=True)  # noqa: E731
+    if compiled != "eager":
+        step = tf.function(step, jit_compile=compiled == "xla")
     for batch in batches:
-        layer(batch, training=True)
+        step(batch)
     codebook, cluster_size, embedding_sum = _numpy_ema_steps(initial, batches, 0.9, 1e-3)
     np.testing.assert_allclose(layer.ema_cluster_size.numpy(), cluster_size, rtol=1e-5)
     np.testing.assert_allclose(layer.ema_embedding_sum.numpy(), embedding_sum, rtol=1e-5, atol=1e-6)
