@@ -149,8 +149,9 @@ def keras_contender(spec, batch, data_variance, jit, precision="float32"):
     def variables():
         return model.trainable_weights, model.non_trainable_weights
 
-    label = ("XLA" if jit else "graph") + ("" if precision == "float32" else f", {precision}")
-    name = f"vq_keras fit step, jit_compile={jit}" + ("" if precision == "float32" else f", {precision}")
+    suffix = "" if precision == "float32" else f", {precision}"
+    label = ("XLA" if jit else "graph") + suffix
+    name = f"vq_keras fit step, jit_compile={jit}" + suffix
     return Contender(name, "ours", label, model, step, variables)
 
 
