@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 import vq_keras.export
@@ -345,6 +346,53 @@ def test_the_graphs_hold_no_python_functions(exports):
                 ops.update(node.op for node in function.node_def)
         assert {"Conv2D", "ArgMin", "GatherV2", "Assert"} <= ops, name  # the walk sees the model's ops
         assert not ops & PY_FUNC_OPS, name
+
+
+def _node_name(reference):
+    return reference.lstrip("^").split(":")[0]
+
+
+def _descendants(nodes, roots):
+    consumers = {}
+    for node in nodes:
+        for reference in node.input:
+            consumers.setdefault(_node_name(reference), []).append(node.name)
+    seen, frontier = set(), list(roots)
+    while frontier:
+        for consumer in consumers.get(frontier.pop(), []):
+            if consumer not in seen:
+                seen.add(consumer)
+                frontier.append(consumer)
+    return seen
+
+
+def test_every_request_check_waits_for_the_rank_checks(exports):
+    # A reduction over a request uses the signature's static rank, so a request of another rank
+    # must fail in the rank check first; otherwise which error wins is a race between ops.
+    checked = 0
+    for name in ("any_size", "size16", "vqvae2_any_size"):
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((Path(exports[name]) / "saved_model.pb").read_bytes())
+        for function in proto.meta_graphs[0].graph_def.library.function:
+            nodes = {node.name: node for node in function.node_def}
+            rank_messages = {
+                node.name for node in nodes.values()
+                if node.op == "Const" and any(b"Received rank:" in v for v in node.attr["value"].tensor.string_val)
+            }
+            rank_checks = [
+                node.name for node in nodes.values()
+                if node.op == "Assert" and rank_messages & {_node_name(r) for r in node.input}
+            ]
+            if not rank_checks:
+                continue
+            after_all_checks = set.intersection(*(_descendants(nodes.values(), [c]) for c in rank_checks))
+            arguments = {arg.name for arg in function.signature.input_arg if arg.type != types_pb2.DT_RESOURCE}
+            for node in nodes.values():
+                reads_a_request = arguments & {_node_name(r) for r in node.input}
+                if reads_a_request and node.op != "Rank":
+                    assert node.name in after_all_checks, (name, function.signature.name, node.name, node.op)
+            checked += 1
+    assert checked >= 3 * 4  # every signature of every export
 
 
 def test_export_leaves_the_keras_model_as_it_was(exports):

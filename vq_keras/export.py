@@ -290,8 +290,12 @@ class _Endpoints:
         rank_ok = _assert(
             tf.equal(rank, 4), f"{signature} expects images of shape {layout}. Received rank:", rank
         )
+        # Every later check (reductions use the static rank) runs only once the rank is right.
         with tf.control_dependencies([rank_ok]):
-            shape = tf.raw_ops.Shape(input=images)
+            return self._checked_image_values(images, signature, layout)
+
+    def _checked_image_values(self, images, signature, layout):
+        shape = tf.raw_ops.Shape(input=images)
         height, width, channels = shape[1], shape[2], shape[3]
         checks = [
             _assert(
@@ -348,8 +352,12 @@ class _Endpoints:
                     rank,
                 )
             )
+        # Every later check (reductions use the static rank) runs only once the ranks are right.
         with tf.control_dependencies(ranks_ok):
-            shapes = [tf.raw_ops.Shape(input=codes) for codes in grids]
+            return self._checked_code_values(grids)
+
+    def _checked_code_values(self, grids):
+        shapes = [tf.raw_ops.Shape(input=codes) for codes in grids]
         checks = []
         for name, codes in zip(self.grid_names, grids):
             checks.append(
