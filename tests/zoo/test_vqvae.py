@@ -1,4 +1,5 @@
 import numpy as np
+import tensorflow as tf
 import pytest
 import keras
 
@@ -108,3 +109,26 @@ def test_codes_out_of_range_are_clear_errors_not_wrapped_lookups():
         model.decode(codes)
     with pytest.raises(TypeError, match="VQVAE expects integer codes. Received: dtype=float32"):
         model.decode(codes.astype("float32"))
+
+
+def test_codes_out_of_range_in_a_graph_fail_in_the_range_check_before_the_lookup():
+    model = VQVAE(**TINY)
+    decode = tf.function(model.decode)
+    codes = np.zeros((1, 8, 8), "int32")
+    codes[0, 3, 3] = 64
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"VQVAE expects codes in \[0, 64\)"):
+        decode(codes)
+    # Not a race the range check happens to win: the codebook gather waits for both assertions.
+    graph = decode.get_concrete_function(tf.TensorSpec((None, 8, 8), tf.int32)).graph
+    gathers = [op for op in graph.get_operations() if op.type in ("GatherV2", "ResourceGather")]
+    assert gathers
+    for gather in gathers:
+        ancestors, frontier = set(), [gather]
+        while frontier:
+            op = frontier.pop()
+            for parent in [tensor.op for tensor in op.inputs] + list(op.control_inputs):
+                if parent.name not in ancestors:
+                    ancestors.add(parent.name)
+                    frontier.append(parent)
+        assert any(name.startswith("assert_non_negative") for name in ancestors), sorted(ancestors)
+        assert any(name.startswith("assert_less") for name in ancestors), sorted(ancestors)

@@ -166,13 +166,15 @@ class LevelledVQVAE(PresetMixin, VQModel):
             )
         self.build_if_needed()
         codes = [ops.convert_to_tensor(c) for c in codes]
-        for level, level_codes in zip(self.level_names, codes):
-            self._check_codes(level, level_codes)
+        codes = [self._check_codes(level, level_codes) for level, level_codes in zip(self.level_names, codes)]
         quantized = [quantizer.lookup(c) for quantizer, c in zip(self.level_quantizers, codes)]
         return ops.clip(self._decode_quantized(quantized), 0.0, 1.0)
 
     def _check_codes(self, level, codes):
-        """Out-of-range codes are an error, never a wrapped or zero lookup (as on a GPU)."""
+        """Out-of-range codes are an error, never a wrapped or zero lookup (as on a GPU).
+
+        Returns the codes; in a graph, with the range assertions attached, so that they run
+        before (not racing) the lookup."""
         where = f" for level {level!r}" if level else ""
         dtype = keras.backend.standardize_dtype(codes.dtype)
         if not keras.backend.is_int_dtype(dtype):
@@ -185,9 +187,13 @@ class LevelledVQVAE(PresetMixin, VQModel):
             low, high = int(ops.min(codes)), int(ops.max(codes))
             if low < 0 or high >= self.num_embeddings:
                 raise ValueError(f"{message} Received: codes from {low} to {high}")
-        else:
-            tf.debugging.assert_non_negative(codes, message=message)
-            tf.debugging.assert_less(codes, tf.cast(self.num_embeddings, codes.dtype), message=message)
+            return codes
+        checks = [
+            tf.debugging.assert_non_negative(codes, message=message),
+            tf.debugging.assert_less(codes, tf.cast(self.num_embeddings, codes.dtype), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(codes)
 
     def code_shapes(self, image_size):
         """(height, width) of every level's code grid for images of `image_size`, top first.
