@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import layers as keras_layers
 from keras import ops
 
+from vq_keras._index_checks import range_checked
 from vq_keras.models.decoder import Decoder
 from vq_keras.models.encoder import Encoder
 from vq_keras.models.vq_model import VQModel
@@ -188,12 +189,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
             if low < 0 or high >= self.num_embeddings:
                 raise ValueError(f"{message} Received: codes from {low} to {high}")
             return codes
-        checks = [
-            tf.debugging.assert_non_negative(codes, message=message),
-            tf.debugging.assert_less(codes, tf.cast(self.num_embeddings, codes.dtype), message=message),
-        ]
-        with tf.control_dependencies(checks):
-            return tf.identity(codes)
+        return range_checked(codes, self.num_embeddings, message)
 
     def code_shapes(self, image_size):
         """(height, width) of every level's code grid for images of `image_size`, top first.

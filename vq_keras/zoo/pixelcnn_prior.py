@@ -8,6 +8,7 @@ from keras import layers as keras_layers
 from keras import ops
 
 from vq_keras import metrics
+from vq_keras._index_checks import range_checked
 from vq_keras._replicas import loss_for_gradients
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.layers.causal_self_attention import CausalSelfAttention
@@ -304,12 +305,7 @@ class PixelCNNPrior(PresetMixin, keras.Model):
             if values.size and (values.min() < 0 or values.max() >= limit):
                 raise ValueError(f"{message} Received: values in [{values.min()}, {values.max()}]")
             return codes
-        checks = [
-            tf.debugging.assert_non_negative(codes, message=message),
-            tf.debugging.assert_less(codes, tf.cast(limit, codes.dtype), message=message),
-        ]
-        with tf.control_dependencies(checks):
-            return tf.identity(codes)
+        return range_checked(codes, limit, message)
 
     def _check_presence(self, argument, value, setting, setting_value, what):
         if (value is None) != (setting_value is None):
