@@ -132,3 +132,19 @@ def test_codes_out_of_range_in_a_graph_fail_in_the_range_check_before_the_lookup
                     frontier.append(parent)
         assert any(name.startswith("assert_non_negative") for name in ancestors), sorted(ancestors)
         assert any(name.startswith("assert_less") for name in ancestors), sorted(ancestors)
+
+
+def test_conv_weights_start_as_sonnet_starts_them():
+    # Sonnet 2: truncated normal (cut at 2 stddevs) with stddev 1/sqrt(kernel h * w * input channels)
+    # before truncation, whose actual std is 0.8796 / sqrt(fan_in). Transposed kernels are (h, w, out, in).
+    keras.utils.set_random_seed(0)
+    model = VQVAE.from_preset("cifar10")
+    model.reconstruct(np.zeros((1, 32, 32, 3), "float32"))
+    kernels = [(w.path, np.asarray(w)) for w in model.weights if len(w.shape) == 4]
+    assert len(kernels) == 15
+    for path, kernel in kernels:
+        height, width, _, _ = kernel.shape
+        input_channels = kernel.shape[3] if path.split("/")[-2].startswith("up") else kernel.shape[2]
+        stddev = 1.0 / np.sqrt(height * width * input_channels)
+        assert np.abs(kernel).max() <= 2 * stddev, path
+        assert abs(kernel.std() / (0.8796 * stddev) - 1) < 0.08, (path, kernel.std(), stddev)

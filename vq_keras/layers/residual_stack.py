@@ -2,6 +2,7 @@ import keras
 from keras import layers as keras_layers
 from keras import ops
 
+from vq_keras._conv_init import conv_kernel_initializer
 from vq_keras.layers._sequence import build_in_sequence, call_in_sequence
 from vq_keras.layers._validation import require_positive_int
 
@@ -42,9 +43,14 @@ class ResidualStack(keras.layers.Layer):
         self.blocks = [
             [
                 keras_layers.ReLU(dtype=dtype),
-                keras_layers.Conv2D(num_residual_hiddens, 3, padding="same", name=f"block{i}_conv3x3", dtype=dtype),
+                keras_layers.Conv2D(
+                    num_residual_hiddens, 3, padding="same", name=f"block{i}_conv3x3",
+                    kernel_initializer=conv_kernel_initializer(), dtype=dtype,
+                ),
                 keras_layers.ReLU(dtype=dtype),
-                keras_layers.Conv2D(num_hiddens, 1, name=f"block{i}_conv1x1", dtype=dtype),
+                keras_layers.Conv2D(
+                    num_hiddens, 1, name=f"block{i}_conv1x1", kernel_initializer=conv_kernel_initializer(), dtype=dtype
+                ),
             ]
             for i in range(num_residual_layers)
         ]

@@ -1,6 +1,7 @@
 import keras
 from keras import layers as keras_layers
 
+from vq_keras._conv_init import conv_kernel_initializer, transposed_kernel_initializer
 from vq_keras.layers._sequence import build_in_sequence, call_in_sequence, output_shape_in_sequence
 from vq_keras.layers._validation import require_positive_int
 from vq_keras.layers.residual_stack import ResidualStack
@@ -51,7 +52,9 @@ class Decoder(keras.layers.Layer):
         self.num_upsamples = num_upsamples
         dtype = self.dtype_policy  # Keras does not pass a (mixed) policy on to sublayers
         self.stages = [
-            keras_layers.Conv2D(num_hiddens, 3, padding="same", name="conv3x3", dtype=dtype),
+            keras_layers.Conv2D(
+                num_hiddens, 3, padding="same", name="conv3x3", kernel_initializer=conv_kernel_initializer(), dtype=dtype
+            ),
             ResidualStack(num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack", dtype=dtype),
         ]
         for i in range(num_upsamples):
@@ -64,6 +67,7 @@ class Decoder(keras.layers.Layer):
                     padding="same",
                     activation=None if last else "relu",
                     name=f"up{i}",
+                    kernel_initializer=transposed_kernel_initializer(),
                     dtype=dtype,
                 )
             )

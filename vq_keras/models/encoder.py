@@ -1,6 +1,7 @@
 import keras
 from keras import layers as keras_layers
 
+from vq_keras._conv_init import conv_kernel_initializer
 from vq_keras.layers._sequence import build_in_sequence, call_in_sequence, output_shape_in_sequence
 from vq_keras.layers._validation import require_positive_int
 from vq_keras.layers.residual_stack import ResidualStack
@@ -51,9 +52,16 @@ class Encoder(keras.layers.Layer):
         for i in range(num_downsamples):
             filters = num_hiddens // 2 if i == 0 else num_hiddens
             self.stages.append(
-                keras_layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu", name=f"down{i}", dtype=dtype)
+                keras_layers.Conv2D(
+                    filters, 4, strides=2, padding="same", activation="relu", name=f"down{i}",
+                    kernel_initializer=conv_kernel_initializer(), dtype=dtype,
+                )
             )
-        self.stages.append(keras_layers.Conv2D(num_hiddens, 3, padding="same", name="conv3x3", dtype=dtype))
+        self.stages.append(
+            keras_layers.Conv2D(
+                num_hiddens, 3, padding="same", name="conv3x3", kernel_initializer=conv_kernel_initializer(), dtype=dtype
+            )
+        )
         self.stages.append(
             ResidualStack(num_hiddens, num_residual_hiddens, num_residual_layers, name="residual_stack", dtype=dtype)
         )

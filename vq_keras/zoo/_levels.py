@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import layers as keras_layers
 from keras import ops
 
+from vq_keras._conv_init import conv_kernel_initializer, transposed_kernel_initializer
 from vq_keras._index_checks import range_checked
 from vq_keras.models.decoder import Decoder
 from vq_keras.models.encoder import Encoder
@@ -67,7 +68,11 @@ class LevelledVQVAE(PresetMixin, VQModel):
             for i, level in enumerate(self.level_names)
         ]
         self.pre_quantizers = [
-            keras_layers.Conv2D(embedding_dim, 1, name=named("pre_quantizer", level), dtype=dtype) for level in self.level_names
+            keras_layers.Conv2D(
+                embedding_dim, 1, name=named("pre_quantizer", level), kernel_initializer=conv_kernel_initializer(),
+                dtype=dtype,
+            )
+            for level in self.level_names
         ]
         self.level_quantizers = [
             make_quantizer(
@@ -85,7 +90,10 @@ class LevelledVQVAE(PresetMixin, VQModel):
         self.upsamplers = [
             keras.Sequential(
                 [
-                    keras_layers.Conv2DTranspose(embedding_dim, 4, strides=2, padding="same", dtype=dtype)
+                    keras_layers.Conv2DTranspose(
+                        embedding_dim, 4, strides=2, padding="same",
+                        kernel_initializer=transposed_kernel_initializer(), dtype=dtype,
+                    )
                     for _ in range(bottom - i)
                 ],
                 name=named("upsampler", level),
