@@ -533,3 +533,17 @@ def test_argument_errors(tmp_path):
         "Priors cannot be exported yet."
     )
     assert os.listdir(tmp_path) == ["file"]  # nothing written
+
+
+def test_a_version_is_readable_as_the_umask_allows(tmp_path):
+    # A server running as another user of the group (TF Serving in a container) must read every file.
+    old = os.umask(0o027)
+    try:
+        version = Path(export_saved_model(VQVAE(**TINY), tmp_path / "exports"))
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(version).as_posix(): p.stat().st_mode & 0o777 for p in [version, *version.rglob("*")]}
+    assert "variables/variables.index" in modes
+    for name, mode in modes.items():
+        expected = 0o750 if (version / name).is_dir() else 0o640
+        assert mode == expected, f"{name}: mode {oct(mode)}, expected {oct(expected)} under umask 027"

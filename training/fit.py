@@ -26,6 +26,7 @@ from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
 from training.optimizer import LEARNING_RATE_DECAYS, make_optimizer, resume_settings  # noqa: E402
 from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
+from vq_keras.atomic import save_model  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
 MODELS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -223,8 +224,7 @@ def report_skipped(skipped_files, shown=5):
 
 def save_and_check(model, path, images):
     """Saves `model` as .keras and reloads it; the reload must give identical outputs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    save_model(model, path)
     reloaded = keras.saving.load_model(path)
     difference = np.abs(np.asarray(reloaded.reconstruct(images)) - np.asarray(model.reconstruct(images))).max()
     if difference > 1e-6:

@@ -24,7 +24,8 @@ from training.data.codes import load_or_encode
 from training.data.pipeline import shuffled_batches
 from training.errors import UsageError
 from training.optimizer import make_optimizer, resume_settings
-from training.resume import Backups, atomic_file, configure_determinism, fit_resumable
+from training.resume import Backups, configure_determinism, fit_resumable
+from vq_keras.atomic import save_model
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
 AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -64,12 +65,12 @@ def train_priors(argv_flags, tracked_hparams):
                 {**hparams, **prior.get_config()},
             )
             backups = fit_prior(prior, data, level, argv_flags, logdir / f"{name}_prior", settings, [monitor])
-            save_atomically(prior, path)
+            save_model(prior, path)
             backups.delete()
         trained.append(prior)
         _report(name, prior, data, level, argv_flags.batch_size)
     final = trained[0] if len(trained) == 1 else HierarchicalPrior(trained, downsampling=autoencoder.downsampling)
-    path = save_atomically(final, logdir / "prior.keras")
+    path = save_model(final, logdir / "prior.keras")
     print(f"Saved prior: {path}")
     print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
     return path
@@ -175,13 +176,6 @@ def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
         verbose=2 if os.environ.get("CI") else "auto",
     )
     return backups
-
-
-def save_atomically(model, path):
-    """Saves `model` as .keras so that `path` is whole or absent."""
-    with atomic_file(path) as temporary:
-        model.save(temporary)
-    return path
 
 
 def _sampler(autoencoder, trained_above, prior, data, seed):

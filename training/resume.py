@@ -27,11 +27,8 @@ state. Here a backup is written to a hidden temporary folder and renamed into
 place, so a half-written backup is never read.
 """
 
-import contextlib
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import keras
@@ -39,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.errors import TrainingDiverged, UsageError
+from vq_keras.atomic import atomic_directory
 
 BACKUP_PREFIX = "step-"
 WEIGHTS_FILE = "state.weights.h5"
@@ -64,55 +62,6 @@ def configure_determinism(deterministic, jit_compile):
         )
     if deterministic:
         enable_determinism()
-
-
-@contextlib.contextmanager
-def atomic_directory(path):
-    """Yields a hidden temporary folder beside `path` and renames it to `path` when the block ends.
-
-    Readers see either the old `path` (or none) or the complete new one: a kill
-    inside the block leaves only a `.tmp-*` folder, which nothing reads. If the
-    block raises, the temporary folder is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex}"
-    temporary.mkdir()
-    try:
-        yield temporary
-        for file in temporary.iterdir():
-            _fsync(file)
-        if path.exists():
-            shutil.rmtree(path)
-        os.rename(temporary, path)
-        _fsync(path.parent)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_file(path):
-    """Yields a hidden temporary path beside `path` (same suffix) to write, and
-    renames it to `path` when the block ends: readers see the old file (or none)
-    or the complete new one, never a part. If the block raises, it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    try:
-        yield temporary
-        _fsync(temporary)
-        os.replace(temporary, path)
-        _fsync(path.parent)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _fsync(path):
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _metric_variables(model):

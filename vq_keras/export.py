@@ -36,12 +36,11 @@ SavedModel cannot be trained; keep `.keras` files for that.
 
 import numbers
 import os
-import shutil
-import tempfile
-import uuid
 
 import keras
 import tensorflow as tf
+
+from vq_keras.atomic import atomic_directory
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
 _REQUIRED_ATTRIBUTES = (
@@ -62,7 +61,9 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
 
     The version folder appears at once and complete: the SavedModel is written
     to a hidden temporary folder beside it (`<export_base>/.tmp-<version>-...`,
-    a name TF Serving ignores) and then renamed. If anything fails, neither the
+    a name TF Serving ignores) and then renamed (`vq_keras.atomic`); its files
+    get the permissions of the user's umask, so a server running as another
+    user can read them. If anything fails, neither the
     version folder nor the temporary folder is left behind. `export_base` must
     be on a local file system. See the module docstring for the signatures.
 
@@ -135,26 +136,30 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
     archive = _build_archive(model, image_size)
 
     created_base = not os.path.isdir(export_base)
-    os.makedirs(export_base, exist_ok=True)
-    temporary = None
     try:
-        temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_base)
-        archive.write_out(
-            temporary,
-            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
-            verbose=False,
-        )
-        _publish(temporary, target, version, overwrite)
-    except BaseException:
-        if temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)
+        with atomic_directory(target, replace=overwrite) as temporary:
+            archive.write_out(
+                str(temporary),
+                options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
+                verbose=False,
+            )
+    except BaseException as error:
         if created_base:
-            try:
-                os.rmdir(export_base)  # only if still empty
-            except OSError:
-                pass
+            _remove_if_empty(export_base)
+        if isinstance(error, OSError) and os.path.isdir(target) and not overwrite:
+            raise ValueError(
+                f"Version {version} appeared at {target!r} while export_saved_model was writing it "
+                "(another export?). Nothing was written; export again for the next free version."
+            ) from error
         raise
     return target
+
+
+def _remove_if_empty(folder):
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def _check_model(model):
@@ -200,29 +205,6 @@ def _next_version(export_base):
         if entry.name.isascii() and entry.name.isdigit() and entry.is_dir()
     ]
     return max(versions, default=0) + 1
-
-
-def _publish(temporary, target, version, overwrite):
-    """Renames the finished `temporary` folder to `target` (moving an old version away first)."""
-    if overwrite and os.path.isdir(target):
-        old = os.path.join(os.path.dirname(target), f".old-{version}-{uuid.uuid4().hex[:12]}")
-        os.rename(target, old)
-        try:
-            os.rename(temporary, target)
-        except BaseException:
-            os.rename(old, target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    try:
-        os.rename(temporary, target)
-    except OSError as error:
-        if os.path.isdir(target):
-            raise ValueError(
-                f"Version {version} appeared at {target!r} while export_saved_model was writing it "
-                "(another export?). Nothing was written; export again for the next free version."
-            ) from error
-        raise
 
 
 def _assert(condition, message, *values):

@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import REPO
 from tests.training.conftest import run_module
 from training.errors import TrainingDiverged, UsageError
-from training.resume import Backups, StopOnNonFiniteLoss, atomic_directory, atomic_file, fit_resumable
+from training.resume import Backups, StopOnNonFiniteLoss, fit_resumable
+from vq_keras.atomic import atomic_directory
 
 import vq_keras  # noqa: F401  (registers the classes model.keras files name)
 
@@ -234,21 +235,6 @@ def test_half_written_backups_are_never_read(tmp_path):
     assert backups.restore(model)[0] == 3
     backups.save(model, 7)
     assert backups.steps() == [5, 7]  # keeps the newest two
-
-
-def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
-    target = tmp_path / "model.keras"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as temporary:
-            assert temporary.parent == tmp_path and temporary.suffix == ".keras"
-            temporary.write_text("half")
-            raise RuntimeError("killed")
-    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
-    with atomic_file(target) as temporary:
-        temporary.write_text("new")
-        assert target.read_text() == "old"  # untouched until the block ends
-    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
 
 
 def test_backup_of_other_settings_is_refused(tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.data.pipeline import read_splits
-from training.resume import atomic_file
+from vq_keras.atomic import atomic_file
 
 SPLITS = ("train", "validation")
 ENCODE_BATCH_SIZE = 256

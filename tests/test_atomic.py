@@ -1,0 +1,79 @@
+import os
+import stat
+
+import pytest
+
+from vq_keras.atomic import atomic_directory, atomic_file, save_model
+
+
+def _modes(root):
+    """Permission bits of `root` and of every folder and file below it."""
+    paths = [root, *root.rglob("*")]
+    return {path.relative_to(root).as_posix(): stat.S_IMODE(path.stat().st_mode) for path in paths}
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as temporary:
+            assert temporary.parent == tmp_path and temporary.suffix == ".keras"
+            temporary.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+    with atomic_file(target) as temporary:
+        temporary.write_text("new")
+        assert target.read_text() == "old"  # untouched until the block ends
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+
+def test_atomic_directory_replaces_whole_or_refuses(tmp_path):
+    target = tmp_path / "1"
+    with atomic_directory(target) as folder:
+        (folder / "sub").mkdir()
+        (folder / "sub" / "a").write_text("first")
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_directory(target) as folder:
+            (folder / "sub").mkdir()
+            (folder / "sub" / "a").write_text("half")
+            raise RuntimeError("killed")
+    assert (target / "sub" / "a").read_text() == "first" and os.listdir(tmp_path) == ["1"]
+    with pytest.raises(FileExistsError, match="replace=False"):
+        with atomic_directory(target, replace=False) as folder:
+            (folder / "a").write_text("second")
+    assert (target / "sub" / "a").read_text() == "first" and os.listdir(tmp_path) == ["1"]
+    with atomic_directory(target) as folder:
+        (folder / "b").write_text("second")
+    assert os.listdir(target) == ["b"] and os.listdir(tmp_path) == ["1"]
+
+
+def test_published_files_get_the_umask_permissions(tmp_path, umask_027):
+    # tempfile.mkdtemp would give the folder 0700: unreadable for a server of another user in the group.
+    with atomic_directory(tmp_path / "version") as folder:
+        (folder / "variables").mkdir()
+        (folder / "variables" / "data").write_text("x")
+        (folder / "saved_model.pb").write_text("x")
+    with atomic_file(tmp_path / "model.keras") as temporary:
+        temporary.write_text("x")
+    assert _modes(tmp_path / "version") == {".": 0o750, "variables": 0o750, "variables/data": 0o640, "saved_model.pb": 0o640}
+    assert _modes(tmp_path / "model.keras") == {".": 0o640}
+
+
+def test_save_model_writes_a_loadable_file_or_none(tmp_path):
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = save_model(model, tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(path)
+    x = np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert os.listdir(tmp_path) == ["model.keras"]

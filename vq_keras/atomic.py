@@ -1,0 +1,96 @@
+"""The one atomic writer for every file and folder the project saves.
+
+`model.keras` files, backups, the code cache, priors and SavedModel versions are
+written to a hidden temporary name beside their target, fsynced, and renamed
+into place. A reader (TF Serving, a resumed run, `keras.saving.load_model`)
+sees the old target (or none) or the complete new one, never a part: a run
+killed while writing, even with `kill -9`, leaves only a `.tmp-*` name, which
+nothing reads.
+
+What is published gets the permissions the user's umask gives, as any file
+the user writes: `tempfile.mkdtemp` would create the folder with mode 0700,
+which a server running as another user (TF Serving in a container) cannot
+read.
+"""
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+TEMPORARY_PREFIX = ".tmp-"  # being written
+REPLACED_PREFIX = ".old-"  # moved aside while its replacement is renamed into place
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yields a hidden temporary path beside `path` (same suffix) to write, and
+    renames it to `path` when the block ends: readers see the old file (or none)
+    or the complete new one, never a part. If the block raises, it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    try:
+        yield temporary
+        _fsync(temporary)
+        os.replace(temporary, path)
+        _fsync(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path, replace=True):
+    """Yields a hidden temporary folder beside `path` and renames it to `path` when the block ends.
+
+    Readers see the old `path` (or none) or the complete new one. Replacing an
+    existing folder moves it aside first (a folder cannot be renamed over a
+    non-empty one), so a kill between the two renames leaves `path` absent,
+    never partial. With `replace=False` an existing `path` raises
+    FileExistsError and is left as it is. If the block raises, the temporary
+    folder is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f"{TEMPORARY_PREFIX}{path.name}-{uuid.uuid4().hex}"
+    temporary.mkdir()  # mode 0777 & ~umask, unlike tempfile.mkdtemp's 0700
+    try:
+        yield temporary
+        for file in sorted(temporary.rglob("*")):
+            _fsync(file)
+        _publish_directory(temporary, path, replace)
+        _fsync(path.parent)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _publish_directory(temporary, path, replace):
+    if not os.path.lexists(path):
+        os.rename(temporary, path)  # fails if another writer published `path` meanwhile
+        return
+    if not replace:
+        raise FileExistsError(f"{path} exists and replace=False; it was left as it is.")
+    old = path.parent / f"{REPLACED_PREFIX}{path.name}-{uuid.uuid4().hex}"
+    os.rename(path, old)
+    try:
+        os.rename(temporary, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(model, path):
+    """`model.save(path)` through `atomic_file`: `path` is a whole `.keras` file or absent."""
+    with atomic_file(path) as temporary:
+        model.save(temporary)
+    return Path(path)
+
+
+def _fsync(path):
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
