@@ -12,8 +12,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import math  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -24,7 +24,8 @@ from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  #
 from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
-from training.optimizer import LEARNING_RATE_DECAYS, make_optimizer, resume_settings  # noqa: E402
+from training.optimizer import LEARNING_RATE_DECAYS, extendable_settings, make_optimizer, resume_settings  # noqa: E402
+from training.run_dir import claim_run_dir  # noqa: E402
 from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
 from vq_keras.atomic import save_model  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
@@ -92,15 +93,42 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("mixed_precision", "none", f"Keras dtype policy: one of {', '.join(PRECISIONS)}.")
 
-TRACKED_HPARAMS = (
-    "dataset", "model", "preset", "num_channels", "epochs", "steps_per_epoch", "batch_size", "learning_rate",
-    "learning_rate_decay", "seed", "strategy", "mixed_precision", "deterministic", "jit_compile",
+flags.DEFINE_boolean(
+    "overwrite", False,
+    "Delete the run that --logdir holds (its model, backups and logs) and start this one, instead of stopping "
+    "when the folder holds a run with other settings.",
 )
-PRIOR_HPARAMS = (
-    "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "dropout",
-    "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed",
+for _name, _low in (("epochs", 1), ("batch_size", 1), ("steps_per_epoch", 1), ("validation_steps", 1),
+                    ("monitor_images", 1), ("num_embeddings", 1), ("num_layers", 1), ("num_filters", 1)):
+    flags.register_validator(
+        _name, lambda value, low=_low: value is None or value >= low,
+        message=f"--{_name} must be at least {_low}"
+        + (" (leave it out for one pass over the data)" if _name == "steps_per_epoch" else "")
+        + (" (leave it out for the whole held-out split)" if _name == "validation_steps" else "") + ".",
+    )
+flags.register_validator(
+    "learning_rate", lambda value: math.isfinite(value) and value > 0,
+    message="--learning_rate must be a positive finite number, e.g. 3e-4.",
 )
 
+# Every flag that shapes a stage's weights or data. A run records them (run.json and each
+# backup): the same command resumes or reports the finished run, another one stops.
+# tests/training/test_fit.py checks that every flag is here or in FREE_FLAGS.
+AUTOENCODER_SETTINGS = (
+    "stage", "dataset", "model", "preset", "num_channels", "num_embeddings", "dead_code_threshold", "codebook_init",
+    "skip_bad_images", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed",
+    "strategy", "mixed_precision", "deterministic", "jit_compile",
+)
+PRIOR_SETTINGS = (
+    "stage", "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "dropout",
+    "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed", "deterministic",
+    "jit_compile",
+)
+# May differ between the runs of one log directory: where things are, how often to back up, what to show.
+FREE_FLAGS = ("data_dir", "logdir", "overwrite", "backup_every_steps", "validation_steps", "monitor_images", "code_cache_dir")
+# What stage 1 leaves in its log directory: trained work, then logs (see training/run_dir.py).
+RESULTS = ("model.keras", "backup", "backup-*")
+LOGS = ("events.out.tfevents.*", "train", "validation")
 
 def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):
     """The zoo model for `model_name` and `preset`, checked against the images and built."""
@@ -162,13 +190,36 @@ def train(argv_flags):
     strategy, outputs = prepare_run(argv_flags)
     keras.utils.set_random_seed(argv_flags.seed)
     configure_determinism(argv_flags.deterministic, argv_flags.jit_compile)
-    logdir = outputs.logdir
     # Check the model against the data set's image shape before reading any data.
     make_model(
         argv_flags.model, argv_flags.preset, argv_flags.num_channels, 1.0,
         image_spec_or_none(argv_flags.dataset, argv_flags.data_dir), argv_flags.dataset,
         codebook_overrides(argv_flags),
     )
+    settings = {name: getattr(argv_flags, name) for name in AUTOENCODER_SETTINGS}
+    with claim_run_dir(
+        outputs.logdir, settings, RESULTS, LOGS, argv_flags.overwrite, extendable_settings(settings)
+    ) as run:
+        path = outputs.logdir / "model.keras"
+        if run.finished:
+            print(
+                f"Nothing to do: this run has finished already and saved {path}. Pass --overwrite to train "
+                "it again, or another --logdir for a new run."
+            )
+            return path
+        train_and_save(argv_flags, strategy, outputs, settings, path)
+        run.mark_finished()
+    if not outputs.is_chief:
+        outputs.clean_up()
+        return None
+    print(f"Saved model: {path}")
+    print(f"TensorBoard logs: {outputs.logdir}  (view with: tensorboard --logdir {outputs.logdir})")
+    return path
+
+
+def train_and_save(argv_flags, strategy, outputs, settings, path):
+    """Trains the model, resuming from the backups under `outputs`, and saves it at `path`."""
+    logdir = outputs.logdir
     data = load_image_data(
         argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed, argv_flags.skip_bad_images
     )
@@ -188,8 +239,7 @@ def train(argv_flags):
         f"{data.image_shape}, pixel variance {data.data_variance:.5f}."
     )
     monitor_images = next(iter(data.validation.unbatch().batch(argv_flags.monitor_images)))
-    hparams = {name: getattr(argv_flags, name) for name in TRACKED_HPARAMS}
-    backups = Backups(outputs.backup, resume_settings(hparams))
+    backups = Backups(outputs.backup, resume_settings(settings))
     fit_resumable(
         model,
         data.train_from_step,
@@ -201,18 +251,12 @@ def train(argv_flags):
         validation_steps=argv_flags.validation_steps,
         callbacks=[
             keras.callbacks.TensorBoard(str(logdir)),
-            VQMonitor(logdir, monitor_images, {**hparams, **model.get_config()}),
+            VQMonitor(logdir, monitor_images, {**settings, **model.get_config()}),
         ],
         verbose=2 if os.environ.get("CI") else "auto",
     )
-    path = save_and_check(model, logdir / "model.keras", next(iter(data.validation)))
+    save_and_check(model, path, next(iter(data.validation)))
     backups.delete()
-    if not outputs.is_chief:
-        outputs.clean_up()
-        return None
-    print(f"Saved model: {path}")
-    print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
-    return path
 
 
 def report_skipped(skipped_files, shown=5):
@@ -237,16 +281,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         if FLAGS.stage == "prior":
-            train_priors(FLAGS, PRIOR_HPARAMS)
+            train_priors(FLAGS, PRIOR_SETTINGS)
         else:
             train(FLAGS)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except TrainingDiverged as error:
-        print(f"error: {error} The last good backup is kept in {Path(FLAGS.logdir).absolute() / 'backup'}; "
-              "rerunning the same command resumes from it (and will likely diverge again): lower "
-              "--learning_rate or check the data, with another --logdir.", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 
 

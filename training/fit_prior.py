@@ -11,6 +11,7 @@ as it is trained (a rerun skips trained levels). The priors end in
 VQVAE2, which `python -m training.sample` reads beside the autoencoder.
 """
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -23,8 +24,9 @@ from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
 from training.data.pipeline import shuffled_batches
 from training.errors import UsageError
-from training.optimizer import make_optimizer, resume_settings
+from training.optimizer import extendable_settings, make_optimizer, resume_settings
 from training.resume import Backups, configure_determinism, fit_resumable
+from training.run_dir import claim_run_dir
 from vq_keras.atomic import save_model
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
@@ -32,12 +34,34 @@ AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
 MONITOR_SAMPLES = 16
 
 
-def train_priors(argv_flags, tracked_hparams):
+# What stage 2 leaves in its log directory: trained work, then logs (see training/run_dir.py).
+# A level file put into a new log directory by hand is reused (adopted), as documented.
+RESULTS = ("prior.keras", "*_prior.keras", "*_prior/backup")
+ADOPTABLE = ("*_prior.keras",)
+LOGS = ("*_prior", "codes")
+
+
+def train_priors(argv_flags, settings_names):
     """Stage 2 for the parsed flags; returns the path of the saved prior."""
     keras.utils.set_random_seed(argv_flags.seed)
     configure_determinism(argv_flags.deterministic, argv_flags.jit_compile)
     logdir = Path(argv_flags.logdir).absolute()
     autoencoder = load_autoencoder(argv_flags.autoencoder, argv_flags.model)
+    settings = {name: getattr(argv_flags, name) for name in settings_names}
+    # The priors are trained on this file's codes: one retrained at the same path is another run.
+    settings["autoencoder_sha256"] = hashlib.sha256(Path(argv_flags.autoencoder).read_bytes()).hexdigest()
+    with claim_run_dir(
+        logdir, settings, RESULTS, LOGS, argv_flags.overwrite, extendable_settings(settings), ADOPTABLE
+    ) as run:
+        path = _train_levels(argv_flags, autoencoder, settings, logdir)
+        run.mark_finished()
+    print(f"Saved prior: {path}")
+    print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
+    return path
+
+
+def _train_levels(argv_flags, autoencoder, hparams, logdir):
+    """Trains (or reuses) the prior of every level and saves them as <logdir>/prior.keras."""
     data = load_or_encode(
         autoencoder, argv_flags.autoencoder, argv_flags.dataset, argv_flags.data_dir,
         argv_flags.code_cache_dir or logdir / "codes", with_labels=argv_flags.class_conditional,
@@ -48,7 +72,6 @@ def train_priors(argv_flags, tracked_hparams):
         autoencoder, argv_flags.model, argv_flags.preset, grids, data.num_classes,
         {name: value for name, value in overrides.items() if value is not None},
     )
-    hparams = {name: getattr(argv_flags, name) for name in tracked_hparams}
     settings = resume_settings(hparams)
     trained = []
     for level, (name, prior) in enumerate(zip(_level_names(autoencoder), priors)):
@@ -70,10 +93,7 @@ def train_priors(argv_flags, tracked_hparams):
         trained.append(prior)
         _report(name, prior, data, level, argv_flags.batch_size)
     final = trained[0] if len(trained) == 1 else HierarchicalPrior(trained, downsampling=autoencoder.downsampling)
-    path = save_model(final, logdir / "prior.keras")
-    print(f"Saved prior: {path}")
-    print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
-    return path
+    return save_model(final, logdir / "prior.keras")
 
 
 def load_autoencoder(path, model_name):

@@ -17,9 +17,14 @@ def make_optimizer(learning_rate, decay, total_steps):
     return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=total_steps))
 
 
+def extendable_settings(hparams):
+    """The settings an unfinished run may change when it resumes: `epochs` (a run
+    may be extended), unless the learning rate decays over the run's length."""
+    return ("epochs",) if hparams.get("learning_rate_decay", "none") == "none" else ()
+
+
 def resume_settings(hparams):
     """What a resumed run must share with the run that wrote its backup: every
-    hyperparameter but `epochs` (a run may be extended), and `epochs` too when
-    the learning rate decays over the run's length."""
-    keep_epochs = hparams.get("learning_rate_decay", "none") != "none"
-    return {name: value for name, value in hparams.items() if keep_epochs or name != "epochs"}
+    hyperparameter but the extendable ones."""
+    extendable = extendable_settings(hparams)
+    return {name: value for name, value in hparams.items() if name not in extendable}

@@ -5,7 +5,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from tests.training.conftest import run_module
+from tests.training.conftest import FIT_RUN_ARGS, run_module
 from training.data import image_spec_or_none
 from training.errors import UsageError
 from training.fit import build_model, codebook_overrides
@@ -102,3 +102,64 @@ def test_bad_codebook_flags_are_usage_errors():
     with pytest.raises(UsageError, match=r"VectorQuantizerEMA expects dead_code_threshold to be None .* "
                        r"Received: dead_code_threshold=1.5"):
         build_model("vqvae", "cifar10", None, 1.0, (32, 32, 3), "cifar10", {"dead_code_threshold": 1.5})
+
+
+def test_every_flag_is_a_recorded_setting_or_free_to_change():
+    # A flag missing from both lists could change between a run and its resume unnoticed.
+    from absl import flags
+
+    import training.fit as fit
+
+    defined = {name for name, flag in flags.FLAGS._flags().items() if flag.name == name}
+    ours = {name for name in defined if flags.FLAGS.find_module_defining_flag(name) in (fit.__name__, "__main__")}
+    assert ours == {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *fit.FREE_FLAGS}
+
+
+def test_rerunning_a_finished_run_reports_it_and_another_command_changes_nothing(fit_run):
+    logdir, _ = fit_run
+    before = {path: path.stat().st_mtime_ns for path in logdir.rglob("*")}
+    same = run_module("training.fit", *FIT_RUN_ARGS, f"--logdir={logdir}")
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert (
+        f"Nothing to do: this run has finished already and saved {logdir / 'model.keras'}. Pass --overwrite to "
+        "train it again, or another --logdir for a new run."
+    ) in same.stdout
+    other = run_module("training.fit", *FIT_RUN_ARGS, "--epochs=3", "--num_embeddings=16", f"--logdir={logdir}")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines()[-1] == (
+        f"error: --logdir={logdir} holds a finished run with epochs=2, num_embeddings=None; this command has "
+        "epochs=3, num_embeddings=16. Nothing was changed. Run the same command to see its result, pass another "
+        "--logdir for a new run, or --overwrite to delete that run and start this one."
+    )
+    after = {path: path.stat().st_mtime_ns for path in logdir.rglob("*") if path.name != ".run.lock"}
+    assert after == {path: time for path, time in before.items() if path.name != ".run.lock"}
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--epochs=0", "--epochs must be at least 1."),
+    ("--epochs=-2", "--epochs must be at least 1."),
+    ("--batch_size=0", "--batch_size must be at least 1."),
+    ("--steps_per_epoch=0", "--steps_per_epoch must be at least 1 (leave it out for one pass over the data)."),
+    ("--validation_steps=-1", "--validation_steps must be at least 1 (leave it out for the whole held-out split)."),
+    ("--learning_rate=-1", "--learning_rate must be a positive finite number, e.g. 3e-4."),
+    ("--learning_rate=nan", "--learning_rate must be a positive finite number, e.g. 3e-4."),
+    ("--monitor_images=0", "--monitor_images must be at least 1."),
+])
+def test_bad_numbers_are_refused_by_the_flag_parser(flag, message):
+    import copy
+
+    from absl import flags
+
+    import training.fit  # noqa: F401  (defines the flags)
+
+    parser = copy.deepcopy(flags.FLAGS)
+    with pytest.raises(flags.IllegalFlagValueError) as error:
+        parser(["training.fit", flag])
+    assert str(error.value).endswith(f": {message}")
+
+
+def test_a_bad_number_stops_the_cli_before_any_work(tmp_path):
+    result = run_module("training.fit", "--epochs=0", f"--logdir={tmp_path / 'run'}", timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "FATAL Flags parsing error: flag --epochs=0: --epochs must be at least 1." in result.stderr
+    assert not (tmp_path / "run").exists()
