@@ -129,14 +129,31 @@ class Backups:
 
         Returns (global step, metric values); (0, None) when there is no backup.
         """
-        for step in reversed(self.steps()):
+        steps = self.steps()
+        for step in reversed(steps):
             try:
                 return step, self._load(model, self.path(step))
             except UsageError:
                 raise
             except (OSError, ValueError, KeyError) as error:  # damaged on disk: try the one before
                 print(f"Warning: skipping unreadable backup {self.path(step)}: {error}")
+        if steps:  # starting from step 0 would delete them at the end of the run
+            raise UsageError(
+                f"None of the backups in {self.directory} ({', '.join(self.path(s).name for s in steps)}) could "
+                "be read; they were kept. Move them away (or delete them) to train this run from the start, "
+                "or pass another log directory."
+            )
         return 0, None
+
+    def describe_kept(self):
+        """One sentence on what a rerun after a failure would resume from."""
+        steps = self.steps()
+        if not steps:
+            return "No backup had been written yet, so a rerun starts from the beginning."
+        return (
+            f"The last good backup, of global step {steps[-1]}, is kept in {self.path(steps[-1])}; rerunning "
+            "the same command resumes from it."
+        )
 
     def _load(self, model, folder):
         position = json.loads((folder / POSITION_FILE).read_text())
@@ -342,6 +359,20 @@ def fit_resumable(
     if step:
         epoch, batch = divmod(step, steps_per_epoch)
         print(f"Resuming from backup {backups.path(step)}: epoch {epoch + 1}, batch {batch}, global step {step}.")
+    try:
+        _fit_from(model, train_from_step, backups, step, metric_values, epochs, steps_per_epoch, every_steps,
+                  callbacks, fit_kwargs)
+    except TrainingDiverged as error:
+        raise TrainingDiverged(
+            f"{error} {backups.describe_kept()} It will likely diverge again: lower the learning rate or "
+            "check the data (a changed command needs --overwrite or another log directory)."
+        ) from None
+    return resumed_from
+
+
+def _fit_from(model, train_from_step, backups, step, metric_values, epochs, steps_per_epoch, every_steps,
+              callbacks, fit_kwargs):
+    """Runs `model.fit` from global `step` to the end, one call per interrupted epoch and one for the rest."""
     total = epochs * steps_per_epoch
     while step < total:
         epoch, batch = divmod(step, steps_per_epoch)
@@ -363,7 +394,6 @@ def fit_resumable(
             **{"shuffle": False, **fit_kwargs},  # the data comes shuffled; Keras warns on shuffle=True with a Dataset
         )
         if model.stop_training:  # e.g. EarlyStopping: the run is over, not the epoch
-            break
+            return
         metric_values = None
         step = last_epoch * steps_per_epoch
-    return resumed_from

@@ -127,7 +127,10 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_backup(tm
     assert message.startswith("error: Training stopped at the first non-finite loss: epoch 1, batch ")
     step = int(message.split("global step ")[1].split(" ")[0])
     assert "loss=" in message and "reconstruction_loss=" in message and "vq_loss=" in message
-    assert f"The last good backup is kept in {logdir / 'backup'}" in message
+    assert (
+        f"The last good backup, of global step {step - 1}, is kept in {logdir / 'backup' / f'step-{step - 1:09d}'}; "
+        "rerunning the same command resumes from it."
+    ) in message
     assert not (logdir / "model.keras").exists()
 
     backups = _backups(logdir)
@@ -201,13 +204,42 @@ def test_non_finite_loss_raises_before_the_backup_of_that_step(tmp_path):
     backups = Backups(tmp_path, {})
     with pytest.raises(TrainingDiverged, match=(
         r"^Training stopped at the first non-finite loss: epoch 2, batch 2, global step 7 "
-        r"\(loss=inf, mae=inf; running means over the epoch\).$"
+        r"\(loss=inf, mae=inf; running means over the epoch\). The last good backup, of global step 6, is kept in "
+        rf"{tmp_path / 'step-000000006'}; rerunning the same command resumes from it. It will likely diverge again: "
+        r"lower the learning rate or check the data \(a changed command needs --overwrite or another log "
+        r"directory\).$"
     )):
         fit_resumable(model, lambda step: _tiny_data(step, poison_step=7), backups, epochs=3, steps_per_epoch=5,
                       every_steps=1, verbose=0)
     assert backups.steps() == [5, 6]
     step, _ = Backups(tmp_path, {}).restore(model)
     assert step == 6 and all(np.all(np.isfinite(np.asarray(v))) for v in model.weights)
+
+
+def test_non_finite_loss_before_any_backup_says_that_none_is_kept(tmp_path):
+    model = _tiny_model()
+    with pytest.raises(TrainingDiverged, match=(
+        r"global step 2 .* No backup had been written yet, so a rerun starts from the beginning. It will likely"
+    )):
+        fit_resumable(model, lambda step: _tiny_data(step, poison_step=2), Backups(tmp_path, {}), epochs=1,
+                      steps_per_epoch=5, every_steps=10, verbose=0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_backups_that_cannot_be_read_are_kept_and_the_run_stops(tmp_path):
+    # Training from step 0 instead would delete them when the run ends.
+    model = _tiny_model()
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0)
+    backups = Backups(tmp_path, {"batch_size": 4})
+    backups.save(model, 3)
+    (backups.path(3) / "state.weights.h5").write_bytes(b"garbage")
+    with pytest.raises(UsageError) as error:
+        backups.restore(model)
+    assert str(error.value) == (
+        f"None of the backups in {tmp_path} (step-000000003) could be read; they were kept. Move them away (or "
+        "delete them) to train this run from the start, or pass another log directory."
+    )
+    assert (backups.path(3) / "state.weights.h5").read_bytes() == b"garbage"
 
 
 def test_stop_on_non_finite_loss_counts_steps_across_epochs():
