@@ -24,3 +24,10 @@ def cifar10_data_dir():
     if not (SHARED_TFDS / "cifar10").is_dir():
         pytest.skip(f"real CIFAR-10 for TFDS not found at {SHARED_TFDS}/cifar10 (see its README)")
     return str(SHARED_TFDS)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fault-points", type=int, default=1, dest="fault_points",
+        help="kill -9 points per stage in tests/training/test_faults.py (default 1; the full check is 10)",
+    )

@@ -77,3 +77,54 @@ def test_save_model_writes_a_loadable_file_or_none(tmp_path):
     x = np.ones((1, 3), np.float32)
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+SAVE_IN_A_LOOP = r'''
+import sys
+
+import keras
+
+from vq_keras.atomic import save_model
+
+model = keras.Sequential([keras.Input((1024,)), keras.layers.Dense(4096), keras.layers.Dense(1024)])  # ~32 MB
+for round in range(1000):
+    save_model(model, sys.argv[1])
+    print("saved", round, flush=True)
+'''
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_kill_during_save_model_leaves_the_old_file_or_none(tmp_path, seed):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import keras
+
+    from tests.conftest import REPO
+
+    path = tmp_path / "model.keras"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SAVE_IN_A_LOOP, str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    try:
+        if seed:  # seed 0 kills during the first save, when there is no old file
+            assert process.stdout.readline().startswith("saved 0")
+        deadline = time.monotonic() + 120
+        while not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir()):
+            assert time.monotonic() < deadline, "save_model wrote no temporary file beside the target"
+            time.sleep(0.001)
+        time.sleep(random.Random(seed).uniform(0, 0.3))
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    names = [p.name for p in tmp_path.iterdir()]
+    assert all(name.startswith(".tmp-") for name in names if name != "model.keras")
+    if seed:
+        assert len(keras.saving.load_model(path).weights) == 4
+    else:
+        assert "model.keras" not in names or len(keras.saving.load_model(path).weights) == 4
