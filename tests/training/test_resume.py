@@ -293,3 +293,32 @@ def test_xla_is_refused_under_determinism_not_silently_dropped():
     with pytest.raises(UsageError, match=r"--jit_compile=true needs --deterministic=false: Keras does not XLA-compile"):
         configure_determinism(True, True)
     configure_determinism(False, True)  # XLA without determinism: nothing to configure
+
+
+def test_a_second_run_in_the_logdir_and_a_changed_resume_are_refused_and_the_backups_kept(tmp_path):
+    logdir = tmp_path / "run"
+    args = (*KILL_RUN_ARGS, "--epochs=30")  # long enough to be running when the second run starts
+    with open(tmp_path / "first.log", "w") as log:
+        first = _start_fit(logdir, log, args)
+        try:
+            while not _backups(logdir):
+                assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                time.sleep(0.02)
+            second = run_module("training.fit", *args, f"--logdir={logdir}")
+            assert second.returncode == 2 and "Traceback" not in second.stderr
+            assert f"error: --logdir={logdir} is in use by another run (pid {first.pid} on " in second.stderr
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+    left = _backups(logdir)
+    assert left
+    changed = run_module("training.fit", *args, "--num_embeddings=16", f"--logdir={logdir}")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert changed.stderr.strip().splitlines()[-1].startswith(
+        f"error: --logdir={logdir} holds a run that has not finished (its backups resume it) with "
+        "num_embeddings=None; this command has num_embeddings=16. Nothing was changed."
+    )
+    assert _backups(logdir) == left
+    resumed = run_module("training.fit", *args, f"--logdir={logdir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from backup {logdir / 'backup' / left[-1]}" in resumed.stdout
