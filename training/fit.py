@@ -276,10 +276,25 @@ def save_and_check(model, path, images):
     return path
 
 
+def check_stage_flags(argv_flags):
+    """Refuses a flag given on the command line that the chosen --stage does not read."""
+    other = {"autoencoder": (PRIOR_SETTINGS, "code_cache_dir"), "prior": (AUTOENCODER_SETTINGS, "monitor_images")}
+    this = AUTOENCODER_SETTINGS if argv_flags.stage == "autoencoder" else PRIOR_SETTINGS
+    names, extra = other[argv_flags.stage]
+    unused = [name for name in (*names, extra) if name not in this and argv_flags[name].present]
+    if unused:
+        other_stage = "prior" if argv_flags.stage == "autoencoder" else "autoencoder"
+        raise UsageError(
+            f"{', '.join(f'--{name}' for name in unused)} only applies to --stage={other_stage}, and this is "
+            f"--stage={argv_flags.stage}, which would ignore it. Drop it, or pass --stage={other_stage}."
+        )
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
+        check_stage_flags(FLAGS)
         if FLAGS.stage == "prior":
             train_priors(FLAGS, PRIOR_SETTINGS)
         else:

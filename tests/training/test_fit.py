@@ -163,3 +163,27 @@ def test_a_bad_number_stops_the_cli_before_any_work(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "FATAL Flags parsing error: flag --epochs=0: --epochs must be at least 1." in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_flag_of_the_other_stage_is_refused_not_ignored():
+    import copy
+
+    from absl import flags
+
+    import training.fit as fit
+
+    parser = copy.deepcopy(flags.FLAGS)
+    parser(["training.fit", "--stage=prior", "--num_embeddings=16", "--monitor_images=2"])
+    with pytest.raises(UsageError) as error:
+        fit.check_stage_flags(parser)
+    assert str(error.value) == (
+        "--num_embeddings, --monitor_images only applies to --stage=autoencoder, and this is --stage=prior, which "
+        "would ignore it. Drop it, or pass --stage=autoencoder."
+    )
+    parser = copy.deepcopy(flags.FLAGS)
+    parser(["training.fit", "--num_layers=2", "--code_cache_dir=/tmp/codes"])
+    with pytest.raises(UsageError, match=r"^--num_layers, --code_cache_dir only applies to --stage=prior, and"):
+        fit.check_stage_flags(parser)
+    parser = copy.deepcopy(flags.FLAGS)
+    parser(["training.fit", "--stage=prior", "--num_layers=2", "--seed=3"])
+    fit.check_stage_flags(parser)  # both stages' and this stage's flags pass
