@@ -5,7 +5,10 @@ Stage 1 of VQ-VAE: trains the model with `model.fit` on a tf.data pipeline,
 validates every epoch on the held-out split, logs every metric to TensorBoard,
 backs up under the log directory (an interrupted run resumes when the same
 command is run again), then saves `<logdir>/model.keras` and reloads it once
-to check it. Stage 2 (--stage=prior) is training/fit_prior.py.
+to check it. One run owns the log directory and records its settings there
+(training/run_dir.py): the same command resumes or reports the finished run,
+another one stops unless --overwrite. Stage 2 (--stage=prior) is
+training/fit_prior.py.
 """
 
 import os
