@@ -181,6 +181,8 @@ def test_a_kill_at_any_point_leaves_whole_files_and_the_rerun_ends_as_an_uninter
     finally:
         if run.process.poll() is None:
             run.process.kill()
+    landed = "mid-run" if run.process.returncode == -signal.SIGKILL else "after the command ended"
+    print(f"{stage} kill point {fault_point}: {delay:.2f} s after {run.start_marker!r} of a {window:.2f} s window, {landed}")
     _assert_absent_or_whole(tmp_path)
     rerun = _Run(tmp_path, stage, references["autoencoder"])
     assert rerun.process.wait(timeout=600) == 0, rerun.output()[-3000:]
