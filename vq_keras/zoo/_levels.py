@@ -161,8 +161,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
 
     def encode_levels(self, images):
         """float32 images in [0, 1] -> list of int32 code grids, top first."""
-        images = ops.convert_to_tensor(images)
-        self._check_images(images)
+        images = ops.convert_to_tensor(self._checked_images(images))
         return self._quantize(images, training=False)[1]
 
     def decode_levels(self, codes):
