@@ -1,5 +1,7 @@
-"""Range checks of integer indices traced into a graph."""
+"""Range checks of integer indices: eagerly a ValueError, in a graph assertions."""
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -15,3 +17,17 @@ def range_checked(indices, limit, message):
     ]
     with tf.control_dependencies(checks):
         return tf.identity(indices)
+
+
+def checked_range(indices, limit, message, what="values"):
+    """`indices` checked to lie in [0, limit): eagerly a ValueError (`message`, then
+    "Received: <what> from <min> to <max>"); in a graph `range_checked`; symbolic
+    Keras tensors pass unchecked."""
+    if isinstance(indices, keras.KerasTensor):
+        return indices
+    if tf.executing_eagerly():
+        values = np.asarray(indices)
+        if values.size and (values.min() < 0 or values.max() >= limit):
+            raise ValueError(f"{message} Received: {what} from {values.min()} to {values.max()}")
+        return indices
+    return range_checked(indices, limit, message)

@@ -40,6 +40,7 @@ import os
 import keras
 import tensorflow as tf
 
+from vq_keras._image_checks import unit_interval_assertion
 from vq_keras.atomic import atomic_directory
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
@@ -311,13 +312,11 @@ class _Endpoints:
             )
         if images.dtype.is_floating:
             checks.append(
-                _assert(
-                    tf.reduce_all(tf.logical_and(images >= 0.0, images <= 1.0)),
+                unit_interval_assertion(
+                    images,
                     f"{signature} expects float32 images scaled to [0, 1] (values are never clipped). "
                     "Divide uint8 images by 255, or send them as uint8 to reconstruct_uint8. "
                     "Received min and max:",
-                    tf.reduce_min(images),
-                    tf.reduce_max(images),
                 )
             )
         with tf.control_dependencies(checks):

@@ -1,5 +1,6 @@
 """Dead-code restart and k-means++ seeding, shared by both quantizers (BaseQuantizer)."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -205,3 +206,18 @@ def test_mirrored_replicas_restart_identically_and_equal_one_device_on_the_whole
     assert result.returncode == 0, result.stderr[-3000:]
     assert "VectorQuantizer replicas agree" in result.stdout
     assert "VectorQuantizerEMA replicas agree" in result.stdout
+
+
+@pytest.mark.parametrize("cls", QUANTIZERS)
+def test_lookup_refuses_codes_outside_the_codebook_eagerly_and_in_graphs(cls):
+    layer = _layer(cls)
+    np.testing.assert_array_equal(layer.lookup(np.array([[3, 0]])).numpy(), CODEBOOK[[[3, 0]]])
+    message = f"{cls.__name__} expects codes in [0, num_embeddings=4) in lookup()."
+    for codes, received in (([0, -1], "codes from -1 to 0"), ([[4, 2]], "codes from 2 to 4")):
+        with pytest.raises(ValueError) as error:
+            layer.lookup(np.array(codes))
+        assert str(error.value) == f"{message} Received: {received}"
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            tf.function(layer.lookup)(tf.constant(codes))
+    with pytest.raises(TypeError, match=rf"{cls.__name__} expects integer code indices in lookup\(\). Received: dtype=float32"):
+        layer.lookup(np.array([1.0], "float32"))

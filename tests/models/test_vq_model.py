@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from vq_keras.models import VQModel
-from vq_keras.zoo import VQVAE
+from vq_keras.zoo import VQVAE, VQVAE2
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=4, num_embeddings=32)
 
@@ -127,3 +127,120 @@ def test_epoch_code_usage_of_training_counts_the_forward_pass_codes():
     np.testing.assert_allclose(history["epoch_codebook_usage"], [usage])
     assert history["epoch_dead_codes"] == [dead]
     np.testing.assert_array_equal(model.code_usage[0].counts().numpy(), np.bincount(codes.ravel(), minlength=32))
+
+
+# Images at the API boundary: float in [0, 1], finite; never converted or clipped.
+
+MODELS = [VQVAE, VQVAE2]
+OUT_OF_RANGE = (
+    r"{name} expects float images scaled to \[0, 1\] \(values are never clipped\). Received: values from "
+    r"{low} to {high}. Divide images in 0..255 by 255 first \(e.g. `images / 255.0`\)."
+)
+IN_GRAPH = r"{name} expects finite float images scaled to \[0, 1\] \(values are never clipped\). Divide images"
+
+
+def _compiled(cls, **compile_kwargs):
+    model = cls(**TINY)
+    model.build((None, 16, 16, 3))
+    model.compile(**compile_kwargs)
+    return model
+
+
+def _eager_entry_points(model):
+    """Every public way images reach the model, eagerly (fit/evaluate/predict check arrays in full)."""
+    return {
+        "encode": model.encode,
+        "reconstruct": model.reconstruct,
+        "__call__": model,
+        "predict": lambda x: model.predict(x, verbose=0),
+        "fit": lambda x: model.fit(x, batch_size=4, epochs=1, verbose=0),
+        "evaluate": lambda x: model.evaluate(x, batch_size=4, verbose=0),
+        "fit validation_data": lambda x: model.fit(_images(), validation_data=(x,), epochs=1, verbose=0),
+    }
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_float_images_in_0_255_are_refused_by_every_entry_point_and_nothing_is_trained(cls):
+    model = _compiled(cls)
+    x = _images(4)
+    x[1, 2, 3, 0], x[2, 0, 0, 1] = 0.0, 1.0
+    weights = [w.numpy().copy() for w in model.weights]
+    message = OUT_OF_RANGE.format(name=cls.__name__, low="0", high="255")
+    for entry, function in _eager_entry_points(model).items():
+        with pytest.raises(ValueError, match=message):
+            function(x * 255.0)
+        for old, weight in zip(weights, model.weights):
+            np.testing.assert_array_equal(weight.numpy(), old, err_msg=entry)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_nan_and_infinite_images_are_refused_naming_the_images(cls):
+    model = _compiled(cls)
+    x = _images(4)
+    x[1, 0, 0, 0], x[3, 5, 5, 2], x[3, 6, 6, 2] = np.nan, np.nan, np.inf
+    message = (
+        f"{cls.__name__} expects finite float images in [0, 1]. Received: 2 NaN and 1 infinite value(s) in "
+        "2 image(s) (batch index 1, 3). Drop or repair those images (a NaN often comes from a division by "
+        "zero in preprocessing)."
+    )
+    for entry, function in _eager_entry_points(model).items():
+        with pytest.raises(ValueError) as error:
+            function(x)
+        assert str(error.value) == message, entry
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_images_exactly_0_and_1_are_accepted(cls):
+    model = _compiled(cls)
+    x = np.concatenate([np.zeros((2, 16, 16, 3), "float32"), np.ones((2, 16, 16, 3), "float32")])
+    np.testing.assert_array_equal(model.encode(x)[-1].numpy(), tf.function(model.encode)(x)[-1].numpy())
+    assert np.isfinite(model.fit(x, batch_size=4, epochs=1, verbose=0).history["loss"][0])
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_integer_images_are_refused_by_fit_evaluate_and_predict_as_by_encode(cls):
+    model = _compiled(cls)
+    uint8 = (_images(4) * 255).astype("uint8")
+    message = rf"{cls.__name__} expects float32 images scaled to \[0, 1\]. Received: dtype=uint8. Divide uint8"
+    datasets = {
+        "dataset": tf.data.Dataset.from_tensor_slices(uint8).batch(4),
+        "dataset of pairs": tf.data.Dataset.from_tensor_slices((uint8, np.zeros(4, "int64"))).batch(4),
+        "dataset of dicts": tf.data.Dataset.from_tensor_slices({"image": uint8}).batch(4),
+    }
+    for entry, function in _eager_entry_points(model).items():
+        with pytest.raises(TypeError, match=message):
+            function(uint8)
+    for data in datasets.values():
+        for function in (model.fit, model.evaluate, model.predict):
+            with pytest.raises(TypeError, match=message):
+                function(data, verbose=0)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_out_of_range_images_fail_traced_calls_and_every_compiled_step_not_only_the_first(cls):
+    model = _compiled(cls, jit_compile=False)
+    bad = _images(4) * 255.0
+    with pytest.raises(tf.errors.InvalidArgumentError, match=IN_GRAPH.format(name=cls.__name__)):
+        tf.function(model.encode)(bad)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=IN_GRAPH.format(name=cls.__name__)):
+        tf.function(model.reconstruct)(bad)
+    later_batch = tf.data.Dataset.from_tensor_slices(np.concatenate([_images(8), bad])).batch(4)  # the 3rd is bad
+    for function in (model.fit, model.evaluate, model.predict):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=IN_GRAPH.format(name=cls.__name__)):
+            function(later_batch, verbose=0)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_under_xla_which_drops_assertions_the_dataset_is_checked_in_its_input_pipeline(cls):
+    model = _compiled(cls, jit_compile=True)
+    assert model.jit_compile
+    bad = _images(4)
+    bad[3, 0, 0, 0] = np.nan
+    later_batch = tf.data.Dataset.from_tensor_slices((np.concatenate([_images(8), bad]), np.zeros(12))).batch(4)
+    for function in (model.fit, model.evaluate, model.predict):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=IN_GRAPH.format(name=cls.__name__)):
+            function(later_batch, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=IN_GRAPH.format(name=cls.__name__)):
+        model.fit(_images(4), validation_data=later_batch, epochs=1, verbose=0)
+    good = tf.data.Dataset.from_tensor_slices(_images(8)).batch(4)
+    assert np.isfinite(model.fit(good, epochs=1, verbose=0).history["loss"][0])

@@ -4,9 +4,11 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_TFDS
 from training.data import codes as code_cache
+from training.data import pipeline
 from training.data.pipeline import SAMPLE_PATH
 from vq_keras.zoo import VQVAE, VQVAE2
 
@@ -114,3 +116,70 @@ def test_a_run_killed_while_writing_the_cache_leaves_none_to_read(tiny_vqvae, tm
     assert final.exists()
     expected = model.encode(sample_arrays()["test_images"].astype(np.float32) / 255.0)
     np.testing.assert_array_equal(data.codes["validation"][0], np.asarray(expected))
+
+
+def _write_png(path, seed):
+    image = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), np.uint8)
+    Image.fromarray(image).save(path)
+    return image
+
+
+def _fresh_codes(model, folder):
+    """The reference: the folder's PNGs read with PIL, sorted, every 10th held out, encoded directly."""
+    images = np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))]).astype(np.float32) / 255.0
+    held_out = np.arange(len(images)) % 10 == 9
+    return {split: np.asarray(model.encode(images[~held_out if split == "train" else held_out]))
+            for split in code_cache.SPLITS}
+
+
+def test_a_folder_whose_files_change_is_encoded_again_and_an_unchanged_one_is_read_from_the_cache(
+    tiny_vqvae, tmp_path, monkeypatch, capsys
+):
+    model, path = tiny_vqvae
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(12):
+        _write_png(folder / f"{i:02d}.png", seed=i)
+    dataset, cache_dir = f"folder:{folder}", tmp_path / "cache"
+    load = lambda: code_cache.load_or_encode(model, path, dataset, None, cache_dir)  # noqa: E731
+
+    load()
+    assert "Encoding the train split" in capsys.readouterr().out
+    with monkeypatch.context() as patch:
+        patch.setattr(code_cache, "read_splits", lambda *a, **k: pytest.fail("unchanged files were encoded again"))
+        load()
+    assert "read from the cache" in capsys.readouterr().out
+
+    changed = folder / "03.png"
+    stat = changed.stat()
+    _write_png(changed, seed=100)  # same name, new content and a new modification time
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    _write_png(folder / "12.png", seed=12)  # a new file: the split of the later files moves
+    data = load()
+    assert "Encoding the train split" in capsys.readouterr().out
+    expected = _fresh_codes(model, folder)
+    for split in code_cache.SPLITS:
+        np.testing.assert_array_equal(data.codes[split][0], expected[split])
+    assert len(list(cache_dir.glob("codes_*.npz"))) == 2
+
+
+def test_the_cache_key_follows_the_split_rule_and_the_tfds_preparation(tiny_vqvae, tmp_path, monkeypatch):
+    _, path = tiny_vqvae
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        _write_png(folder / f"{i}.png", seed=i)
+    key = lambda dataset=f"folder:{folder}", data_dir=None: code_cache.cache_path(  # noqa: E731
+        tmp_path, path, dataset, data_dir, False
+    )
+    before = key()
+    monkeypatch.setattr(pipeline, "VALIDATION_EVERY", 5)
+    assert key() != before
+    shared, copy = SHARED_TFDS, tmp_path / "tfds"
+    if not (shared / "cifar10").is_dir():
+        pytest.skip(f"real CIFAR-10 for TFDS not found at {shared}/cifar10")
+    fingerprint = pipeline.data_fingerprint("cifar10", str(shared))
+    version = next(p.name for p in (shared / "cifar10").iterdir() if p.is_dir())
+    assert f"{shared}/cifar10/{version}" in fingerprint
+    (copy / "cifar10" / version).mkdir(parents=True)
+    assert key("cifar10", str(shared)) != key("cifar10", str(copy))

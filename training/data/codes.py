@@ -1,15 +1,16 @@
 """Stage 2's data: a data set encoded to code grids once, cached atomically on disk.
 
-The cache file's name holds a hash of the autoencoder file's bytes and of the
-data set's name and location, so a retrained autoencoder or another data set
-never reuses stale codes. It is written to a temporary file in the same
+The cache file's name holds a hash of the autoencoder file's bytes, of the
+data (a folder's file names, sizes and modification times and its split rule;
+a TFDS data set's prepared version and location) and of whether labels are
+included, so a retrained autoencoder, changed files or another data set never
+reuse stale codes. It is written to a temporary file in the same
 folder and renamed into place, so a run killed while writing leaves no cache
 file that the next run would read.
 """
 
 import dataclasses
 import hashlib
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -18,12 +19,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.data.pipeline import read_splits
+from training.data.pipeline import data_fingerprint, read_splits
 from vq_keras.atomic import atomic_file
 
 SPLITS = ("train", "validation")
 ENCODE_BATCH_SIZE = 256
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 @dataclasses.dataclass
@@ -46,11 +47,16 @@ class CodeData:
 
 
 def cache_path(cache_dir, autoencoder_path, dataset, data_dir, with_labels):
-    """Where the codes of `dataset` under the autoencoder saved at `autoencoder_path` are cached."""
+    """Where the codes of `dataset` under the autoencoder saved at `autoencoder_path` are cached.
+
+    The key covers all the codes depend on: the autoencoder file's bytes, the data
+    (`data_fingerprint`: a folder's file names, sizes and times and its split rule, or a
+    TFDS data set's prepared version and location) and whether labels are included.
+    """
     digest = hashlib.sha256()
     digest.update(Path(autoencoder_path).read_bytes())
-    location = str(Path(data_dir).resolve()) if data_dir else os.environ.get("TFDS_DATA_DIR", "")
-    digest.update(f"\0{CACHE_VERSION}\0{dataset}\0{location}\0{with_labels}".encode())
+    fingerprint = data_fingerprint(dataset, data_dir)
+    digest.update(f"\0{CACHE_VERSION}\0{dataset}\0{fingerprint}\0{with_labels}".encode())
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_")[:40]
     return Path(cache_dir) / f"codes_{slug}_{digest.hexdigest()[:16]}.npz"
 

@@ -211,10 +211,43 @@ def _split_names(splits):
     return "train[:90%]", "train[90%:]"
 
 
+def folder_image_paths(folder):
+    """The image files under `folder` (recursively), sorted: the order the splits follow."""
+    if not Path(folder).is_dir():
+        return []
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def data_fingerprint(name, data_dir=None):
+    """A text that changes whenever the splits `read_splits(name, data_dir)` returns may change,
+    read from file metadata only (no image bytes):
+
+    - folder:PATH: the folder's resolved path, the split rule (every VALIDATION_EVERY-th sorted
+      file held out) and each image file's relative name, size and modification time;
+    - a TFDS data set: the prepared data set's folder (<data_dir>/<name>/<version>), its
+      version, the split names used and the size and modification time of its dataset_info.json;
+    - the bundled sample: its file's size and modification time.
+    """
+    if name == SAMPLE_DATASET:
+        return f"sample\0{_file_stamp(SAMPLE_PATH)}"
+    if name.startswith(FOLDER_PREFIX):
+        root = Path(name[len(FOLDER_PREFIX):])
+        files = [f"{path.relative_to(root).as_posix()}\0{_file_stamp(path)}" for path in folder_image_paths(root)]
+        return "\n".join([f"folder\0{root.resolve()}\0validation_every={VALIDATION_EVERY}", *files])
+    builder = _tfds_builder(name, data_dir)
+    info_file = Path(builder.data_dir) / "dataset_info.json"
+    stamp = _file_stamp(info_file) if info_file.is_file() else "not prepared"
+    splits = _split_names(builder.info.splits)
+    return f"tfds\0{builder.data_dir}\0{builder.info.version}\0{splits}\0{stamp}"
+
+
+def _file_stamp(path):
+    stat = path.stat()
+    return f"{stat.st_size}\0{stat.st_mtime_ns}"
+
+
 def _folder_splits(folder, skip_bad_images=False):
-    paths = sorted(
-        p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    ) if Path(folder).is_dir() else []
+    paths = folder_image_paths(folder)
     if len(paths) < 2:
         raise UsageError(
             f"--dataset=folder:{folder} needs a folder with at least two images "

@@ -6,6 +6,7 @@ from keras import ops
 
 from vq_keras import metrics
 from vq_keras.layers._codebook_seeding import fold_seed, kmeans_plus_plus, sample_rows
+from vq_keras._index_checks import checked_range
 from vq_keras._replicas import gather_over_replicas, sum_over_replicas
 from vq_keras.layers._validation import require_number, require_positive_int
 
@@ -207,7 +208,24 @@ class BaseQuantizer(keras.layers.Layer):
         return ops.reshape(self._nearest(flat), ops.shape(inputs)[:-1])
 
     def lookup(self, indices):
-        """Returns the float32 codebook vectors for int code indices."""
+        """Returns the float32 codebook vectors for int code indices in [0, num_embeddings).
+
+        Other indices are an error, never a wrapped (-1: the last code) or zero lookup:
+        eagerly a TypeError (not integers) or ValueError; in a graph an assertion that
+        runs before the gather (XLA drops assertions)."""
+        name = type(self).__name__
+        if not hasattr(indices, "dtype"):
+            indices = ops.convert_to_tensor(indices)
+        dtype = keras.backend.standardize_dtype(indices.dtype)
+        if not keras.backend.is_int_dtype(dtype):
+            raise TypeError(
+                f"{name} expects integer code indices in lookup(). Received: dtype={dtype}. "
+                "Pass the int32 codes from encode(), or cast them with tf.cast(..., 'int32')."
+            )
+        message = f"{name} expects codes in [0, num_embeddings={self.num_embeddings}) in lookup()."
+        return self._gather(checked_range(indices, self.num_embeddings, message, what="codes"))
+
+    def _gather(self, indices):
         return ops.take(ops.convert_to_tensor(self.codebook), indices, axis=0)
 
     def perplexity(self, codes):
@@ -221,7 +239,7 @@ class BaseQuantizer(keras.layers.Layer):
             self._seed_codebook_once(flat)
         flat_codes = self._nearest(flat)
         codes = ops.reshape(flat_codes, ops.shape(inputs32)[:-1])
-        quantized = self.lookup(codes)  # the codebook the codes were chosen from
+        quantized = self._gather(codes)  # from the codebook the codes were chosen from
         if training:
             self._train_codebook(flat, flat_codes)
         self._add_codebook_loss(inputs32, quantized)

@@ -1,8 +1,10 @@
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
+from vq_keras._image_checks import unit_checked
 from vq_keras._replicas import loss_for_gradients, mean_over_replicas, own_losses, sum_over_replicas
 from vq_keras.layers._validation import require_number, require_positive_int
 
@@ -25,6 +27,22 @@ class VQModel(keras.Model):
     per level perplexity and codebook_usage (the fraction of codes used in the
     batch), epoch_codebook_usage and epoch_dead_codes (over the epoch, or the
     whole evaluation), prefixed by the level name for multi-level models.
+
+    Images are float (float32) NHWC in [0, 1] everywhere: calling the model,
+    `encode`, `reconstruct`, `fit`, `evaluate` and `predict`. Nothing converts
+    or clips them, so no path sees other values than another:
+    - integer images (e.g. uint8 in 0..255) are a TypeError, raised when the
+      call is traced (free): divide them by 255 first;
+    - float values outside [0, 1], NaN or infinity are refused: eager calls
+      raise ValueError before computing; traced calls (tf.function, the steps
+      of fit/evaluate/predict, SavedModel endpoints) carry an assertion that
+      fails the step with InvalidArgumentError and the same expectation (one
+      fused comparison over the batch per step: under 1% of a CIFAR-10 VQVAE
+      step at batch 32, `benchmarks/input_checks.py`). `fit`, `evaluate` and `predict` also check NumPy arrays
+      and eager tensors in full before the first step. XLA (`jit_compile=True`)
+      drops assertions, so then a tf.data.Dataset is checked element by element
+      in its input pipeline instead; Python generators and PyDataset inputs are
+      not checked under XLA.
 
     Args:
         num_channels: image channels (3 for RGB, 1 for grayscale).
@@ -114,15 +132,28 @@ class VQModel(keras.Model):
                     f"Received: image size {height}x{width}. Crop or resize the images."
                 )
 
-    def _check_images(self, images):
+    def _check_dtype(self, images):
+        """Raises TypeError unless the images are floats (checked when traced: free)."""
         dtype = keras.backend.standardize_dtype(images.dtype)
         if not keras.backend.is_float_dtype(dtype):
             raise TypeError(
                 f"{type(self).__name__} expects float32 images scaled to [0, 1]. "
                 f"Received: dtype={dtype}. Divide uint8 images by 255 first."
             )
+
+    def _checked_images(self, images):
+        """`images` with their dtype, shape and values checked (see the class docstring);
+        builds the model if needed. Raises TypeError or ValueError eagerly; in a graph the
+        returned tensor carries the value assertions."""
+        if not hasattr(images, "dtype"):
+            images = ops.convert_to_tensor(images)
+        self._check_dtype(images)
         self.check_image_shape(images.shape)
         self.build_if_needed()
+        return unit_checked(images, type(self).__name__)
+
+    def __call__(self, images, *args, **kwargs):
+        return super().__call__(self._checked_images(images), *args, **kwargs)
 
     def build_if_needed(self):
         """Builds the model from shapes alone (any image size) if it is not built yet."""
@@ -131,8 +162,6 @@ class VQModel(keras.Model):
 
     def reconstruct(self, images):
         """Encodes and decodes float32 images in [0, 1]; returns images clipped to [0, 1]."""
-        images = ops.convert_to_tensor(images)
-        self._check_images(images)
         return ops.clip(self(images, training=False), 0.0, 1.0)
 
     def _losses_and_codes(self, images, training):
@@ -160,14 +189,12 @@ class VQModel(keras.Model):
             logs.update(usage.result())
         return logs
 
-    @staticmethod
-    def _images_from(data):
-        """Accepts images, (images,), (images, labels) or {"image": ...} batches."""
-        if isinstance(data, dict):
-            data = data["image"]
-        if isinstance(data, (tuple, list)):
-            data = data[0]
-        return ops.cast(data, "float32")
+    def _images_from(self, data):
+        """Accepts images, (images,), (images, labels) or {"image": ...} batches; refuses
+        integer images when traced (their values are checked when the model is called)."""
+        images = _select_images(data)
+        self._check_dtype(images)
+        return ops.cast(images, "float32")
 
     def train_step(self, data):
         images = self._images_from(data)
@@ -182,6 +209,46 @@ class VQModel(keras.Model):
         images = self._images_from(data)
         return self._record(*self._losses_and_codes(images, training=False))
 
+    def predict_step(self, data):
+        """The reconstruction (not clipped) of the batch's images, taken as in fit."""
+        return self(self._images_from(data), training=False)
+
+    # fit, evaluate and predict check their data before it enters the compiled step.
+
+    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+        return super().fit(
+            self._checked_data(x), y, *args, validation_data=self._checked_data(validation_data), **kwargs
+        )
+
+    def evaluate(self, x=None, *args, **kwargs):
+        if kwargs.get("_use_cached_eval_dataset"):  # fit's validation data, checked by fit
+            return super().evaluate(x, *args, **kwargs)
+        return super().evaluate(self._checked_data(x), *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        return super().predict(self._checked_data(x), *args, **kwargs)
+
+    def _checked_data(self, data):
+        """`data` for fit/evaluate/predict, its images checked where the compiled step cannot.
+
+        NumPy arrays and eager tensors are checked in full now (a TypeError or ValueError
+        before any step). A tf.data.Dataset is checked by the step's own assertions, but
+        XLA drops assertions: under jit_compile the check is mapped into the input
+        pipeline instead, element by element. Other inputs (Python generators,
+        PyDataset) rely on the step's assertions alone.
+        """
+        if isinstance(data, tf.data.Dataset):
+            if not self.jit_compile:
+                return data
+            return data.map(
+                lambda *element: _with_images(element[0] if len(element) == 1 else element, self._checked_images),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        images = _select_images(data)
+        if isinstance(images, (np.ndarray, tf.Tensor)):
+            self._checked_images(images)
+        return data
+
     def get_config(self):
         return {
             "name": self.name,
@@ -190,3 +257,21 @@ class VQModel(keras.Model):
             "data_variance": self.data_variance,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
+
+
+def _select_images(data):
+    """The images of a batch: images, (images,), (images, labels) or {"image": images, ...}."""
+    if isinstance(data, dict):
+        return _select_images(data["image"])
+    if isinstance(data, (tuple, list)):
+        return _select_images(data[0])
+    return data
+
+
+def _with_images(data, function):
+    """A batch like `data` (see `_select_images`) with `function` applied to its images."""
+    if isinstance(data, dict):
+        return {**data, "image": _with_images(data["image"], function)}
+    if isinstance(data, (tuple, list)):
+        return (_with_images(data[0], function), *data[1:])
+    return function(data)

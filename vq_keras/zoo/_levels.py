@@ -1,12 +1,11 @@
 """The one autoencoder body behind VQVAE (one code grid) and VQVAE2 (several)."""
 
 import keras
-import tensorflow as tf
 from keras import layers as keras_layers
 from keras import ops
 
 from vq_keras._conv_init import conv_kernel_initializer, transposed_kernel_initializer
-from vq_keras._index_checks import range_checked
+from vq_keras._index_checks import checked_range
 from vq_keras.models.decoder import Decoder
 from vq_keras.models.encoder import Encoder
 from vq_keras.models.vq_model import VQModel
@@ -162,8 +161,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
 
     def encode_levels(self, images):
         """float32 images in [0, 1] -> list of int32 code grids, top first."""
-        images = ops.convert_to_tensor(images)
-        self._check_images(images)
+        images = ops.convert_to_tensor(self._checked_images(images))
         return self._quantize(images, training=False)[1]
 
     def decode_levels(self, codes):
@@ -192,12 +190,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
             f"{type(self).__name__} expects codes{where} in [0, {self.num_embeddings}) "
             "(num_embeddings)."
         )
-        if tf.executing_eagerly():
-            low, high = int(ops.min(codes)), int(ops.max(codes))
-            if low < 0 or high >= self.num_embeddings:
-                raise ValueError(f"{message} Received: codes from {low} to {high}")
-            return codes
-        return range_checked(codes, self.num_embeddings, message)
+        return checked_range(codes, self.num_embeddings, message, what="codes")
 
     def code_shapes(self, image_size):
         """(height, width) of every level's code grid for images of `image_size`, top first.

@@ -8,7 +8,7 @@ from keras import layers as keras_layers
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._index_checks import range_checked
+from vq_keras._index_checks import checked_range
 from vq_keras._replicas import loss_for_gradients
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.layers.causal_self_attention import CausalSelfAttention
@@ -298,14 +298,7 @@ class PixelCNNPrior(PresetMixin, keras.Model):
             expected = "(batch, height, width)" if rank == 3 else "(batch,)"
             raise ValueError(f"{name} expects {argument} of shape {expected}. Received: shape={tuple(codes.shape)}")
         message = f"{name} expects {argument} in [0, {limit_name}={limit})."
-        if isinstance(codes, keras.KerasTensor):
-            return codes
-        if tf.executing_eagerly():
-            values = np.asarray(codes)
-            if values.size and (values.min() < 0 or values.max() >= limit):
-                raise ValueError(f"{message} Received: values in [{values.min()}, {values.max()}]")
-            return codes
-        return range_checked(codes, limit, message)
+        return checked_range(codes, limit, message, what=argument)
 
     def _check_presence(self, argument, value, setting, setting_value, what):
         if (value is None) != (setting_value is None):
