@@ -16,15 +16,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import vq_keras  # noqa: E402,F401  (registers the classes the .keras files name)
+from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.errors import UsageError  # noqa: E402
-from vq_keras.zoo import HierarchicalPrior, PixelCNNPrior, generate  # noqa: E402
+from vq_keras.zoo import HierarchicalPrior, generate  # noqa: E402
 
 
 def define_flags():
@@ -40,10 +39,8 @@ def define_flags():
 
 def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None):
     """Writes `num` new images as a PNG grid at `out`; returns its path."""
-    autoencoder = _load(autoencoder_path, "--autoencoder", "the model.keras of stage 1")
-    prior = _load(prior_path, "--prior", "the prior.keras of stage 2")
-    if not isinstance(prior, (PixelCNNPrior, HierarchicalPrior)):
-        raise UsageError(f"--prior={prior_path} holds a {type(prior).__name__}, not a PixelCNNPrior or HierarchicalPrior.")
+    autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
+    prior = model_files.load_prior(prior_path, "--prior")
     if num < 1:
         raise UsageError(f"--num must be at least 1. Received: --num={num}")
     row_labels, columns = _rows(_num_classes(prior), labels, num, columns)
@@ -59,15 +56,6 @@ def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, l
     out.parent.mkdir(parents=True, exist_ok=True)
     tf.io.write_file(str(out), tf.io.encode_png(np.round(grid * 255).astype(np.uint8)))
     return out
-
-
-def _load(path, flag, what):
-    if not path or not Path(path).is_file():
-        raise UsageError(f"{flag} must name {what}. Received: {flag}={path}")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as error:  # Keras raises many kinds for a file that is not a model
-        raise UsageError(f"{flag}={path} is not a readable .keras model: {error}") from None
 
 
 def _num_classes(prior):

@@ -59,7 +59,7 @@ def test_user_errors(model_file, tmp_path):
         export(None, str(tmp_path))
     with pytest.raises(UsageError, match=r"Pass --export_base=DIR, the folder TF Serving serves"):
         export(str(model_file), None)
-    with pytest.raises(UsageError, match=r"--model=missing.keras: no such file. Pass the .keras file written by"):
+    with pytest.raises(UsageError, match=r"--model=missing.keras: no such file. Pass the autoencoder's .keras file written by"):
         export("missing.keras", str(tmp_path))
     with pytest.raises(UsageError, match=r"--version must be a positive integer. Received: --version=0"):
         export(str(model_file), str(tmp_path), version=0)
@@ -78,7 +78,7 @@ def test_user_errors(model_file, tmp_path):
     )
     other = tmp_path / "dense.keras"
     keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(other)
-    with pytest.raises(UsageError, match=r"holds a Sequential, not a VQVAE or VQVAE2 autoencoder"):
+    with pytest.raises(UsageError, match=r"holds a Sequential, not a VQVAE or VQVAE2. Pass the autoencoder's .keras file"):
         export(str(other), str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["3", "dense.keras"]
 
