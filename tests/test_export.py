@@ -569,8 +569,15 @@ def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match=r"expects export_base to be a folder path .* Received: export_base=''"):
         export_saved_model(model, "")
     Path(tmp_path, "file").write_text("")
-    with pytest.raises(ValueError, match=r"expects export_base to be a folder .* is a file. Pass a folder path."):
+    with pytest.raises(ValueError) as error:
         export_saved_model(model, tmp_path / "file")
+    assert str(error.value) == (
+        "export_saved_model expects export_base to be a folder it can write (TF Serving's model base path). "
+        f"Received: export_base={str(tmp_path / 'file')!r}: {tmp_path / 'file'} is a file, not a folder. Pass a "
+        "folder you can write to."
+    )
+    with pytest.raises(ValueError, match=r"Received: export_base='.*file/exports': .*file is a file, not a folder"):
+        export_saved_model(model, tmp_path / "file" / "exports")
     with pytest.raises(TypeError) as error:
         export_saved_model(keras.Sequential([keras.layers.Dense(1)]), tmp_path)
     assert str(error.value) == (

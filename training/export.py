@@ -20,6 +20,7 @@ from absl import app, flags  # noqa: E402
 
 from training.errors import UsageError  # noqa: E402
 from training.model_files import load_autoencoder  # noqa: E402
+from vq_keras.atomic import why_not_writable  # noqa: E402
 from vq_keras.export import export_saved_model  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -67,6 +68,17 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
         raise UsageError(
             f"Version {version} already exists at {os.path.join(export_base, str(version))}. Pass --overwrite "
             "to replace it, or leave out --version to write the next free version."
+        )
+    problem = why_not_writable(export_base, folder=True)
+    if problem:
+        raise UsageError(
+            f"--export_base={export_base}: {problem}. Pass a folder you can write to (TF Serving serves it), "
+            "e.g. --export_base=exports/vqvae."
+        )
+    if version is not None and os.path.isfile(os.path.join(export_base, str(version))):
+        raise UsageError(
+            f"--version={version}: {os.path.join(export_base, str(version))} is a file, not a version folder. "
+            "Remove it, or pass another --version (or none for the next free version)."
         )
     size = parse_image_size(image_size)
     model = load_autoencoder(model_path, "--model")

@@ -47,7 +47,7 @@ import os
 import keras
 import tensorflow as tf
 
-from vq_keras.atomic import atomic_directory
+from vq_keras.atomic import atomic_directory, why_not_writable
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
 _REQUIRED_ATTRIBUTES = (
@@ -94,7 +94,8 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
 
     Raises:
         TypeError: `model` is not a zoo autoencoder.
-        ValueError: a bad argument, or the version exists and `overwrite` is False.
+        ValueError: a bad argument, an export_base it cannot write (a file, under a
+            file, read-only), or the version exists and `overwrite` is False.
 
     Example:
         >>> model = keras.saving.load_model("runs/cifar10/model.keras")
@@ -120,10 +121,11 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
             "export_saved_model expects export_base to be a folder path (TF Serving's model base path), "
             "e.g. 'exports/vqvae'. Received: export_base=''"
         )
-    if os.path.exists(export_base) and not os.path.isdir(export_base):
+    problem = why_not_writable(export_base, folder=True)
+    if problem:
         raise ValueError(
-            f"export_saved_model expects export_base to be a folder (TF Serving's model base path). "
-            f"Received: export_base={export_base!r}, which is a file. Pass a folder path."
+            f"export_saved_model expects export_base to be a folder it can write (TF Serving's model base "
+            f"path). Received: export_base={export_base!r}: {problem}. Pass a folder you can write to."
         )
     version = _next_version(export_base) if version is None else int(version)
     target = os.path.join(export_base, str(version))
