@@ -1,6 +1,7 @@
 """The one `.keras` loader of the command-line tools (training/model_files.py) and its use by
 training.export, training.sample and training.fit --stage=prior."""
 
+import shutil
 import zipfile
 
 import pytest
@@ -12,19 +13,13 @@ from training.export import export
 from training.sample import sample_grid
 from vq_keras.zoo import VQVAE, PixelCNNPrior
 
-TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
-
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tiny_model_files, tmp_path_factory):
     """A good autoencoder and prior, and every kind of bad .keras file beside them."""
     root = tmp_path_factory.mktemp("model_files")
-    autoencoder = VQVAE(**TINY)
-    autoencoder.build_if_needed()
-    autoencoder.save(root / "model.keras")
-    prior = PixelCNNPrior(16, num_layers=1, num_filters=8, grid_shape=(8, 8))
-    prior.build_if_needed()
-    prior.save(root / "prior.keras")
+    for name in ("model.keras", "prior.keras"):
+        shutil.copy(tiny_model_files / name, root / name)
     data = (root / "model.keras").read_bytes()
     (root / "truncated.keras").write_bytes(data[: len(data) // 2])
     (root / "text.keras").write_text("not a model\n")
