@@ -80,11 +80,11 @@ def check_flags(num, seed, temperature, columns, out):
             f"--columns must be in [1, --num={num}] (images per row), or left out for a square grid. "
             f"Received: --columns={columns}"
         )
-    if not out or Path(out).suffix.lower() != ".png":
-        raise UsageError(f"--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: --out={out}")
-    problem = why_not_writable(out)
+    problem = why_not_writable(out) if out else None
     if problem:
         raise UsageError(f"--out={out}: {problem}. Pass a .png path in a folder you can write to.")
+    if not out or Path(out).suffix.lower() != ".png":
+        raise UsageError(f"--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: --out={out}")
 
 
 def _num_classes(prior):

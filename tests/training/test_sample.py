@@ -62,6 +62,7 @@ def test_an_out_it_cannot_write_is_refused_before_loading_the_models(no_loading,
     (tmp_path / "folder.png").mkdir()
     fix = "Pass a .png path in a folder you can write to."
     cases = {
+        tmp_path: f"{tmp_path} is a folder. {fix}",
         tmp_path / "folder.png": f"{tmp_path / 'folder.png'} is a folder. {fix}",
         tmp_path / "file" / "grid.png": f"{tmp_path / 'file'} is a file, not a folder. {fix}",
         read_only_folder / "grid.png": f"{read_only_folder} does not accept new files (",
