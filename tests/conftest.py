@@ -31,3 +31,22 @@ def pytest_addoption(parser):
         "--fault-points", type=int, default=1, dest="fault_points",
         help="kill -9 points per stage in tests/training/test_faults.py (default 1; the full check is 10)",
     )
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """An empty folder nobody may add to: mode 0555, or for root (whom modes do not stop)
+    the immutable attribute (chattr +i); skipped where neither is possible."""
+    import subprocess
+
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root where chattr +i is not possible: no read-only folder to test with")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from vq_keras.atomic import atomic_directory, atomic_file, save_model
+from vq_keras.atomic import atomic_directory, atomic_file, save_model, why_not_writable
 
 
 def _modes(root):
@@ -128,3 +128,19 @@ def test_a_kill_during_save_model_leaves_the_old_file_or_none(tmp_path, seed):
         assert len(keras.saving.load_model(path).weights) == 4
     else:
         assert "model.keras" not in names or len(keras.saving.load_model(path).weights) == 4
+
+
+def test_why_not_writable_names_what_stops_the_writer(tmp_path, read_only_folder):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder").mkdir()
+    assert why_not_writable(tmp_path / "new" / "deeper" / "grid.png") is None
+    assert why_not_writable(tmp_path / "file") is None  # replaced atomically
+    assert why_not_writable(tmp_path / "folder", folder=True) is None
+    assert why_not_writable(tmp_path / "folder") == f"{tmp_path / 'folder'} is a folder"
+    assert why_not_writable(tmp_path / "file", folder=True) == f"{tmp_path / 'file'} is a file, not a folder"
+    for folder in (False, True):
+        assert why_not_writable(tmp_path / "file" / "x" / "y", folder) == f"{tmp_path / 'file'} is a file, not a folder"
+        problem = why_not_writable(read_only_folder / "new" / "grid.png", folder)
+        assert problem.startswith(f"{read_only_folder} does not accept new files (")
+        assert problem.endswith(("(Permission denied)", "(Operation not permitted)", "(Read-only file system)"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "read_only"]  # no probe left

@@ -16,11 +16,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import re  # noqa: E402
 import sys  # noqa: E402
 
-import keras  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import vq_keras.zoo  # noqa: E402,F401  (registers the zoo classes for load_model)
 from training.errors import UsageError  # noqa: E402
+from training.model_files import load_autoencoder  # noqa: E402
+from vq_keras.atomic import why_not_writable  # noqa: E402
 from vq_keras.export import export_saved_model  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -54,27 +54,6 @@ def parse_image_size(text):
     return int(height) if width is None else (int(height), int(width))
 
 
-def load_autoencoder(path):
-    """The VQVAE or VQVAE2 saved at `path`, with UsageErrors that say what to pass instead."""
-    if not os.path.isfile(path):
-        raise UsageError(
-            f"--model={path}: no such file. Pass the .keras file written by training.fit "
-            "(<logdir>/model.keras, e.g. runs/latest/model.keras)."
-        )
-    if not path.endswith(".keras"):
-        raise UsageError(f"--model={path}: expected a .keras file (as written by training.fit or model.save).")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # corrupt file, unknown classes, ...
-        raise UsageError(f"--model={path}: could not load it ({type(error).__name__}: {error}).") from None
-    if not hasattr(model, "encode_levels"):
-        raise UsageError(
-            f"--model={path} holds a {type(model).__name__}, not a VQVAE or VQVAE2 autoencoder. "
-            "Pass the autoencoder's .keras file (training.fit's model.keras)."
-        )
-    return model
-
-
 def export(model_path, export_base, version=None, overwrite=False, image_size=None):
     """Loads the autoencoder at `model_path` and exports it; returns the version folder."""
     if not model_path:
@@ -90,8 +69,19 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
             f"Version {version} already exists at {os.path.join(export_base, str(version))}. Pass --overwrite "
             "to replace it, or leave out --version to write the next free version."
         )
+    problem = why_not_writable(export_base, folder=True)
+    if problem:
+        raise UsageError(
+            f"--export_base={export_base}: {problem}. Pass a folder you can write to (TF Serving serves it), "
+            "e.g. --export_base=exports/vqvae."
+        )
+    if version is not None and os.path.isfile(os.path.join(export_base, str(version))):
+        raise UsageError(
+            f"--version={version}: {os.path.join(export_base, str(version))} is a file, not a version folder. "
+            "Remove it, or pass another --version (or none for the next free version)."
+        )
     size = parse_image_size(image_size)
-    model = load_autoencoder(model_path)
+    model = load_autoencoder(model_path, "--model")
     step = model.downsampling
     sizes = () if size is None else (size,) * 2 if isinstance(size, int) else size
     if any(s < step or s % step for s in sizes):

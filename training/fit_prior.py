@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training import model_files
 from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
 from training.data.pipeline import shuffled_batches
@@ -100,19 +101,12 @@ def load_autoencoder(path, model_name):
     """The trained autoencoder in `path`, checked to be the `--model` kind."""
     if not path:
         raise UsageError("--stage=prior needs --autoencoder=PATH.keras, a model.keras saved by stage 1.")
-    if not Path(path).is_file():
-        raise UsageError(f"--autoencoder={path}: no such file. Pass the model.keras that stage 1 saved.")
-    try:
-        autoencoder = keras.saving.load_model(path)
-    except Exception as error:  # Keras raises many kinds for a file that is not a model
-        raise UsageError(f"--autoencoder={path} is not a readable .keras model: {error}") from None
+    autoencoder = model_files.load_autoencoder(path, "--autoencoder")
     if model_name not in AUTOENCODERS:
         raise UsageError(f"Unknown model {model_name!r}. Known models: {', '.join(AUTOENCODERS)}.")
     found = type(autoencoder)
     if found is not AUTOENCODERS[model_name]:
         kinds = {cls: name for name, cls in AUTOENCODERS.items()}
-        if found not in kinds:
-            raise UsageError(f"--autoencoder={path} holds a {found.__name__}, not a vq_keras VQVAE or VQVAE2.")
         raise UsageError(
             f"--autoencoder={path} holds a {found.__name__}, but --model={model_name} expects a "
             f"{AUTOENCODERS[model_name].__name__}. Pass --model={kinds[found]}."

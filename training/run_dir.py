@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from training.errors import UsageError
-from vq_keras.atomic import TEMPORARY_PREFIX, atomic_file
+from vq_keras.atomic import TEMPORARY_PREFIX, atomic_file, why_not_writable
 
 LOCK_FILE = ".run.lock"
 RECORD_FILE = "run.json"
@@ -94,16 +94,10 @@ def claim_run_dir(logdir, settings, results, logs, overwrite=False, may_extend=(
 
 
 def _check_writable(logdir):
-    if logdir.exists() and not logdir.is_dir():
-        raise UsageError(f"--logdir={logdir} is a file, not a folder. Pass a folder path for the run's logs and model.")
-    try:
-        logdir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(
-            f"--logdir={logdir} cannot be created ({error.strerror}: {error.filename}). Pass a folder you can write."
-        ) from None
-    if not os.access(logdir, os.W_OK | os.X_OK):
-        raise UsageError(f"--logdir={logdir} is not writable. Pass a folder you can write, or fix its permissions.")
+    problem = why_not_writable(logdir, folder=True)
+    if problem:
+        raise UsageError(f"--logdir={logdir}: {problem}. Pass a folder you can write for the run's logs and model.")
+    logdir.mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager

@@ -13,39 +13,39 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import vq_keras  # noqa: E402,F401  (registers the classes the .keras files name)
+from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.errors import UsageError  # noqa: E402
-from vq_keras.zoo import HierarchicalPrior, PixelCNNPrior, generate  # noqa: E402
+from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
+from vq_keras.zoo import HierarchicalPrior, generate  # noqa: E402
+
+MAX_NUM = 1024  # one batch, one grid: more images need more runs (other --seed values)
 
 
 def define_flags():
     flags.DEFINE_string("autoencoder", None, "The model.keras of stage 1 (a VQVAE or VQVAE2).")
     flags.DEFINE_string("prior", None, "The prior.keras of stage 2 (--stage=prior).")
-    flags.DEFINE_integer("num", 64, "Number of images.")
+    flags.DEFINE_integer("num", 64, f"Number of images, at most {MAX_NUM} (one batch, one grid).")
     flags.DEFINE_integer("seed", 0, "Sampling seed in [0, 2**31); the same seed gives the same images.")
     flags.DEFINE_float("temperature", 1.0, "Softmax temperature (> 0); below 1 sharpens the distribution.")
     flags.DEFINE_list("labels", None, "Class-conditional priors: the classes, one row each (default: all).")
-    flags.DEFINE_integer("columns", None, "Images per row (default: a square grid, or --num / classes).")
-    flags.DEFINE_string("out", "samples.png", "The PNG file to write.")
+    flags.DEFINE_integer("columns", None, "Images per row, 1 to --num (default: a square grid, or --num / classes).")
+    flags.DEFINE_string("out", "samples.png", "The PNG file to write (written atomically; checked before sampling).")
 
 
 def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None):
     """Writes `num` new images as a PNG grid at `out`; returns its path."""
-    autoencoder = _load(autoencoder_path, "--autoencoder", "the model.keras of stage 1")
-    prior = _load(prior_path, "--prior", "the prior.keras of stage 2")
-    if not isinstance(prior, (PixelCNNPrior, HierarchicalPrior)):
-        raise UsageError(f"--prior={prior_path} holds a {type(prior).__name__}, not a PixelCNNPrior or HierarchicalPrior.")
-    if num < 1:
-        raise UsageError(f"--num must be at least 1. Received: --num={num}")
+    check_flags(num, seed, temperature, columns, out)
+    autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
+    prior = model_files.load_prior(prior_path, "--prior")
     row_labels, columns = _rows(_num_classes(prior), labels, num, columns)
     try:
         images = generate(
@@ -55,19 +55,36 @@ def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, l
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     grid = tile(np.asarray(images), columns)[0]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tf.io.write_file(str(out), tf.io.encode_png(np.round(grid * 255).astype(np.uint8)))
-    return out
+    png = tf.io.encode_png(np.round(grid * 255).astype(np.uint8))
+    with atomic_file(out) as temporary:
+        tf.io.write_file(str(temporary), png)
+    return Path(out)
 
 
-def _load(path, flag, what):
-    if not path or not Path(path).is_file():
-        raise UsageError(f"{flag} must name {what}. Received: {flag}={path}")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as error:  # Keras raises many kinds for a file that is not a model
-        raise UsageError(f"{flag}={path} is not a readable .keras model: {error}") from None
+def check_flags(num, seed, temperature, columns, out):
+    """UsageErrors for the flags that need no model, before minutes of sampling."""
+    if not 1 <= num <= MAX_NUM:
+        raise UsageError(
+            f"--num must be in [1, {MAX_NUM}]: the images are sampled as one batch and written as one grid. "
+            f"Received: --num={num}. For more images, run again with other --seed values."
+        )
+    if not 0 <= seed < 2**31:
+        raise UsageError(f"--seed must be an integer in [0, 2**31) = [0, {2**31 - 1}]. Received: --seed={seed}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise UsageError(
+            "--temperature must be a finite number > 0 (1 samples the prior as trained; below 1 sharpens it, "
+            f"above 1 flattens it). Received: --temperature={temperature}"
+        )
+    if columns is not None and not 1 <= columns <= num:
+        raise UsageError(
+            f"--columns must be in [1, --num={num}] (images per row), or left out for a square grid. "
+            f"Received: --columns={columns}"
+        )
+    problem = why_not_writable(out) if out else None
+    if problem:
+        raise UsageError(f"--out={out}: {problem}. Pass a .png path in a folder you can write to.")
+    if not out or Path(out).suffix.lower() != ".png":
+        raise UsageError(f"--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: --out={out}")
 
 
 def _num_classes(prior):
@@ -90,6 +107,11 @@ def _rows(num_classes, labels, num, columns):
         raise UsageError(
             f"A class-conditional grid has one row per class: --num={num} is not a multiple of the "
             f"{len(rows)} classes. Use e.g. --num={len(rows) * 8}, or pick classes with --labels."
+        )
+    if columns is not None and columns != num // len(rows):
+        raise UsageError(
+            f"A class-conditional grid has one row per class: --num={num} over {len(rows)} classes makes "
+            f"{num // len(rows)} columns, not --columns={columns}. Leave out --columns."
         )
     return rows, num // len(rows)
 

@@ -81,6 +81,34 @@ def _publish_directory(temporary, path, replace):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def why_not_writable(path, folder=False):
+    """Why `atomic_file(path)` would fail, or (folder=True) a new entry in the folder `path`
+    (a version in an export base, `atomic_directory`), as a phrase; None if it would not.
+
+    For checking a destination before slow work: `path` is a folder where a file is
+    wanted (or a file where a folder is), a parent on the way is a file, or the
+    nearest existing folder refuses a new entry (read-only, no permission), found
+    by creating and removing a hidden temporary file there as the writers do.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    if not folder and path.is_dir():
+        return f"{path} is a folder"
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    probe = existing / f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}-probe"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as error:
+        return f"{existing} does not accept new files ({error.strerror})"
+    probe.unlink()
+    return None
+
+
 def save_model(model, path):
     """`model.save(path)` through `atomic_file`: `path` is a whole `.keras` file or absent."""
     with atomic_file(path) as temporary:

@@ -21,12 +21,19 @@ Bad requests fail inside the graph (`InvalidArgumentError`) however the
 signature is run (`tf.saved_model.load`, or a session fed with the request as
 TF Serving runs it, which need not check the request's shape against the
 signature's), with a message that names the signature and what it expected:
-a tensor of the wrong rank, a wrong channel count, an image size that is not
+a tensor of the wrong rank (read from the request itself: a signature called
+as a function is optimized for its declared shape), an empty batch, a wrong
+channel count, an image size that is not
 the exported one (or not a multiple of `model.downsampling`), float images
 outside [0, 1] or NaN (never clipped), codes outside [0, num_embeddings) (a
 plain gather on a GPU would silently return zeros), and code grids whose sizes
 do not fit one image size (e.g. VQVAE2's bottom grid must be twice the top
 grid) or whose batch sizes differ.
+
+An empty batch (N = 0 images or code grids) is refused, not answered with an
+empty result: there is nothing to compute, TF Serving's batching never sends
+one, so it is a client bug that an empty answer would hide (and the CPU
+convolutions fail on it with an unrelated message).
 
 The graph holds only TensorFlow ops: TF Serving (or any TensorFlow program)
 loads it without vq_keras. It is for inference only: the quantizer's
@@ -41,7 +48,7 @@ import keras
 import tensorflow as tf
 
 from vq_keras._image_checks import unit_interval_assertion
-from vq_keras.atomic import atomic_directory
+from vq_keras.atomic import atomic_directory, why_not_writable
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
 _REQUIRED_ATTRIBUTES = (
@@ -49,6 +56,7 @@ _REQUIRED_ATTRIBUTES = (
     "num_embeddings",
 )
 SINGLE_GRID_NAME = "codes"
+RANK_SCOPE = "rank_of_request"  # the only ops that read a request before its rank is checked
 
 
 def code_grid_names(model):
@@ -87,7 +95,8 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
 
     Raises:
         TypeError: `model` is not a zoo autoencoder.
-        ValueError: a bad argument, or the version exists and `overwrite` is False.
+        ValueError: a bad argument, an export_base it cannot write (a file, under a
+            file, read-only), or the version exists and `overwrite` is False.
 
     Example:
         >>> model = keras.saving.load_model("runs/cifar10/model.keras")
@@ -113,10 +122,11 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
             "export_saved_model expects export_base to be a folder path (TF Serving's model base path), "
             "e.g. 'exports/vqvae'. Received: export_base=''"
         )
-    if os.path.exists(export_base) and not os.path.isdir(export_base):
+    problem = why_not_writable(export_base, folder=True)
+    if problem:
         raise ValueError(
-            f"export_saved_model expects export_base to be a folder (TF Serving's model base path). "
-            f"Received: export_base={export_base!r}, which is a file. Pass a folder path."
+            f"export_saved_model expects export_base to be a folder it can write (TF Serving's model base "
+            f"path). Received: export_base={export_base!r}: {problem}. Pass a folder you can write to."
         )
     version = _next_version(export_base) if version is None else int(version)
     target = os.path.join(export_base, str(version))
@@ -208,6 +218,25 @@ def _next_version(export_base):
     return max(versions, default=0) + 1
 
 
+def _shape_of(request):
+    """The int32 shape vector of a request as it arrives, whatever the signature says.
+
+    A signature called as a function (`tf.saved_model.load`) is optimized by
+    Grappler for its traced input spec, which folds Rank(request) (and Size of
+    Shape(request)) to the signature's rank: a rank-3 request would pass the rank
+    check and then fail in an unrelated op ("slice index 3 of dimension 0 out of
+    bounds"). A round trip through SerializeTensor/ParseTensor (a few bytes)
+    hides the static shape, so the rank is read from the request at run time.
+    """
+    shape = tf.raw_ops.Shape(input=request, out_type=tf.int32)
+    return tf.raw_ops.ParseTensor(serialized=tf.raw_ops.SerializeTensor(tensor=shape), out_type=tf.int32)
+
+
+def _rank_of(request):
+    with tf.name_scope(RANK_SCOPE):
+        return tf.raw_ops.Size(input=_shape_of(request), out_type=tf.int32)
+
+
 def _assert(condition, message, *values):
     """An Assert op: fails the request with `message` and `values` when `condition` is False."""
     return tf.debugging.Assert(condition, [message, *values], summarize=16)
@@ -262,14 +291,15 @@ class _Endpoints:
         with keras.StatelessScope():
             return {"images": tf.cast(self.model.decode_levels(grids), tf.float32)}
 
-    # Request checks. Shapes are read with raw Rank/Shape ops so that no check is
-    # folded away using the signature's static shape: a session fed with the
-    # request (as TF Serving runs a signature) need not check it against that.
+    # Request checks. Rank and shape are read from the request at run time
+    # (`_rank_and_shape`), never from the signature's static shape: a session fed
+    # with the request (as TF Serving runs a signature) need not check it against
+    # that, and a function call is optimized for it.
 
     def _checked_images(self, images, signature):
         height_width = "height, width" if self.image_size is None else "{}, {}".format(*self.image_size)
         layout = f"(batch, {height_width}, {self.channels})"
-        rank = tf.raw_ops.Rank(input=images)
+        rank = _rank_of(images)
         rank_ok = _assert(
             tf.equal(rank, 4), f"{signature} expects images of shape {layout}. Received rank:", rank
         )
@@ -278,14 +308,19 @@ class _Endpoints:
             return self._checked_image_values(images, signature, layout)
 
     def _checked_image_values(self, images, signature, layout):
-        shape = tf.raw_ops.Shape(input=images)
-        height, width, channels = shape[1], shape[2], shape[3]
+        shape = _shape_of(images)
+        batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
         checks = [
+            _assert(
+                tf.greater(batch, 0),
+                f"{signature} expects at least one image: {layout} with batch at least 1. Received shape:",
+                shape,
+            ),
             _assert(
                 tf.equal(channels, self.channels),
                 f"{signature} expects {self.channels}-channel images {layout}. Received shape:",
                 shape,
-            )
+            ),
         ]
         if self.image_size:
             checks.append(
@@ -325,7 +360,7 @@ class _Endpoints:
     def _checked_codes(self, grids):
         ranks_ok = []
         for name, codes in zip(self.grid_names, grids):
-            rank = tf.raw_ops.Rank(input=codes)
+            rank = _rank_of(codes)
             ranks_ok.append(
                 _assert(
                     tf.equal(rank, 3),
@@ -338,8 +373,16 @@ class _Endpoints:
             return self._checked_code_values(grids)
 
     def _checked_code_values(self, grids):
-        shapes = [tf.raw_ops.Shape(input=codes) for codes in grids]
-        checks = []
+        shapes = [_shape_of(codes) for codes in grids]
+        # The other grids must have the top grid's batch size (checked below).
+        checks = [
+            _assert(
+                tf.greater(shapes[0][0], 0),
+                f"decode expects at least one code grid: {self.grid_names[0]} of shape (batch, height, width) "
+                "with batch at least 1. Received shape:",
+                shapes[0],
+            )
+        ]
         for name, codes in zip(self.grid_names, grids):
             checks.append(
                 _assert(

@@ -8,6 +8,7 @@ import pytest
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tests.conftest import REPO
+import training.export
 from training.errors import UsageError
 from training.export import export, parse_image_size
 from vq_keras.zoo import VQVAE
@@ -59,7 +60,7 @@ def test_user_errors(model_file, tmp_path):
         export(None, str(tmp_path))
     with pytest.raises(UsageError, match=r"Pass --export_base=DIR, the folder TF Serving serves"):
         export(str(model_file), None)
-    with pytest.raises(UsageError, match=r"--model=missing.keras: no such file. Pass the .keras file written by"):
+    with pytest.raises(UsageError, match=r"--model=missing.keras: no such file. Pass the autoencoder's .keras file written by"):
         export("missing.keras", str(tmp_path))
     with pytest.raises(UsageError, match=r"--version must be a positive integer. Received: --version=0"):
         export(str(model_file), str(tmp_path), version=0)
@@ -78,7 +79,7 @@ def test_user_errors(model_file, tmp_path):
     )
     other = tmp_path / "dense.keras"
     keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(other)
-    with pytest.raises(UsageError, match=r"holds a Sequential, not a VQVAE or VQVAE2 autoencoder"):
+    with pytest.raises(UsageError, match=r"holds a Sequential, not a VQVAE or VQVAE2. Pass the autoencoder's .keras file"):
         export(str(other), str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["3", "dense.keras"]
 
@@ -89,3 +90,37 @@ def test_image_size_flag():
     assert parse_image_size("32x48") == (32, 48)
     with pytest.raises(UsageError, match=r"--image_size expects N \(square images\) or HxW, e.g. --image_size=32"):
         parse_image_size("large")
+
+
+def test_an_export_base_it_cannot_write_is_refused_before_loading_the_model(
+    model_file, tmp_path, read_only_folder, monkeypatch
+):
+    monkeypatch.setattr(training.export, "load_autoencoder", lambda *args: pytest.fail("loaded the model"))
+    file = tmp_path / "file"
+    file.write_text("")
+    fix = "Pass a folder you can write to (TF Serving serves it), e.g. --export_base=exports/vqvae."
+    cases = {
+        read_only_folder / "vqvae": f"--export_base={read_only_folder / 'vqvae'}: {read_only_folder} does not accept new files (",
+        file / "exports": f"--export_base={file / 'exports'}: {file} is a file, not a folder. {fix}",
+        file: f"--export_base={file}: {file} is a file, not a folder. {fix}",
+    }
+    for base, message in cases.items():
+        with pytest.raises(UsageError) as error:
+            export(str(model_file), str(base))
+        assert str(error.value).startswith(message) and str(error.value).endswith(fix)
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "2").write_text("")
+    with pytest.raises(UsageError) as error:
+        export(str(model_file), str(tmp_path / "exports"), version=2)
+    assert str(error.value) == (
+        f"--version=2: {tmp_path / 'exports' / '2'} is a file, not a version folder. Remove it, or pass another "
+        "--version (or none for the next free version)."
+    )
+
+
+def test_cli_into_a_read_only_folder_prints_an_error_not_a_traceback(model_file, read_only_folder):
+    result = _export_cli(f"--model={model_file}", f"--export_base={read_only_folder}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: --export_base={read_only_folder}: {read_only_folder} does not accept new files ("
+    )

@@ -169,17 +169,19 @@ def test_a_killed_run_leaves_no_stuck_lock(tmp_path):
         assert not run.finished
 
 
-def test_a_logdir_that_is_a_file_or_not_writable_is_refused(tmp_path):
+def test_a_logdir_that_is_a_file_or_not_writable_is_refused(tmp_path, read_only_folder):
     (tmp_path / "file").write_text("")
-    with pytest.raises(UsageError) as error:
-        with _claim(tmp_path / "file"):
-            pass
-    assert str(error.value) == (
-        f"--logdir={tmp_path / 'file'} is a file, not a folder. Pass a folder path for the run's logs and model."
-    )
-    with pytest.raises(UsageError, match=r"--logdir=.*/file/run cannot be created \(Not a directory: .*\)\. Pass a "
-                                         r"folder you can write\."):
-        with _claim(tmp_path / "file" / "run"):
+    for logdir in (tmp_path / "file", tmp_path / "file" / "run"):
+        with pytest.raises(UsageError) as error:
+            with _claim(logdir):
+                pass
+        assert str(error.value) == (
+            f"--logdir={logdir}: {tmp_path / 'file'} is a file, not a folder. Pass a folder you can write for the "
+            "run's logs and model."
+        )
+    with pytest.raises(UsageError, match=rf"^--logdir={read_only_folder}/run: {read_only_folder} does not accept new "
+                                         r"files \(.*\)\. Pass a folder you can write"):
+        with _claim(read_only_folder / "run"):
             pass
 
 
@@ -212,10 +214,12 @@ def test_a_read_only_logdir_is_refused_as_another_user(open_folder):
     )
     result = _as_nobody(code, str(open_folder / "src"))
     assert result.stdout.strip() == (
-        f"--logdir={logdir} cannot be created (Permission denied: {logdir}). Pass a folder you can write."
+        f"--logdir={logdir}: {open_folder} does not accept new files (Permission denied). Pass a folder you can "
+        "write for the run's logs and model."
     ), result.stderr[-2000:]
     logdir.mkdir(mode=0o755)
     result = _as_nobody(code, str(open_folder / "src"))
     assert result.stdout.strip() == (
-        f"--logdir={logdir} is not writable. Pass a folder you can write, or fix its permissions."
+        f"--logdir={logdir}: {logdir} does not accept new files (Permission denied). Pass a folder you can write "
+        "for the run's logs and model."
     ), result.stderr[-2000:]

@@ -1,0 +1,112 @@
+"""The one loader of `.keras` files for the command-line tools.
+
+Keras reports a `.keras` file it cannot open as "File not found", whether the
+file is missing, empty, cut short or not a zip archive at all, and a damaged
+member as whatever its reader raises. `load_model_file` tells these apart
+before Keras reads the file and names the flag, the path and the fix: no such
+file, a folder, not a `.keras` name, unreadable, empty, a zip archive cut short
+(a copy or a save that did not finish), not a zip archive, a zip archive
+without a Keras config, a damaged member (Keras checks each member's CRC-32),
+a model Keras cannot rebuild, and a model of another kind than the tool needs.
+"""
+
+import zipfile
+from pathlib import Path
+
+import keras
+
+from training.errors import UsageError
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+
+AUTOENCODER_FILE = (
+    "the autoencoder's .keras file written by training.fit (<logdir>/model.keras, e.g. runs/latest/model.keras)"
+)
+PRIOR_FILE = "the prior's .keras file written by training.fit --stage=prior (<logdir>/prior.keras)"
+
+_ZIP_START = b"PK\x03\x04"  # a zip archive's first local file header
+_HDF5_START = b"\x89HDF\r\n\x1a\n"
+
+
+def load_autoencoder(path, flag):
+    """The VQVAE or VQVAE2 in the `.keras` file `path` (given as `flag`), without its training state."""
+    return load_model_file(path, flag, (VQVAE, VQVAE2), AUTOENCODER_FILE)
+
+
+def load_prior(path, flag):
+    """The PixelCNNPrior or HierarchicalPrior in the `.keras` file `path` (given as `flag`)."""
+    return load_model_file(path, flag, (PixelCNNPrior, HierarchicalPrior), PRIOR_FILE)
+
+
+def load_model_file(path, flag, kinds, what):
+    """The model in the `.keras` file `path`, one of the classes `kinds`, loaded without its
+    training state (compile=False). Raises UsageError naming `flag`, the path and the fix;
+    `what` describes the file to pass instead."""
+    check_model_file(path, flag, what)
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except TypeError as error:  # Keras: "Could not locate class ..."
+        raise UsageError(
+            f"{flag}={path} holds a model that this vq_keras cannot rebuild ({_first_line(error)}). It was "
+            f"saved by other code or another version of vq_keras. Pass {what}."
+        ) from None
+    except Exception as error:  # a config or weights file that its reader rejects
+        raise UsageError(
+            f"{flag}={path} is a damaged .keras file: Keras could not load it ({type(error).__name__}: "
+            f"{_first_line(error)}). Save or copy it again, or pass {what}."
+        ) from None
+    if not isinstance(model, kinds):
+        names = " or ".join(kind.__name__ for kind in kinds)
+        raise UsageError(f"{flag}={path} holds a {type(model).__name__}, not a {names}. Pass {what}.")
+    return model
+
+
+def check_model_file(path, flag, what):
+    """Raises UsageError unless `path` is a complete `.keras` zip archive: the checks that need
+    no model, cheap enough to run before any slow work."""
+    if not path:
+        raise UsageError(f"Pass {flag}=PATH.keras, {what}.")
+    file = Path(path)
+    if file.is_dir():
+        inside = sorted(p.name for p in file.glob("*.keras"))
+        hint = f" It holds {', '.join(inside)}: e.g. {flag}={file / inside[0]}." if inside else ""
+        raise UsageError(f"{flag}={path} is a folder, not a .keras file. Pass {what}.{hint}")
+    if not file.exists():
+        raise UsageError(f"{flag}={path}: no such file. Pass {what}.")
+    if file.suffix != ".keras":
+        raise UsageError(f"{flag}={path}: expected a .keras file (as training.fit and model.save write). Pass {what}.")
+    try:
+        with open(file, "rb") as stream:
+            start = stream.read(len(_HDF5_START))
+    except OSError as error:
+        raise UsageError(f"{flag}={path} cannot be read ({error.strerror}). Check its permissions.") from None
+    if not start:
+        raise UsageError(
+            f"{flag}={path} is empty (0 bytes): the save or copy that wrote it did not finish. "
+            f"Save or copy it again, or pass {what}."
+        )
+    if not zipfile.is_zipfile(file):
+        if start.startswith(_ZIP_START):
+            raise UsageError(
+                f"{flag}={path} is truncated: a zip archive whose end is missing ({file.stat().st_size} bytes), "
+                "left by a copy or save that did not finish. Save or copy it again."
+            )
+        kind = "an HDF5 file (a Keras 2 .h5 model or a .weights.h5 file?)" if start == _HDF5_START else "not a zip archive"
+        raise UsageError(f"{flag}={path} is not a .keras file (a .keras file is a zip archive; this is {kind}). Pass {what}.")
+    _check_members(file, flag, path, what)
+
+
+def _check_members(file, flag, path, what):
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise UsageError(f"{flag}={path} is a damaged zip archive ({error}). Save or copy it again.") from None
+    if "config.json" not in names:
+        raise UsageError(
+            f"{flag}={path} is a zip archive but not a Keras model: it has no config.json (it holds "
+            f"{', '.join(names[:5]) or 'nothing'}). Pass {what}."
+        )
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
