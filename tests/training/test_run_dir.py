@@ -37,6 +37,14 @@ def _killed_run(logdir, settings=SETTINGS):
         (logdir / "backup" / ".tmp-step-000000004-x").mkdir()  # killed while writing the next one
 
 
+def _refusal(logdir, settings=SETTINGS, **kwargs):
+    """The message of the UsageError that claiming `logdir` raises."""
+    with pytest.raises(UsageError) as error:
+        with _claim(logdir, settings, **kwargs):
+            pytest.fail("the claim must be refused")
+    return str(error.value)
+
+
 def _listing(logdir):
     return sorted(str(path.relative_to(logdir)) for path in logdir.rglob("*") if path.name != LOCK_FILE)
 
@@ -59,10 +67,7 @@ def test_another_command_in_a_finished_run_is_refused_and_nothing_changes(tmp_pa
     before = _listing(logdir)
     for changed in ({**SETTINGS, "epochs": 0}, {**SETTINGS, "epochs": 3}, {**SETTINGS, "seed": 1}):
         name = next(key for key in changed if changed[key] != SETTINGS[key])
-        with pytest.raises(UsageError) as error:
-            with _claim(logdir, changed):
-                pytest.fail("a changed command must not run")
-        assert str(error.value) == (
+        assert _refusal(logdir, changed) == (
             f"--logdir={logdir} holds a finished run with {name}={SETTINGS[name]!r}; this command has "
             f"{name}={changed[name]!r}. Nothing was changed. Run the same command to see its result, pass another "
             "--logdir for a new run, or --overwrite to delete that run and start this one."
@@ -73,10 +78,7 @@ def test_another_command_in_a_finished_run_is_refused_and_nothing_changes(tmp_pa
 def test_resuming_with_a_setting_that_shapes_the_weights_is_refused_and_the_backups_kept(tmp_path):
     logdir = tmp_path / "run"
     _killed_run(logdir)
-    with pytest.raises(UsageError) as error:
-        with _claim(logdir, {**SETTINGS, "num_embeddings": 16, "batch_size": 4}):
-            pytest.fail("a changed command must not run")
-    assert str(error.value).startswith(
+    assert _refusal(logdir, {**SETTINGS, "num_embeddings": 16, "batch_size": 4}).startswith(
         f"--logdir={logdir} holds a run that has not finished (its backups resume it) with batch_size=8, "
         "num_embeddings=512; this command has batch_size=4, num_embeddings=16. Nothing was changed. Run the same "
         "command to resume it,"
@@ -111,10 +113,7 @@ def test_results_without_a_record_are_refused_unless_adoptable_or_overwritten(tm
     logdir = tmp_path / "run"
     logdir.mkdir()
     (logdir / "model.keras").write_text("someone's model")
-    with pytest.raises(UsageError) as error:
-        with _claim(logdir):
-            pass
-    assert str(error.value) == (
+    assert _refusal(logdir) == (
         f"--logdir={logdir} holds model.keras of a run that recorded no settings (an earlier vq_keras, or copied "
         "in), so this command cannot tell whether it is the same run. Nothing was changed: pass another --logdir, "
         "or --overwrite to delete them and start this run."
@@ -172,10 +171,7 @@ def test_a_killed_run_leaves_no_stuck_lock(tmp_path):
 def test_a_logdir_that_is_a_file_or_not_writable_is_refused(tmp_path, read_only_folder):
     (tmp_path / "file").write_text("")
     for logdir in (tmp_path / "file", tmp_path / "file" / "run"):
-        with pytest.raises(UsageError) as error:
-            with _claim(logdir):
-                pass
-        assert str(error.value) == (
+        assert _refusal(logdir) == (
             f"--logdir={logdir}: {tmp_path / 'file'} is a file, not a folder. Pass a folder you can write for the "
             "run's logs and model."
         )
