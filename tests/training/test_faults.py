@@ -98,6 +98,8 @@ def _run_to_end(root, stage, autoencoder):
     start = time.monotonic()
     if run.end_marker:
         assert run.wait_for(run.end_marker)
+    else:
+        run.process.wait(timeout=600)
     window = time.monotonic() - start
     assert run.process.wait(timeout=600) == 0, run.output()[-3000:]
     return window
