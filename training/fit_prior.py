@@ -79,7 +79,7 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir):
         path = logdir / f"{name}_prior.keras"
         if path.exists():
             print(f"The {name} prior is already trained: {path} (delete it to train it again).")
-            prior = keras.saving.load_model(path)
+            prior = _fitting_level(keras.saving.load_model(path), prior, path)
             if not prior.compiled:  # saved without its training state, e.g. taken out of a prior.keras
                 prior.compile()
         else:
@@ -95,6 +95,30 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir):
         _report(name, prior, data, level, argv_flags.batch_size)
     final = trained[0] if len(trained) == 1 else HierarchicalPrior(trained, downsampling=autoencoder.downsampling)
     return save_model(final, logdir / "prior.keras")
+
+
+# What a trained level must share with the level the autoencoder's codes need; the
+# network itself (num_layers, num_filters, ...) may differ.
+LEVEL_FIT = ("num_embeddings", "grid_shape", "num_classes", "condition_num_embeddings", "condition_upsampling")
+
+
+def _fitting_level(trained, expected, path):
+    """`trained` (a level file found in the log directory), checked to fit the codes `expected` is for."""
+    differ = [
+        name for name in LEVEL_FIT
+        if _plain(getattr(trained, name, None)) != _plain(getattr(expected, name, None))
+    ]
+    if differ:
+        raise UsageError(
+            f"{path} is a prior with " + ", ".join(f"{n}={_plain(getattr(trained, n, None))!r}" for n in differ)
+            + ", but this autoencoder and data set need " + ", ".join(f"{n}={_plain(getattr(expected, n))!r}" for n in differ)
+            + ". Delete or move that file to train the level, or pass another --logdir."
+        )
+    return trained
+
+
+def _plain(value):
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else value
 
 
 def load_autoencoder(path, model_name):

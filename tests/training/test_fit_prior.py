@@ -89,6 +89,26 @@ def test_a_level_taken_out_of_a_saved_prior_is_reused(vqvae2_stage2, tmp_path):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
+def test_a_level_file_that_does_not_fit_the_codes_is_refused(vqvae2_stage2, tmp_path):
+    logdir, autoencoder, _, _ = vqvae2_stage2
+    top = keras.saving.load_model(logdir / "prior.keras").priors[0]
+    (tmp_path / "run").mkdir()
+    top.save(tmp_path / "run" / "top_prior.keras")
+    top.save(tmp_path / "run" / "bottom_prior.keras")  # the top prior where the bottom one belongs
+    result = run_module(
+        "training.fit", "--stage=prior", "--model=vqvae2", f"--autoencoder={autoencoder}", "--epochs=1",
+        "--steps_per_epoch=2", *TINY_PRIOR, f"--code_cache_dir={logdir / 'codes'}", f"--logdir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'run' / 'bottom_prior.keras'} is a prior with grid_shape=(4, 4), "
+        "condition_num_embeddings=None, condition_upsampling=1, but this autoencoder and data set need "
+        "grid_shape=(8, 8), condition_num_embeddings=16, condition_upsampling=2. Delete or move that file to "
+        "train the level, or pass another --logdir."
+    )
+    assert not (tmp_path / "run" / "prior.keras").exists()
+
+
 def test_sample_writes_a_seeded_png_grid(vqvae2_stage2, tmp_path):
     logdir, autoencoder, _, _ = vqvae2_stage2
     pngs = []
