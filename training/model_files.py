@@ -16,7 +16,8 @@ from pathlib import Path
 import keras
 
 from training.errors import UsageError
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+from vq_keras.models import Prior
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior
 
 AUTOENCODER_FILE = (
     "the autoencoder's .keras file written by training.fit (<logdir>/model.keras, e.g. runs/latest/model.keras)"
@@ -33,8 +34,9 @@ def load_autoencoder(path, flag):
 
 
 def load_prior(path, flag):
-    """The PixelCNNPrior or HierarchicalPrior in the `.keras` file `path` (given as `flag`)."""
-    return load_model_file(path, flag, (PixelCNNPrior, HierarchicalPrior), PRIOR_FILE)
+    """The prior (a `vq_keras.models.Prior` such as PixelCNNPrior, or a HierarchicalPrior)
+    in the `.keras` file `path` (given as `flag`)."""
+    return load_model_file(path, flag, (Prior, HierarchicalPrior), PRIOR_FILE)
 
 
 def load_model_file(path, flag, kinds, what):

@@ -132,3 +132,15 @@ def test_config_and_keras_file_round_trip(tmp_path):
     model.save(tmp_path / "attention.keras")
     reloaded = keras.saving.load_model(tmp_path / "attention.keras")
     np.testing.assert_array_equal(reloaded(x).numpy(), model(x).numpy())
+
+
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_step_by_step_with_the_cache_equals_the_whole_grid(mask_type):
+    layer = CausalSelfAttention(num_heads=2, key_dim=3, mask_type=mask_type, value_dim=4)
+    x = _inputs(batch=2, seed=3)
+    expected = layer(x).numpy().reshape(2, POSITIONS, CHANNELS)
+    flat = x.reshape(2, POSITIONS, CHANNELS)
+    cache = layer.empty_cache(2, POSITIONS, CHANNELS)
+    for position in range(POSITIONS):
+        outputs, cache = layer.step(flat[:, position], position, cache)
+        np.testing.assert_allclose(outputs.numpy(), expected[:, position], rtol=1e-5, atol=1e-6)

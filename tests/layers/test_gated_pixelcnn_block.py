@@ -222,3 +222,29 @@ def test_config_and_keras_file_round_trip_with_conditioning(tmp_path):
     for saved, loaded in zip(model(inputs), reloaded(inputs)):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
     assert len(reloaded.weights) == len(model.weights)
+
+
+@pytest.mark.parametrize("mask_type, kernel_size", [("A", 3), ("B", 3), ("B", 5), ("A", 7)])
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_row_and_position_steps_equal_the_whole_grid(mask_type, kernel_size, conditioned):
+    """vertical_step on the rows a row reads and horizontal_step on the columns a
+    position reads give that row's and position's outputs of call."""
+    rng = np.random.default_rng(5)
+    height, width, channels, half = 4, 6, 3, kernel_size // 2
+    block = GatedPixelCNNBlock(channels, kernel_size, mask_type)
+    v, h = (rng.normal(size=(2, height, width, channels)).astype("float32") for _ in range(2))
+    label = rng.normal(size=(2, 5)).astype("float32") if conditioned else None
+    spatial = rng.normal(size=(2, height, width, 2)).astype("float32") if conditioned else None
+    v_out, h_out, skip = (t.numpy() for t in block([v, h], label_embedding=label, spatial_condition=spatial))
+    shift = 1 if mask_type == "A" else 0  # type A reads the rows above / columns left, type B includes its own
+    padded_v = np.pad(v, [(0, 0), (half + shift, 0), (half, half), (0, 0)])
+    padded_h = np.pad(h, [(0, 0), (0, 0), (half + shift, 0), (0, 0)])
+    for row in range(height):
+        spatial_row = None if spatial is None else spatial[:, row : row + 1]
+        v_row, bias = block.vertical_step(padded_v[:, row : row + half + 1], label, spatial_row)
+        np.testing.assert_allclose(v_row.numpy()[:, 0], v_out[:, row], rtol=1e-5, atol=1e-5)
+        for col in range(width):
+            columns = padded_h[:, row, col : col + half + 1]
+            h_step, skip_step = block.horizontal_step(columns, h[:, row, col], bias[:, 0, col])
+            np.testing.assert_allclose(h_step.numpy(), h_out[:, row, col], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(skip_step.numpy(), skip[:, row, col], rtol=1e-5, atol=1e-5)

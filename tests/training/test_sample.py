@@ -88,9 +88,10 @@ def test_columns_of_a_class_conditional_grid_must_fit_its_rows(tiny_model_files,
 def test_the_grid_replaces_the_out_file_atomically(tiny_model_files, tmp_path):
     out = tmp_path / "grid.png"
     out.write_text("an older grid")
-    path = sample_grid(
+    path, seconds = sample_grid(
         str(tiny_model_files / "model.keras"), str(tiny_model_files / "prior.keras"), 5, 0, str(out), columns=2
     )
+    assert seconds > 0
     assert path == out and [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary file left
     assert keras.utils.img_to_array(keras.utils.load_img(out)).shape == (3 * 32, 2 * 32, 3)
 

@@ -113,7 +113,7 @@ def test_bad_arguments_are_clear_errors():
     top = PixelCNNPrior(16, **TINY_PRIOR)
     with pytest.raises(ValueError) as error:
         HierarchicalPrior([top])
-    assert str(error.value).startswith("HierarchicalPrior expects a list of at least two PixelCNNPriors, top first.")
+    assert str(error.value).startswith("HierarchicalPrior expects a list of at least two priors, top first.")
     with pytest.raises(ValueError) as error:
         HierarchicalPrior([top, PixelCNNPrior(16, condition_num_embeddings=8, condition_upsampling=2, **TINY_PRIOR)])
     assert str(error.value) == (
@@ -124,7 +124,10 @@ def test_bad_arguments_are_clear_errors():
     conditioned = PixelCNNPrior(16, condition_num_embeddings=16, **TINY_PRIOR)
     with pytest.raises(ValueError, match=r"expects the top prior \(priors\[0\]\) to be unconditioned on codes"):
         HierarchicalPrior([conditioned, conditioned])
-    expected = r"HierarchicalPrior expects PixelCNNPrior instances. Received: priors\[1\] of type Dense"
+    expected = (
+        r"HierarchicalPrior expects priors \(vq_keras.models.Prior instances, e.g. PixelCNNPrior\). "
+        r"Received: priors\[1\] of type Dense"
+    )
     with pytest.raises(TypeError, match=expected):
         HierarchicalPrior([top, keras.layers.Dense(3)])
     with pytest.raises(ValueError) as error:

@@ -116,17 +116,62 @@ class CausalSelfAttention(keras.layers.Layer):
         query = ops.cast(self._heads(self.query(asking), batch, length), "float32")
         key = ops.cast(self._heads(self.key(flat), batch, length), "float32")
         value = self._heads(self.value(flat), batch, length)
+        attended = self._attend(query, key, value, self.attention_mask(length), training)
+        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (batch, length, -1))
+        outputs = ops.reshape(self.output_projection(attended), (batch, height, width, channels))
+        return inputs + outputs if self.mask_type == "B" else outputs
+
+    def _attend(self, query, key, value, allowed, training=None):
+        """Heads (batch, heads, p, d) of queries, (batch, heads, q, d) of keys and
+        values, bool `allowed` (p, q) -> attended values (batch, heads, p, d_v)."""
         scores = ops.einsum("bhpd,bhqd->bhpq", query, key) / math.sqrt(self.key_dim)
-        allowed = self.attention_mask(length)
         scores = ops.where(allowed, scores, -1e9)
         # Zeroing the masked weights also zeroes the rows with nothing allowed
         # (position 0 under mask "A"), whose softmax would otherwise be uniform.
         weights = ops.softmax(scores, axis=-1) * ops.cast(allowed, "float32")
         weights = self.attention_dropout(weights, training=training)
-        attended = ops.einsum("bhpq,bhqd->bhpd", ops.cast(weights, value.dtype), value)
-        attended = ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (batch, length, -1))
-        outputs = ops.reshape(self.output_projection(attended), (batch, height, width, channels))
-        return inputs + outputs if self.mask_type == "B" else outputs
+        return ops.einsum("bhpq,bhqd->bhpd", ops.cast(weights, value.dtype), value)
+
+    # Incremental (cached) sampling: one raster position at a time, with the
+    # keys and values of the earlier positions kept in a cache.
+
+    def empty_cache(self, batch, length, channels):
+        """The cache `step` starts from for a grid of `length` positions: zero keys
+        (float32) and values (batch, heads, length, d) and the previous input."""
+        heads, value_dim = self.num_heads, self.value_dim or self.key_dim
+        return {
+            "key": ops.zeros((batch, heads, length, self.key_dim), "float32"),
+            "value": ops.zeros((batch, heads, length, value_dim), self.compute_dtype),
+            "previous": ops.zeros((batch, channels), self.compute_dtype),
+        }
+
+    def step(self, inputs, position, cache):
+        """The output at raster position p from the input there and the cache.
+
+        Args:
+            inputs: (batch, channels), the input at position p.
+            position: int scalar p (0 for the first position); positions are
+                fed in order 0, 1, 2, ... with the cache each step returns.
+            cache: `empty_cache(...)` at p = 0, else the previous step's.
+
+        Returns:
+            (outputs, cache): (batch, channels), position p of `call`'s output
+            (dropout off), and the cache holding p's key and value.
+        """
+        batch, channels = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        length = ops.shape(cache["key"])[2]
+        asking = cache["previous"] if self.mask_type == "A" else inputs
+        query = ops.cast(self._heads(self.query(asking[:, None]), batch, 1), "float32")
+        # Position p's key and value go in at index p of the length axis.
+        one_hot = ops.reshape(ops.one_hot(position, length, dtype="bool"), (1, 1, length, 1))
+        key = ops.where(one_hot, ops.cast(self._heads(self.key(inputs[:, None]), batch, 1), "float32"), cache["key"])
+        value = ops.where(one_hot, self._heads(self.value(inputs[:, None]), batch, 1), cache["value"])
+        earlier = ops.arange(length)[None, :]
+        allowed = earlier < position if self.mask_type == "A" else earlier <= position
+        attended = self._attend(query, key, value, allowed)
+        outputs = self.output_projection(ops.reshape(attended, (batch, -1)))
+        outputs = inputs + outputs if self.mask_type == "B" else outputs
+        return outputs, {"key": key, "value": value, "previous": ops.cast(inputs, cache["previous"].dtype)}
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -2,6 +2,7 @@ import keras
 from keras import layers as keras_layers
 from keras import ops
 
+from vq_keras.layers._window_matmul import conv_at_one_position
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.layers.masked_conv2d import check_mask_type
 
@@ -215,13 +216,78 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         else:
             v_in = ops.pad(v, [[0, 0], [half, 0], [half, half], [0, 0]])
             h_in = ops.pad(h, [[0, 0], [0, 0], [half, 0], [0, 0]])
+        v_pre = self._vertical_pre_activation(v_in, label_embedding, spatial_condition)
+        h_out, skip = self._horizontal_outputs(h_in, h, v_pre, label_embedding, spatial_condition, training)
+        return self._gate(v_pre), h_out, skip
+
+    # Incremental (cached) sampling: the same math on the few rows and columns
+    # that one new output row or position reads (Ramachandran et al. 2017).
+
+    @property
+    def step_window(self):
+        """k//2 + 1: the input rows `vertical_step` and the input columns `horizontal_step` read."""
+        return self.kernel_size // 2 + 1
+
+    def vertical_step(self, rows, label_embedding=None, spatial_condition=None):
+        """One output row i of the vertical stack, from the input rows it reads.
+
+        Args:
+            rows: (batch, k//2 + 1, width + 2 * (k//2), c_v), the vertical input
+                rows that output row i reads, zero-padded by k//2 columns on
+                either side (and zero rows above the grid): rows
+                i-k//2-1 .. i-1 in a type "A" block, i-k//2 .. i in type "B".
+            label_embedding: as in `call`.
+            spatial_condition: row i of the map of `call`, (batch, 1, width, c).
+
+        Returns:
+            (v, bias): the output row (batch, 1, width, p), equal (up to float
+            rounding) to row i of `call`'s, and what row i adds to the
+            horizontal pre-activations (batch, 1, width, 2p): the link from
+            the vertical stack and the conditioning, for `horizontal_step`.
+        """
+        v_pre = self._vertical_pre_activation(rows, label_embedding, spatial_condition)
+        bias = self.vertical_to_horizontal(v_pre)
+        if label_embedding is not None:
+            bias = bias + self.label_to_horizontal(label_embedding)[:, None, None, :]
+        if spatial_condition is not None:
+            bias = bias + self.spatial_to_horizontal(spatial_condition)
+        return self._gate(v_pre), bias
+
+    def horizontal_step(self, columns, h, bias):
+        """One output position (i, j) of the horizontal stack and the skip output.
+
+        Args:
+            columns: (batch, k//2 + 1, c_h), the horizontal input at the
+                columns (i, j) reads, zero left of the grid: j-k//2-1 .. j-1 in
+                a type "A" block, j-k//2 .. j in type "B".
+            h: (batch, c_h), the horizontal input at (i, j) (the residual of a
+                type "B" block; unused by type "A", which may pass None).
+            bias: (batch, 2p), `vertical_step`'s bias at column j.
+
+        Returns:
+            (h_out, skip), each (batch, p): position (i, j) of `call`'s
+            (dropout off, as when sampling), up to float rounding.
+        """
+        h_pre = conv_at_one_position(self.horizontal_conv, columns) + bias
+        h_gated = self._gate(h_pre)
+        h_out = conv_at_one_position(self.horizontal_output, h_gated)
+        if self.mask_type == "B":
+            h_out = h_out + h
+        return h_out, conv_at_one_position(self.skip_output, h_gated)
+
+    def _vertical_pre_activation(self, v_in, label_embedding, spatial_condition):
         v_pre = self.vertical_conv(v_in)
-        h_pre = self.horizontal_conv(h_in)
         if label_embedding is not None:
             v_pre = v_pre + self.label_to_vertical(label_embedding)[:, None, None, :]
-            h_pre = h_pre + self.label_to_horizontal(label_embedding)[:, None, None, :]
         if spatial_condition is not None:
             v_pre = v_pre + self.spatial_to_vertical(spatial_condition)
+        return v_pre
+
+    def _horizontal_outputs(self, h_in, h, v_pre, label_embedding, spatial_condition, training):
+        h_pre = self.horizontal_conv(h_in)
+        if label_embedding is not None:
+            h_pre = h_pre + self.label_to_horizontal(label_embedding)[:, None, None, :]
+        if spatial_condition is not None:
             h_pre = h_pre + self.spatial_to_horizontal(spatial_condition)
         # The link carries the conditioned vertical pre-activation, so the
         # vertical conditioning of a network's last block (whose v output is
@@ -231,7 +297,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         h_out = self.horizontal_output(h_gated)
         if self.mask_type == "B":
             h_out = h_out + h
-        return self._gate(v_pre), h_out, self.skip_output(h_gated)
+        return h_out, self.skip_output(h_gated)
 
     def compute_output_shape(self, inputs_shape, label_embedding_shape=None, spatial_condition_shape=None):
         v_shape, h_shape = (tuple(s) for s in inputs_shape)

@@ -2,23 +2,25 @@
 
 from keras import ops
 
+from vq_keras.models.prior import Prior
 from vq_keras.zoo.hierarchical_prior import HierarchicalPrior
-from vq_keras.zoo.pixelcnn_prior import PixelCNNPrior
 
 
-def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temperature=1.0):
+def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temperature=1.0, method="cached"):
     """Samples codes from `prior` and decodes them into new images.
 
     Args:
         autoencoder: a trained `VQVAE` (one code grid) or `VQVAE2` (several).
-        prior: a `PixelCNNPrior` over a VQVAE's codes, or a `HierarchicalPrior`
-            over a VQVAE2's levels (top first).
+        prior: a prior (`vq_keras.models.Prior`, e.g. `PixelCNNPrior`) over a
+            VQVAE's codes, or a `HierarchicalPrior` over a VQVAE2's levels (top first).
         num: the number of images.
         seed: an int in [0, 2**31); the same seed gives the same images.
         labels: int class labels (num,) or one int, for class-conditional priors.
         image_size: (height, width) of the images; by default the prior's
             `grid_shape` (the top prior's for a HierarchicalPrior) sets it.
         temperature: > 0, the sampling temperature.
+        method: "cached" (default) or "full", as in `Prior.sample`; both give
+            the same images.
 
     Returns:
         float32 images (num, height, width, channels) in [0, 1].
@@ -26,6 +28,17 @@ def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temp
     Example:
         >>> images = generate(vqvae, prior, num=16, seed=0, image_size=(32, 32))
     """
+    shapes = generation_grids(autoencoder, prior, image_size)
+    codes = prior.sample(
+        num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0], method=method
+    )
+    return ops.cast(autoencoder.decode(codes), "float32")
+
+
+def generation_grids(autoencoder, prior, image_size=None):
+    """Checks that `prior` models the codes of `autoencoder`; returns the code
+    grid (height, width) of every level, top first, for `image_size` (by
+    default the prior's grid_shape)."""
     levels = len(getattr(autoencoder, "level_names", ()))
     if levels == 0 or not hasattr(autoencoder, "decode"):
         raise TypeError(
@@ -34,12 +47,12 @@ def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temp
         )
     if isinstance(prior, HierarchicalPrior):
         priors = prior.priors
-    elif isinstance(prior, PixelCNNPrior):
+    elif isinstance(prior, Prior):
         priors = [prior]
     else:
         raise TypeError(
-            "generate expects a PixelCNNPrior (for a VQVAE) or a HierarchicalPrior (for a "
-            f"VQVAE2) as `prior`. Received: {type(prior).__name__}"
+            "generate expects a prior (e.g. PixelCNNPrior) for a VQVAE or a HierarchicalPrior for a "
+            f"VQVAE2 as `prior`. Received: {type(prior).__name__}"
         )
     if len(priors) != levels:
         hint = "a HierarchicalPrior" if levels > 1 else "a PixelCNNPrior"
@@ -54,7 +67,7 @@ def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temp
                 f"codes but {type(autoencoder).__name__} has num_embeddings={autoencoder.num_embeddings}."
             )
     if image_size is not None:
-        shapes = autoencoder.code_shapes(tuple(image_size))
+        shapes = [tuple(s) for s in autoencoder.code_shapes(tuple(image_size))]
     else:
         shapes = [priors[0].grid_shape]
         if shapes[0] is None:
@@ -66,12 +79,9 @@ def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temp
             shapes.append(tuple(s * level_prior.condition_upsampling for s in shapes[-1]))
     if isinstance(prior, HierarchicalPrior):
         expected = prior.grid_shapes(grid_shape=shapes[0])
-        if expected != [tuple(s) for s in shapes]:
+        if expected != shapes:
             raise ValueError(
                 f"generate: the priors' grids {expected} (from condition_upsampling) do not match "
-                f"the autoencoder's code grids {[tuple(s) for s in shapes]}."
+                f"the autoencoder's code grids {shapes}."
             )
-        codes = prior.sample(num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0])
-    else:
-        codes = prior.sample(num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0])
-    return ops.cast(autoencoder.decode(codes), "float32")
+    return shapes

@@ -1,6 +1,9 @@
 import keras
 
+import tensorflow as tf
+
 from vq_keras.layers._validation import require_number, require_positive_int
+from vq_keras.models.prior import Prior, check_sampling_method
 from vq_keras.zoo.pixelcnn_prior import PixelCNNPrior
 
 
@@ -22,7 +25,8 @@ class HierarchicalPrior(keras.Model):
     (save a prior on its own to resume its training).
 
     Args:
-        priors: a list of `PixelCNNPrior`s, top first, at least two.
+        priors: a list of priors (`vq_keras.models.Prior`s, e.g.
+            `PixelCNNPrior`s), top first, at least two.
         downsampling: optional image size over the top grid size (the
             autoencoder's `downsampling`, 8 for `VQVAE2.from_preset("cifar10")`),
             so that `sample(image_size=...)` can find the grid sizes.
@@ -63,14 +67,14 @@ class HierarchicalPrior(keras.Model):
         priors = list(priors) if isinstance(priors, (list, tuple)) else priors
         if not isinstance(priors, list) or len(priors) < 2:
             raise ValueError(
-                f"{name} expects a list of at least two PixelCNNPriors, top first. Received: "
+                f"{name} expects a list of at least two priors, top first. Received: "
                 f"priors={priors!r}. For a single code grid use a PixelCNNPrior on its own."
             )
         for i, prior in enumerate(priors):
-            if not isinstance(prior, PixelCNNPrior):
+            if not isinstance(prior, Prior):
                 raise TypeError(
-                    f"{name} expects PixelCNNPrior instances. Received: priors[{i}] of type "
-                    f"{type(prior).__name__}"
+                    f"{name} expects priors (vq_keras.models.Prior instances, e.g. PixelCNNPrior). "
+                    f"Received: priors[{i}] of type {type(prior).__name__}"
                 )
         if priors[0].condition_num_embeddings is not None:
             raise ValueError(
@@ -199,7 +203,7 @@ class HierarchicalPrior(keras.Model):
             shapes.append(tuple(s * prior.condition_upsampling for s in shapes[-1]))
         return shapes
 
-    def sample(self, num, labels=None, temperature=1.0, seed=0, image_size=None, grid_shape=None):
+    def sample(self, num, labels=None, temperature=1.0, seed=0, image_size=None, grid_shape=None, method="cached"):
         """Samples every level top-down: the top grid, then each lower grid
         conditioned on the one above. Level i uses the stateless key (seed, i).
 
@@ -212,11 +216,14 @@ class HierarchicalPrior(keras.Model):
                 `downsampling`); or give the top `grid_shape`; by default the
                 top prior's grid_shape.
             grid_shape: (height, width) of the top grid.
+            method: "cached" (default) or "full", as in `Prior.sample`; both
+                draw the same codes.
 
         Returns:
             A list of int32 code grids (num, h_i, w_i), top first.
         """
         require_number("HierarchicalPrior.sample", "temperature", temperature, low=0, low_inclusive=False)
+        check_sampling_method("HierarchicalPrior.sample", method)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
             raise ValueError(
                 f"HierarchicalPrior.sample expects seed to be an integer in [0, 2**31). Received: seed={seed!r}"
@@ -232,8 +239,19 @@ class HierarchicalPrior(keras.Model):
                     temperature=temperature,
                     seed=(seed, level),
                     grid_shape=shapes[level],
+                    method=method,
                 )
             )
+        return codes
+
+    def draw(self, num, grid_shapes, labels, temperature, seed, method="cached"):
+        """`sample` as graph ops (see `Prior.draw`): int32 scalar `seed`, the
+        grids of every level, top first; the codes of `sample(seed=seed)`."""
+        codes = []
+        for level, (prior, shape) in enumerate(zip(self.priors, grid_shapes)):
+            key = tf.stack([tf.cast(seed, tf.int32), tf.constant(level, tf.int32)])
+            condition = codes[-1] if codes else None
+            codes.append(prior.draw(num, shape, labels, condition, temperature, key, method))
         return codes
 
     def get_config(self):

@@ -1,48 +1,20 @@
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 from keras import layers as keras_layers
 from keras import ops
 
-from vq_keras import metrics
-from vq_keras._index_checks import checked_range
-from vq_keras._replicas import loss_for_gradients
+from vq_keras.layers._window_matmul import conv_at_one_position
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.layers.causal_self_attention import CausalSelfAttention
 from vq_keras.layers.gated_pixelcnn_block import GatedPixelCNNBlock
+from vq_keras.models.prior import Prior
 from vq_keras.zoo._common import PresetMixin
-
-tfd = tfp.distributions
-
-DATA_KEYS = ("codes", "labels", "condition")
-
-
-class _CompiledSamplers:
-    """Per-instance cache of compiled sampling functions, keyed by shape and
-    conditioning. A plain object, so neither Keras nor tf.Module tracks (or
-    exports) the functions it holds."""
-
-    def __init__(self):
-        self.functions = {}
-
-
-def _seed_pair(seed):
-    """An int seed or a pair of ints -> int32 (2,) stateless RNG key."""
-    pair = (0, seed) if isinstance(seed, (int, np.integer)) else seed
-    ok = isinstance(pair, (tuple, list)) and len(pair) == 2
-    ok = ok and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**31 for s in pair)
-    if not ok:
-        raise ValueError(
-            f"sample expects seed to be an integer in [0, 2**31) or a pair of them. Received: seed={seed!r}"
-        )
-    return tf.constant(pair, tf.int32)
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
-class PixelCNNPrior(PresetMixin, keras.Model):
+class PixelCNNPrior(PresetMixin, Prior):
     """A gated PixelCNN over a grid of discrete codes: p(codes) in raster order.
 
     Codes are embedded (num_filters channels) and fed, as both the vertical
@@ -62,14 +34,20 @@ class PixelCNNPrior(PresetMixin, keras.Model):
       to this grid and passed through a 3x3 convolution. The condition is
       known in full, so it need not be causal.
 
-    Training: `model.fit` on a tf.data dataset of dict batches
-    {"codes": int (N, H, W), "labels": int (N,), "condition": int (N, H/u, W/u)}
-    ("labels" only with num_classes, "condition" only with
-    condition_num_embeddings, u = condition_upsampling); an unconditional
-    prior also accepts plain code batches. The loss is the mean cross-entropy
-    of the codes (nats). Metrics: loss (nats per code), bits_per_code
-    (loss / ln 2; a uniform guess scores log2(num_embeddings)) and accuracy
-    (of the most probable code). Compile with an optimizer only.
+    Training, metrics, `log_prob` and `sample` come from `vq_keras.models.Prior`:
+    `model.fit` on dict batches {"codes", "labels"?, "condition"?}; the loss is
+    the mean cross-entropy of the codes (nats), with bits_per_code and accuracy.
+
+    Sampling (`sample(..., method="cached")`, the default) computes, at each
+    new position, only that position's features (Ramachandran et al. 2017):
+    every gated block keeps the last k//2 + 1 rows of its vertical input
+    (the vertical stack runs once per row, on one row) and the last k//2 + 1
+    columns of its horizontal input in the current row (the horizontal stack
+    runs once per position, on one position); each attention layer keeps
+    the keys and values of the positions drawn so far; label features and the
+    upsampled condition are computed once. `method="full"` runs the network
+    on the rows within reach at every position (the reference): both draw the
+    same codes.
 
     Args:
         num_embeddings: K, the number of codes of this grid (the codebook size).
@@ -150,9 +128,15 @@ class PixelCNNPrior(PresetMixin, keras.Model):
         grid_shape=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(
+            num_embeddings=num_embeddings,
+            num_classes=num_classes,
+            condition_num_embeddings=condition_num_embeddings,
+            condition_upsampling=condition_upsampling,
+            grid_shape=grid_shape,
+            **kwargs,
+        )
         name = "PixelCNNPrior"
-        require_positive_int(name, "num_embeddings", num_embeddings)
         require_positive_int(name, "num_layers", num_layers)
         require_positive_int(name, "num_filters", num_filters)
         require_positive_int(name, "kernel_size", kernel_size)
@@ -160,16 +144,6 @@ class PixelCNNPrior(PresetMixin, keras.Model):
             raise ValueError(
                 f"{name} expects an odd kernel_size (the gated blocks' vertical stack is centred "
                 f"on the current column). Received: kernel_size={kernel_size}. Use e.g. 3, 5 or 7."
-            )
-        if num_classes is not None:
-            require_positive_int(name, "num_classes", num_classes)
-        if condition_num_embeddings is not None:
-            require_positive_int(name, "condition_num_embeddings", condition_num_embeddings)
-        require_positive_int(name, "condition_upsampling", condition_upsampling)
-        if condition_upsampling & (condition_upsampling - 1):
-            raise ValueError(
-                f"{name} expects condition_upsampling to be a power of 2 (1, 2, 4, ...): the "
-                f"condition grid is upsampled by stride-2 steps. Received: condition_upsampling={condition_upsampling}"
             )
         require_positive_int(name, "num_attention_layers", num_attention_layers, allow_zero=True)
         if num_attention_layers > num_layers:
@@ -185,28 +159,12 @@ class PixelCNNPrior(PresetMixin, keras.Model):
                 f"num_heads channels). Received: num_filters={num_filters}, num_heads={num_heads}"
             )
         require_number(name, "dropout", dropout, low=0, high=1)
-        if grid_shape is not None:
-            if not (
-                isinstance(grid_shape, (tuple, list))
-                and len(grid_shape) == 2
-                and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in grid_shape)
-            ):
-                raise ValueError(
-                    f"{name} expects grid_shape to be None or (height, width), two positive "
-                    f"integers. Received: grid_shape={grid_shape!r}"
-                )
-            grid_shape = tuple(grid_shape)
-        self.num_embeddings = num_embeddings
         self.num_layers = num_layers
         self.num_filters = num_filters
         self.kernel_size = kernel_size
-        self.num_classes = num_classes
-        self.condition_num_embeddings = condition_num_embeddings
-        self.condition_upsampling = condition_upsampling
         self.num_attention_layers = num_attention_layers
         self.num_heads = num_heads
         self.dropout = dropout
-        self.grid_shape = grid_shape
 
         dtype = self.dtype_policy  # sublayers follow the model's (mixed) precision
         self.code_embedding = keras_layers.Embedding(num_embeddings, num_filters, name="code_embedding", dtype=dtype)
@@ -251,8 +209,6 @@ class PixelCNNPrior(PresetMixin, keras.Model):
             keras_layers.Conv2D(num_filters, 1, activation="relu", name="head_hidden", dtype=dtype),
             keras_layers.Conv2D(num_embeddings, 1, name="logits", dtype=dtype),
         ]
-        self._trackers = [keras.metrics.Mean(name=n) for n in ("loss", "bits_per_code", "accuracy")]
-        self._samplers = _CompiledSamplers()
 
     # ----------------------------------------------------------------- build
 
@@ -276,74 +232,6 @@ class PixelCNNPrior(PresetMixin, keras.Model):
             attention.build(features)
         for layer in self.head:
             layer.build(features)
-
-    def build_if_needed(self):
-        """Builds the prior (weights do not depend on the grid size) if it is not built yet."""
-        if not self.built:
-            self.build((None, None, None))
-
-    # ------------------------------------------------------------ validation
-
-    def _check_codes(self, argument, codes, rank, limit, limit_name):
-        """Checks the dtype, rank and (eagerly, or by graph assertions) range of
-        integer indices; returns them (with the assertions attached in a graph)."""
-        name = type(self).__name__
-        dtype = keras.backend.standardize_dtype(codes.dtype)
-        if "int" not in dtype:
-            raise TypeError(
-                f"{name} expects integer {argument} (indices, e.g. int32). Received: "
-                f"dtype={dtype}. Cast them with tf.cast(..., 'int32')."
-            )
-        if len(codes.shape) != rank:
-            expected = "(batch, height, width)" if rank == 3 else "(batch,)"
-            raise ValueError(f"{name} expects {argument} of shape {expected}. Received: shape={tuple(codes.shape)}")
-        message = f"{name} expects {argument} in [0, {limit_name}={limit})."
-        return checked_range(codes, limit, message, what=argument)
-
-    def _check_presence(self, argument, value, setting, setting_value, what):
-        if (value is None) != (setting_value is None):
-            expected = "not expected" if setting_value is None else "required"
-            raise ValueError(
-                f"{type(self).__name__} was built with {setting}={setting_value}, so {what} "
-                f"{expected}. Received: {argument}={'None' if value is None else 'a tensor'}."
-            )
-
-    def _check_inputs(self, codes, labels, condition):
-        """Validates the inputs of a call; returns them as tensors (with range
-        assertions attached when traced into a graph)."""
-
-        def tensor(value):
-            if value is None or isinstance(value, (tf.Tensor, keras.KerasTensor)):
-                return value
-            return ops.convert_to_tensor(value)
-
-        codes, labels, condition = tensor(codes), tensor(labels), tensor(condition)
-        codes = self._check_codes("codes", codes, 3, self.num_embeddings, "num_embeddings")
-        self._check_presence("labels", labels, "num_classes", self.num_classes, "labels (dataset key 'labels') are")
-        if labels is not None:
-            labels = self._check_codes("labels", labels, 1, self.num_classes, "num_classes")
-        self._check_presence(
-            "condition", condition, "condition_num_embeddings", self.condition_num_embeddings,
-            "a condition (the codes of the level above, dataset key 'condition') is",
-        )
-        if condition is not None:
-            condition = self._check_codes(
-                "condition", condition, 3, self.condition_num_embeddings, "condition_num_embeddings"
-            )
-            u = self.condition_upsampling
-            for size, small in zip(codes.shape[1:3], condition.shape[1:3]):
-                if size is not None and small is not None and size != small * u:
-                    raise ValueError(
-                        f"{type(self).__name__} expects the condition grid times condition_upsampling={u} "
-                        f"to equal the code grid. Received: codes shape={tuple(codes.shape)}, "
-                        f"condition shape={tuple(condition.shape)}"
-                    )
-        return codes, labels, condition
-
-    def __call__(self, codes, labels=None, condition=None, **kwargs):
-        # Checked here, not in call(), so the messages reach the user unwrapped.
-        codes, labels, condition = self._check_inputs(codes, labels, condition)
-        return super().__call__(codes, labels=labels, condition=condition, **kwargs)
 
     # ------------------------------------------------------------- the model
 
@@ -384,103 +272,7 @@ class PixelCNNPrior(PresetMixin, keras.Model):
             self.code_embedding(codes), self.label_features(labels), self.condition_features(condition), training
         )
 
-    # -------------------------------------------------------------- training
-
-    @property
-    def metrics(self):
-        return list(self._trackers)
-
-    def _unpack(self, data):
-        """A dict batch {"codes", "labels"?, "condition"?} (or plain codes) -> three tensors."""
-        if isinstance(data, (tuple, list)) and len(data) == 1:
-            data = data[0]
-        if not isinstance(data, dict):
-            if isinstance(data, (tuple, list)):
-                raise TypeError(
-                    f"{type(self).__name__} expects dataset elements that are dicts "
-                    "{'codes': ..., 'labels': ..., 'condition': ...} (or plain code batches). "
-                    f"Received: a {type(data).__name__} of {len(data)} elements. Map the dataset "
-                    "to dicts, e.g. dataset.map(lambda c, y: {'codes': c, 'labels': y})."
-                )
-            data = {"codes": data}
-        unknown = sorted(set(data) - set(DATA_KEYS))
-        if unknown or "codes" not in data:
-            raise ValueError(
-                f"{type(self).__name__} expects dataset dicts with the key 'codes' and optionally "
-                f"'labels' and 'condition'. Received keys: {sorted(data)}"
-            )
-        return data["codes"], data.get("labels"), data.get("condition")
-
-    def _nll_and_logits(self, data, training):
-        codes, labels, condition = self._unpack(data)
-        logits = self(codes, labels=labels, condition=condition, training=training)
-        nll = -tfd.Categorical(logits=logits).log_prob(codes)  # nats, (N, H, W)
-        return codes, logits, nll
-
-    def _record(self, codes, logits, nll):
-        predicted = ops.cast(ops.argmax(logits, axis=-1), codes.dtype)
-        values = [nll, metrics.bits_per_code(nll), ops.cast(ops.equal(predicted, codes), "float32")]
-        for tracker, value in zip(self._trackers, values):
-            tracker.update_state(value)
-        return {tracker.name: tracker.result() for tracker in self._trackers}
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            codes, logits, nll = self._nll_and_logits(data, training=True)
-            loss = ops.mean(nll)
-            if self.losses:
-                loss = loss + ops.sum(ops.stack([ops.cast(x, "float32") for x in self.losses]))
-            scaled = loss_for_gradients(self.optimizer, loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._record(codes, logits, nll)
-
-    def test_step(self, data):
-        return self._record(*self._nll_and_logits(data, training=False))
-
-    def log_prob(self, codes, labels=None, condition=None):
-        """float32 (batch,) log-probability of each code grid, in nats."""
-        codes = ops.convert_to_tensor(codes)
-        logits = self(codes, labels=labels, condition=condition, training=False)
-        return ops.sum(tfd.Categorical(logits=logits).log_prob(codes), axis=(1, 2))
-
     # -------------------------------------------------------------- sampling
-
-    def _sampling_inputs(self, num, labels, condition, grid_shape):
-        """Checked int32 labels and condition tensors (or None) and the (height, width) grid."""
-        name = f"{type(self).__name__}.sample"
-        require_positive_int(name, "num", num)
-        if labels is not None:
-            labels = ops.convert_to_tensor(labels)
-            if len(labels.shape) == 0:
-                labels = tf.fill([num], labels)
-        if condition is not None:
-            condition = ops.convert_to_tensor(condition)
-            if len(condition.shape) == 3:
-                derived = tuple(int(s) * self.condition_upsampling for s in condition.shape[1:3])
-                if grid_shape is not None and tuple(grid_shape) != derived:
-                    raise ValueError(
-                        f"{name}: grid_shape={tuple(grid_shape)} does not match the condition grid "
-                        f"{tuple(condition.shape[1:3])} times condition_upsampling={self.condition_upsampling}. "
-                        "Leave grid_shape=None to derive it from the condition."
-                    )
-                grid_shape = derived
-        grid_shape = grid_shape or self.grid_shape
-        if grid_shape is None:
-            raise ValueError(
-                f"{name} needs the code grid size. Received: grid_shape=None, and the prior has no "
-                "default grid_shape. Pass grid_shape=(height, width)."
-            )
-        height, width = (int(s) for s in grid_shape)
-        _, labels, condition = self._check_inputs(tf.zeros((num, height, width), tf.int32), labels, condition)
-        for argument, value in (("labels", labels), ("condition", condition)):
-            if value is not None and value.shape[0] != num:
-                raise ValueError(
-                    f"{name} expects one {argument} entry per sample: num={num}. "
-                    f"Received: {argument} shape={tuple(value.shape)}"
-                )
-        cast = lambda value: None if value is None else tf.cast(value, tf.int32)  # noqa: E731
-        return cast(labels), cast(condition), (height, width)
 
     def vertical_reach(self):
         """How many rows above a position its logits depend on (None: all, with attention).
@@ -502,93 +294,89 @@ class PixelCNNPrior(PresetMixin, keras.Model):
         reach = self.vertical_reach()
         return height if reach is None else min(height, reach + 1)
 
-    def _sampler(self, num, height, width, has_labels, has_condition):
-        """The compiled sampling function for one shape and conditioning, cached."""
-        key = (num, height, width, has_labels, has_condition)
-        if key not in self._samplers.functions:
+    def full_sampler(self, num, height, width, labels, condition):
+        """The reference: the network on the position's row and the rows within
+        its reach (`sampling_window`) at every position."""
+        window = self.sampling_window(height)
+        label_features = self.label_features(labels)
+        condition_features = self.condition_features(condition)
 
-            window = self.sampling_window(height)
+        def step(state, codes, position):
+            row, col = position // width, position % width
+            # The window's top row is `window - 1` rows up (clipped inside the grid).
+            top = tf.clip_by_value(row - (window - 1), 0, height - window)
+            rows = codes[:, top : top + window]
+            condition_rows = None if condition_features is None else condition_features[:, top : top + window]
+            logits = self.logits_from_embedded(
+                self.code_embedding(rows), label_features, condition_rows, training=False
+            )
+            return logits[:, row - top, col], state
 
-            def sample_codes(labels, condition, temperature, seed):
-                label_features = self.label_features(labels)
-                condition_features = self.condition_features(condition)
+        return (), step
 
-                def draw(position, codes):
-                    row, col = position // width, position % width
-                    # Only the rows that reach this one: the window's top row is
-                    # `window - 1` rows up (clipped inside the grid).
-                    top = tf.clip_by_value(row - (window - 1), 0, height - window)
-                    rows = tf.slice(codes, [0, top, 0], [num, window, width])
-                    condition_rows = None
-                    if condition_features is not None:
-                        channels = tf.shape(condition_features)[-1]
-                        condition_rows = tf.slice(condition_features, [0, top, 0, 0], [num, window, width, channels])
-                    logits = self.logits_from_embedded(
-                        self.code_embedding(rows), label_features, condition_rows, training=False
-                    )
-                    step_seed = tf.random.experimental.stateless_fold_in(seed, position)
-                    drawn = tfd.Categorical(logits=logits[:, row - top, col, :] / temperature).sample(seed=step_seed)
-                    where = tf.stack(
-                        [tf.range(num), tf.fill([num], row), tf.fill([num], col)], axis=1
-                    )
-                    return position + 1, tf.tensor_scatter_nd_update(codes, where, tf.cast(drawn, tf.int32))
+    def cached_sampler(self, num, height, width, labels, condition):
+        """Only the new features per position, from per-layer caches (see the class docstring)."""
+        label_features = self.label_features(labels)
+        condition_features = self.condition_features(condition)
+        half = self.kernel_size // 2
+        window, channels = half + 1, self.num_filters
+        dtype = self.code_embedding.compute_dtype
+        zeros = lambda *shape: tf.zeros((num, *shape), dtype)  # noqa: E731
+        attention = dict(zip(self.attention_after, self.attention_layers))
+        state = {
+            # Per block: the input rows its vertical stack reads (zero-padded by
+            # k//2 columns), what the current row adds to its horizontal
+            # pre-activations, and the input columns its horizontal stack reads.
+            "rows": [zeros(window, width + 2 * half, channels) for _ in self.blocks],
+            "bias": [zeros(1, width, 2 * channels) for _ in self.blocks],
+            "columns": [zeros(window, channels) for _ in self.blocks],
+            "attention": [layer.empty_cache(num, height * width, channels) for layer in self.attention_layers],
+        }
 
-                _, codes = tf.while_loop(
-                    lambda position, _: position < height * width,
-                    draw,
-                    (tf.constant(0), tf.zeros((num, height, width), tf.int32)),
-                )
-                return codes
+        def new_row(state, codes, row):
+            # The codes of the row above (zeros above the grid) enter the first block.
+            above = self.code_embedding(codes[:, tf.maximum(row - 1, 0)])[:, None] * tf.cast(row > 0, dtype)
+            condition_row = None if condition_features is None else condition_features[:, row][:, None]
+            rows, biases = [], []
+            for block, buffer in zip(self.blocks, state["rows"]):
+                new = ops.pad(above, [[0, 0], [0, 0], [half, half], [0, 0]])
+                rows.append(tf.concat([buffer[:, 1:], new], axis=1))
+                above, bias = block.vertical_step(rows[-1], label_features, condition_row)
+                biases.append(bias)
+            columns = [tf.zeros_like(buffer) for buffer in state["columns"]]
+            return {**state, "rows": rows, "bias": biases, "columns": columns}
 
-            self._samplers.functions[key] = tf.function(sample_codes, reduce_retracing=True)
-        return self._samplers.functions[key]
+        def step(state, codes, position):
+            row, col = position // width, position % width
+            state = tf.cond(tf.equal(col, 0), lambda: new_row(state, codes, row), lambda: state)
+            # The code left of this position (zero at the row's start) enters the first block.
+            h = self.code_embedding(codes[:, row, tf.maximum(col - 1, 0)]) * tf.cast(col > 0, dtype)
+            skips, columns, caches = None, [], list(state["attention"])
+            for i, block in enumerate(self.blocks):
+                columns.append(tf.concat([state["columns"][i][:, 1:], h[:, None]], axis=1))
+                h, skip = block.horizontal_step(columns[-1], h, state["bias"][i][:, 0, col])
+                skips = skip if skips is None else skips + skip
+                if i in attention:
+                    slot = self.attention_after.index(i)
+                    h, caches[slot] = attention[i].step(h, position, caches[slot])
+            features = ops.relu(h + skips)
+            for layer in self.head:
+                features = conv_at_one_position(layer, features)
+            logits = ops.cast(features, "float32")
+            return logits, {**state, "columns": columns, "attention": caches}
 
-    def sample(self, num, labels=None, condition=None, temperature=1.0, seed=0, grid_shape=None):
-        """Draws `num` code grids in raster order in one compiled call.
-
-        A tf.while_loop over the height * width positions runs inside one
-        tf.function; each step runs the network on the codes drawn so far (on
-        the rows within reach only, see `sampling_window`) and draws position p
-        from Categorical(logits / temperature) with a stateless RNG key folded
-        from (seed, p). The same seed gives the same
-        codes (on the same machine and TF version); the compiled function is
-        cached on this instance per (num, grid, conditioning).
-
-        Args:
-            num: the number of code grids.
-            labels: int class labels, (num,) or one int for all (class-conditional priors).
-            condition: int (num, h, w) codes of the level above (conditioned priors);
-                the grid is then (h, w) * condition_upsampling.
-            temperature: > 0; below 1 sharpens the distribution, above 1 flattens it.
-            seed: an int in [0, 2**31), or a pair of them.
-            grid_shape: (height, width) of the grid; defaults to the condition's
-                grid times condition_upsampling, else to the prior's grid_shape.
-
-        Returns:
-            int32 codes (num, height, width) in [0, num_embeddings).
-        """
-        require_number(f"{type(self).__name__}.sample", "temperature", temperature, low=0, low_inclusive=False)
-        key = _seed_pair(seed)
-        self.build_if_needed()
-        labels, condition, (height, width) = self._sampling_inputs(num, labels, condition, grid_shape)
-        function = self._sampler(num, height, width, labels is not None, condition is not None)
-        return function(labels, condition, tf.constant(temperature, tf.float32), key)
+        return state, step
 
     # ------------------------------------------------------------ serialising
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "num_embeddings": self.num_embeddings,
-            "num_layers": self.num_layers,
-            "num_filters": self.num_filters,
-            "kernel_size": self.kernel_size,
-            "num_classes": self.num_classes,
-            "condition_num_embeddings": self.condition_num_embeddings,
-            "condition_upsampling": self.condition_upsampling,
-            "num_attention_layers": self.num_attention_layers,
-            "num_heads": self.num_heads,
-            "dropout": self.dropout,
-            "grid_shape": self.grid_shape,
-        }
+        config = super().get_config()
+        config.update(
+            num_layers=self.num_layers,
+            num_filters=self.num_filters,
+            kernel_size=self.kernel_size,
+            num_attention_layers=self.num_attention_layers,
+            num_heads=self.num_heads,
+            dropout=self.dropout,
+        )
+        return config

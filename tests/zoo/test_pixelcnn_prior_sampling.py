@@ -1,0 +1,132 @@
+"""Cached (incremental) sampling of PixelCNNPrior against the full network."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vq_keras.zoo import HierarchicalPrior, PixelCNNPrior
+
+ZOO = Path(__file__).resolve().parents[2] / "zoo"
+TINY = dict(num_layers=3, num_filters=8, kernel_size=3)
+CONFIGS = {
+    "plain": dict(),
+    "attention": dict(num_attention_layers=2, num_heads=2),
+    "labels": dict(num_classes=3),
+    "condition": dict(condition_num_embeddings=6, condition_upsampling=2),
+    "all": dict(num_classes=3, condition_num_embeddings=6, condition_upsampling=1, num_attention_layers=1, num_heads=4),
+    "kernel 5": dict(kernel_size=5, num_layers=2),
+    "kernel 7, one block": dict(kernel_size=7, num_layers=1),
+}
+
+
+def _spread(prior, seed=0):
+    """Random biases and larger logits, so that every code has a fair chance and
+    the draws depend on every layer."""
+    prior.build_if_needed()
+    rng = np.random.default_rng(seed)
+    for weight in prior.weights:
+        if weight.path.endswith("bias"):
+            weight.assign(rng.normal(scale=0.5, size=weight.shape).astype("float32"))
+    prior.head[-1].kernel.assign(prior.head[-1].kernel * 5.0)
+    return prior
+
+
+def _inputs(prior, num, height, width, seed=0):
+    """Random codes, labels and condition for `prior`, as tensors."""
+    rng = np.random.default_rng(seed)
+    codes = tf.constant(rng.integers(0, prior.num_embeddings, (num, height, width)), tf.int32)
+    labels = None if prior.num_classes is None else tf.constant(rng.integers(0, prior.num_classes, num), tf.int32)
+    condition = None
+    if prior.condition_num_embeddings is not None:
+        u = prior.condition_upsampling
+        condition = tf.constant(
+            rng.integers(0, prior.condition_num_embeddings, (num, height // u, width // u)), tf.int32
+        )
+    return codes, labels, condition
+
+
+def _cached_logits(prior, codes, labels, condition):
+    """The cached sampler's logits at every position, fed the codes before it (teacher forcing)."""
+    num, height, width = codes.shape
+    state, step = prior.cached_sampler(num, height, width, labels, condition)
+    logits = []
+    for position in range(height * width):
+        position_logits, state = step(state, codes, tf.constant(position))
+        logits.append(position_logits.numpy())
+    return np.stack(logits, axis=1).reshape(num, height, width, -1)
+
+
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.parametrize("num, height, width", [(2, 4, 6), (1, 6, 2), (3, 1, 1)], ids=["wide", "tall", "one code"])
+def test_cached_logits_equal_the_networks_at_every_position(config, num, height, width):
+    prior = _spread(PixelCNNPrior(10, **{**TINY, **config}))
+    if config.get("condition_upsampling", 1) > 1 and (height % 2 or width % 2):
+        height, width = 2 * height, 2 * width
+    codes, labels, condition = _inputs(prior, num, height, width)
+    expected = prior(codes, labels=labels, condition=condition).numpy()
+    np.testing.assert_allclose(_cached_logits(prior, codes, labels, condition), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_cached_and_full_sampling_draw_the_same_codes(config):
+    prior = _spread(PixelCNNPrior(10, **{**TINY, **config}))
+    _, labels, condition = _inputs(prior, 3, 6, 4)
+    for seed in range(3):
+        arguments = dict(labels=labels, condition=condition, temperature=3.0, seed=seed, grid_shape=(6, 4))
+        cached = prior.sample(3, method="cached", **arguments).numpy()
+        np.testing.assert_array_equal(cached, prior.sample(3, method="full", **arguments).numpy())
+    assert len(np.unique(cached)) > 3  # the draws are not degenerate
+
+
+def test_cached_sampling_is_the_default_and_a_bad_method_is_a_clear_error():
+    prior = _spread(PixelCNNPrior(10, **TINY))
+    prior.sample(2, seed=0, grid_shape=(2, 2))
+    assert {key[-1] for key in prior._samplers.functions} == {"cached"}
+    with pytest.raises(ValueError) as error:
+        prior.sample(2, seed=0, grid_shape=(2, 2), method="fast")
+    assert str(error.value) == (
+        'PixelCNNPrior.sample expects method to be "cached" (only the new position\'s features per step, the '
+        'default) or "full" (the whole network per step, the reference). Received: method=\'fast\''
+    )
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_cached_sampling_under_mixed_precision(policy):
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        prior = _spread(PixelCNNPrior(10, **{**TINY, **CONFIGS["all"]}))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    codes, labels, condition = _inputs(prior, 2, 3, 4)
+    expected = prior(codes, labels=labels, condition=condition).numpy()
+    # Half-precision features: the orders of the sums differ, so tolerances are wider.
+    np.testing.assert_allclose(_cached_logits(prior, codes, labels, condition), expected, rtol=0.05, atol=0.1)
+
+
+def _zoo_prior(entry):
+    path = ZOO / entry / "prior.keras"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    return keras.saving.load_model(path, compile=False)
+
+
+def test_the_zoo_vqvae_prior_draws_the_same_codes_either_way():
+    prior = _zoo_prior("pixelcnn_vqvae_cifar10")
+    assert isinstance(prior, PixelCNNPrior)
+    for seed in range(5):
+        np.testing.assert_array_equal(
+            prior.sample(4, seed=seed, method="cached").numpy(), prior.sample(4, seed=seed, method="full").numpy()
+        )
+
+
+def test_the_zoo_vqvae2_priors_draw_the_same_codes_either_way():
+    prior = _zoo_prior("pixelcnn_vqvae2_cifar10")
+    assert isinstance(prior, HierarchicalPrior) and prior.priors[0].num_attention_layers > 0
+    for seed in range(5):
+        cached = prior.sample(4, seed=seed, method="cached")
+        full = prior.sample(4, seed=seed, method="full")
+        for cached_level, full_level in zip(cached, full):
+            np.testing.assert_array_equal(cached_level.numpy(), full_level.numpy())

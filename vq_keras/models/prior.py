@@ -1,0 +1,425 @@
+"""The base class of every prior over code grids: `Prior`.
+
+A prior models p(codes) over an int (batch, height, width) grid in raster
+order, optionally given class labels and the codes of the level above
+(VQ-VAE-2). What every prior shares lives here once: the input checks, the
+dataset unpacking, the negative log-likelihood train and test steps with their
+metrics, `log_prob`, the seeds and the compiled sampling loop. A network (one
+file, e.g. `PixelCNNPrior`) supplies `call` (the logits of every position)
+and, for sampling, the logits of the next position through two hooks:
+
+- `full_sampler(num, height, width, labels, condition)`: the reference;
+  by default it runs `call` on the whole grid at every position.
+- `cached_sampler(...)`: the fast way, which computes only the new features
+  of each position from a cache (no default: a network provides it).
+
+Each hook returns `(state, step)`: `step(state, codes, position)` ->
+`(logits, state)` gives the float32 (num, num_embeddings) logits of raster
+position `position` from the codes drawn before it (later codes are zero) and
+the state (a nest of tensors: the cache) carried to the next position. Both
+methods draw with the same stateless RNG, so a cached sampler that computes the
+same logits draws the same codes.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from keras import ops
+
+from vq_keras import metrics
+from vq_keras._index_checks import checked_range
+from vq_keras._replicas import loss_for_gradients
+from vq_keras.layers._validation import require_number, require_positive_int
+
+tfd = tfp.distributions
+
+DATA_KEYS = ("codes", "labels", "condition")
+SAMPLING_METHODS = ("cached", "full")
+
+
+class _CompiledSamplers:
+    """Per-instance cache of compiled sampling functions, keyed by shape and
+    conditioning. A plain object, so neither Keras nor tf.Module tracks (or
+    exports) the functions it holds."""
+
+    def __init__(self):
+        self.functions = {}
+
+
+def seed_pair(seed, owner="sample"):
+    """An int seed or a pair of ints -> int32 (2,) stateless RNG key."""
+    pair = (0, seed) if isinstance(seed, (int, np.integer)) else seed
+    ok = isinstance(pair, (tuple, list)) and len(pair) == 2
+    ok = ok and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**31 for s in pair)
+    if not ok:
+        raise ValueError(
+            f"{owner} expects seed to be an integer in [0, 2**31) or a pair of them. Received: seed={seed!r}"
+        )
+    return tf.constant(pair, tf.int32)
+
+
+def check_sampling_method(owner, method):
+    if method not in SAMPLING_METHODS:
+        raise ValueError(
+            f'{owner} expects method to be "cached" (only the new position\'s features per step, the '
+            f'default) or "full" (the whole network per step, the reference). Received: method={method!r}'
+        )
+
+
+class Prior(keras.Model):
+    """Base class of the priors: p(codes) in raster order, trained by `fit`, sampled by `sample`.
+
+    Subclasses build their network in `__init__`/`build`, implement
+    `call(codes, labels=None, condition=None, training=None)` -> float32
+    logits (batch, height, width, num_embeddings), and `cached_sampler` (see
+    the module docstring); they pass the arguments below to
+    `super().__init__` by keyword and extend `get_config`.
+
+    Training: `model.fit` on a tf.data dataset of dict batches
+    {"codes": int (N, H, W), "labels": int (N,), "condition": int (N, H/u, W/u)}
+    ("labels" only with num_classes, "condition" only with
+    condition_num_embeddings, u = condition_upsampling); an unconditional
+    prior also accepts plain code batches. The loss is the mean cross-entropy
+    of the codes (nats). Metrics: loss (nats per code), bits_per_code
+    (loss / ln 2; a uniform guess scores log2(num_embeddings)) and accuracy
+    (of the most probable code). Compile with an optimizer only.
+
+    Args:
+        num_embeddings: K, the number of codes of this grid (the codebook size).
+        num_classes: if set, the prior is class-conditional: labels in
+            [0, num_classes) are required.
+        condition_num_embeddings: if set, the prior is conditioned on a code
+            grid of the level above with this many codes (VQ-VAE-2 lower levels).
+        condition_upsampling: this grid's size over the condition grid's
+            (1, 2, 4, ...); 2 between VQ-VAE-2 levels.
+        grid_shape: optional (height, width) of the code grid the prior is
+            meant for; the default of `sample(grid_shape=...)` and `generate`.
+        **kwargs: standard `keras.Model` arguments (name, ...).
+    """
+
+    def __init__(
+        self,
+        num_embeddings,
+        num_classes=None,
+        condition_num_embeddings=None,
+        condition_upsampling=1,
+        grid_shape=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = type(self).__name__
+        require_positive_int(name, "num_embeddings", num_embeddings)
+        if num_classes is not None:
+            require_positive_int(name, "num_classes", num_classes)
+        if condition_num_embeddings is not None:
+            require_positive_int(name, "condition_num_embeddings", condition_num_embeddings)
+        require_positive_int(name, "condition_upsampling", condition_upsampling)
+        if condition_upsampling & (condition_upsampling - 1):
+            raise ValueError(
+                f"{name} expects condition_upsampling to be a power of 2 (1, 2, 4, ...): the "
+                f"condition grid is upsampled by stride-2 steps. Received: condition_upsampling={condition_upsampling}"
+            )
+        if grid_shape is not None:
+            if not (
+                isinstance(grid_shape, (tuple, list))
+                and len(grid_shape) == 2
+                and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in grid_shape)
+            ):
+                raise ValueError(
+                    f"{name} expects grid_shape to be None or (height, width), two positive "
+                    f"integers. Received: grid_shape={grid_shape!r}"
+                )
+            grid_shape = tuple(grid_shape)
+        self.num_embeddings = num_embeddings
+        self.num_classes = num_classes
+        self.condition_num_embeddings = condition_num_embeddings
+        self.condition_upsampling = condition_upsampling
+        self.grid_shape = grid_shape
+        self._trackers = [keras.metrics.Mean(name=n) for n in ("loss", "bits_per_code", "accuracy")]
+        self._samplers = _CompiledSamplers()
+
+    def build_if_needed(self):
+        """Builds the prior (its weights do not depend on the grid size) if it is not built yet."""
+        if not self.built:
+            self.build((None, None, None))
+
+    # ------------------------------------------------------------ validation
+
+    def _check_codes(self, argument, codes, rank, limit, limit_name):
+        """Checks the dtype, rank and (eagerly, or by graph assertions) range of
+        integer indices; returns them (with the assertions attached in a graph)."""
+        name = type(self).__name__
+        dtype = keras.backend.standardize_dtype(codes.dtype)
+        if "int" not in dtype:
+            raise TypeError(
+                f"{name} expects integer {argument} (indices, e.g. int32). Received: "
+                f"dtype={dtype}. Cast them with tf.cast(..., 'int32')."
+            )
+        if len(codes.shape) != rank:
+            expected = "(batch, height, width)" if rank == 3 else "(batch,)"
+            raise ValueError(f"{name} expects {argument} of shape {expected}. Received: shape={tuple(codes.shape)}")
+        message = f"{name} expects {argument} in [0, {limit_name}={limit})."
+        return checked_range(codes, limit, message, what=argument)
+
+    def _check_presence(self, argument, value, setting, setting_value, what):
+        if (value is None) != (setting_value is None):
+            expected = "not expected" if setting_value is None else "required"
+            raise ValueError(
+                f"{type(self).__name__} was built with {setting}={setting_value}, so {what} "
+                f"{expected}. Received: {argument}={'None' if value is None else 'a tensor'}."
+            )
+
+    def _check_inputs(self, codes, labels, condition):
+        """Validates the inputs of a call; returns them as tensors (with range
+        assertions attached when traced into a graph)."""
+
+        def tensor(value):
+            if value is None or isinstance(value, (tf.Tensor, keras.KerasTensor)):
+                return value
+            return ops.convert_to_tensor(value)
+
+        codes, labels, condition = tensor(codes), tensor(labels), tensor(condition)
+        codes = self._check_codes("codes", codes, 3, self.num_embeddings, "num_embeddings")
+        self._check_presence("labels", labels, "num_classes", self.num_classes, "labels (dataset key 'labels') are")
+        if labels is not None:
+            labels = self._check_codes("labels", labels, 1, self.num_classes, "num_classes")
+        self._check_presence(
+            "condition", condition, "condition_num_embeddings", self.condition_num_embeddings,
+            "a condition (the codes of the level above, dataset key 'condition') is",
+        )
+        if condition is not None:
+            condition = self._check_codes(
+                "condition", condition, 3, self.condition_num_embeddings, "condition_num_embeddings"
+            )
+            u = self.condition_upsampling
+            for size, small in zip(codes.shape[1:3], condition.shape[1:3]):
+                if size is not None and small is not None and size != small * u:
+                    raise ValueError(
+                        f"{type(self).__name__} expects the condition grid times condition_upsampling={u} "
+                        f"to equal the code grid. Received: codes shape={tuple(codes.shape)}, "
+                        f"condition shape={tuple(condition.shape)}"
+                    )
+        return codes, labels, condition
+
+    def __call__(self, codes, labels=None, condition=None, **kwargs):
+        # Checked here, not in call(), so the messages reach the user unwrapped.
+        codes, labels, condition = self._check_inputs(codes, labels, condition)
+        return super().__call__(codes, labels=labels, condition=condition, **kwargs)
+
+    # -------------------------------------------------------------- training
+
+    @property
+    def metrics(self):
+        return list(self._trackers)
+
+    def _unpack(self, data):
+        """A dict batch {"codes", "labels"?, "condition"?} (or plain codes) -> three tensors."""
+        if isinstance(data, (tuple, list)) and len(data) == 1:
+            data = data[0]
+        if not isinstance(data, dict):
+            if isinstance(data, (tuple, list)):
+                raise TypeError(
+                    f"{type(self).__name__} expects dataset elements that are dicts "
+                    "{'codes': ..., 'labels': ..., 'condition': ...} (or plain code batches). "
+                    f"Received: a {type(data).__name__} of {len(data)} elements. Map the dataset "
+                    "to dicts, e.g. dataset.map(lambda c, y: {'codes': c, 'labels': y})."
+                )
+            data = {"codes": data}
+        unknown = sorted(set(data) - set(DATA_KEYS))
+        if unknown or "codes" not in data:
+            raise ValueError(
+                f"{type(self).__name__} expects dataset dicts with the key 'codes' and optionally "
+                f"'labels' and 'condition'. Received keys: {sorted(data)}"
+            )
+        return data["codes"], data.get("labels"), data.get("condition")
+
+    def _nll_and_logits(self, data, training):
+        codes, labels, condition = self._unpack(data)
+        logits = self(codes, labels=labels, condition=condition, training=training)
+        nll = -tfd.Categorical(logits=logits).log_prob(codes)  # nats, (N, H, W)
+        return codes, logits, nll
+
+    def _record(self, codes, logits, nll):
+        predicted = ops.cast(ops.argmax(logits, axis=-1), codes.dtype)
+        values = [nll, metrics.bits_per_code(nll), ops.cast(ops.equal(predicted, codes), "float32")]
+        for tracker, value in zip(self._trackers, values):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self._trackers}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            codes, logits, nll = self._nll_and_logits(data, training=True)
+            loss = ops.mean(nll)
+            if self.losses:
+                loss = loss + ops.sum(ops.stack([ops.cast(x, "float32") for x in self.losses]))
+            scaled = loss_for_gradients(self.optimizer, loss)
+        gradients = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._record(codes, logits, nll)
+
+    def test_step(self, data):
+        return self._record(*self._nll_and_logits(data, training=False))
+
+    def log_prob(self, codes, labels=None, condition=None):
+        """float32 (batch,) log-probability of each code grid, in nats."""
+        codes = ops.convert_to_tensor(codes)
+        logits = self(codes, labels=labels, condition=condition, training=False)
+        return ops.sum(tfd.Categorical(logits=logits).log_prob(codes), axis=(1, 2))
+
+    # -------------------------------------------------------------- sampling
+
+    def full_sampler(self, num, height, width, labels, condition):
+        """The reference sampler's `(state, step)`: `call` on the whole grid at
+        every position (see the module docstring). Subclasses may narrow it to
+        the part of the grid the position depends on."""
+
+        def step(state, codes, position):
+            logits = self.call(codes, labels=labels, condition=condition, training=False)
+            return logits[:, position // width, position % width], state
+
+        return (), step
+
+    def cached_sampler(self, num, height, width, labels, condition):
+        """The fast sampler's `(state, step)`: only the new position's features
+        per step, from a cache carried in `state` (see the module docstring)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} has no cached sampler; sample with method="full".'
+        )
+
+    def draw(self, num, grid_shape, labels, condition, temperature, key, method="cached"):
+        """The sampling loop as graph ops (`sample` compiles it; the generate
+        signature of an export traces it with a scalar tensor `num`).
+
+        A tf.while_loop over the height * width positions in raster order: the
+        method's step gives the logits of position p, and p is drawn from
+        Categorical(logits / temperature) with the stateless RNG key folded
+        from (key, p).
+
+        Args:
+            num: int or int32 scalar tensor, the number of grids.
+            grid_shape: (height, width), Python ints.
+            labels, condition: int32 tensors or None, checked by the caller.
+            temperature: float32 scalar tensor, > 0.
+            key: int32 (2,) stateless RNG key.
+            method: "cached" or "full".
+
+        Returns:
+            int32 codes (num, height, width).
+        """
+        check_sampling_method(f"{type(self).__name__}.sample", method)
+        height, width = grid_shape
+        sampler = self.cached_sampler if method == "cached" else self.full_sampler
+        state, step = sampler(num, height, width, labels, condition)
+
+        def draw_one(position, codes, state):
+            logits, state = step(state, codes, position)
+            step_key = tf.random.experimental.stateless_fold_in(key, position)
+            drawn = tfd.Categorical(logits=logits / temperature).sample(seed=step_key)
+            batch = tf.shape(codes)[0]
+            where = tf.stack(
+                [tf.range(batch), tf.fill([batch], position // width), tf.fill([batch], position % width)], axis=1
+            )
+            return position + 1, tf.tensor_scatter_nd_update(codes, where, tf.cast(drawn, tf.int32)), state
+
+        _, codes, _ = tf.while_loop(
+            lambda position, *_: position < height * width,
+            draw_one,
+            (tf.constant(0), tf.zeros((num, height, width), tf.int32), state),
+        )
+        return codes
+
+    def _sampling_inputs(self, num, labels, condition, grid_shape):
+        """Checked int32 labels and condition tensors (or None) and the (height, width) grid."""
+        name = f"{type(self).__name__}.sample"
+        require_positive_int(name, "num", num)
+        if labels is not None:
+            labels = ops.convert_to_tensor(labels)
+            if len(labels.shape) == 0:
+                labels = tf.fill([num], labels)
+        if condition is not None:
+            condition = ops.convert_to_tensor(condition)
+            if len(condition.shape) == 3:
+                derived = tuple(int(s) * self.condition_upsampling for s in condition.shape[1:3])
+                if grid_shape is not None and tuple(grid_shape) != derived:
+                    raise ValueError(
+                        f"{name}: grid_shape={tuple(grid_shape)} does not match the condition grid "
+                        f"{tuple(condition.shape[1:3])} times condition_upsampling={self.condition_upsampling}. "
+                        "Leave grid_shape=None to derive it from the condition."
+                    )
+                grid_shape = derived
+        grid_shape = grid_shape or self.grid_shape
+        if grid_shape is None:
+            raise ValueError(
+                f"{name} needs the code grid size. Received: grid_shape=None, and the prior has no "
+                "default grid_shape. Pass grid_shape=(height, width)."
+            )
+        height, width = (int(s) for s in grid_shape)
+        _, labels, condition = self._check_inputs(tf.zeros((num, height, width), tf.int32), labels, condition)
+        for argument, value in (("labels", labels), ("condition", condition)):
+            if value is not None and value.shape[0] != num:
+                raise ValueError(
+                    f"{name} expects one {argument} entry per sample: num={num}. "
+                    f"Received: {argument} shape={tuple(value.shape)}"
+                )
+        cast = lambda value: None if value is None else tf.cast(value, tf.int32)  # noqa: E731
+        return cast(labels), cast(condition), (height, width)
+
+    def _sampler(self, num, grid_shape, has_labels, has_condition, method):
+        """The compiled sampling function for one shape, conditioning and method, cached."""
+        key = (num, *grid_shape, has_labels, has_condition, method)
+        if key not in self._samplers.functions:
+
+            def sample_codes(labels, condition, temperature, seed):
+                return self.draw(num, grid_shape, labels, condition, temperature, seed, method)
+
+            self._samplers.functions[key] = tf.function(sample_codes, reduce_retracing=True)
+        return self._samplers.functions[key]
+
+    def sample(self, num, labels=None, condition=None, temperature=1.0, seed=0, grid_shape=None, method="cached"):
+        """Draws `num` code grids in raster order in one compiled call.
+
+        A tf.while_loop over the height * width positions runs inside one
+        tf.function (see `draw`); position p is drawn from
+        Categorical(logits / temperature) with a stateless RNG key folded from
+        (seed, p). The same seed gives the same codes (on the same machine and
+        TF version), with either method; the compiled function is cached on
+        this instance per (num, grid, conditioning, method).
+
+        Args:
+            num: the number of code grids.
+            labels: int class labels, (num,) or one int for all (class-conditional priors).
+            condition: int (num, h, w) codes of the level above (conditioned priors);
+                the grid is then (h, w) * condition_upsampling.
+            temperature: > 0; below 1 sharpens the distribution, above 1 flattens it.
+            seed: an int in [0, 2**31), or a pair of them.
+            grid_shape: (height, width) of the grid; defaults to the condition's
+                grid times condition_upsampling, else to the prior's grid_shape.
+            method: "cached" (default): each step computes only the new
+                position's features; "full": each step runs the network (the
+                reference, for tests and benchmarks).
+
+        Returns:
+            int32 codes (num, height, width) in [0, num_embeddings).
+        """
+        name = f"{type(self).__name__}.sample"
+        require_number(name, "temperature", temperature, low=0, low_inclusive=False)
+        check_sampling_method(name, method)
+        key = seed_pair(seed, name)
+        self.build_if_needed()
+        labels, condition, grid_shape = self._sampling_inputs(num, labels, condition, grid_shape)
+        function = self._sampler(num, grid_shape, labels is not None, condition is not None, method)
+        return function(labels, condition, tf.constant(temperature, tf.float32), key)
+
+    # ------------------------------------------------------------ serialising
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "num_embeddings": self.num_embeddings,
+            "num_classes": self.num_classes,
+            "condition_num_embeddings": self.condition_num_embeddings,
+            "condition_upsampling": self.condition_upsampling,
+            "grid_shape": self.grid_shape,
+        }
