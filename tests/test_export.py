@@ -15,10 +15,12 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import vq_keras.export
 from vq_keras.export import export_saved_model
-from vq_keras.zoo import VQVAE, VQVAE2
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
 K = TINY["num_embeddings"]
+TINY_PRIOR = dict(num_layers=2, num_filters=8, kernel_size=3)
+CLASSES = 3
 PY_FUNC_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
 # Loads the exports with TensorFlow alone and calls their signatures in two ways: through
@@ -103,6 +105,15 @@ def exports(tmp_path_factory):
         vqvae2_any_size=export_saved_model(vqvae2, root / "vqvae2"),
     )
     after = dict(losses=vqvae.losses, weights=[w.numpy() for w in vqvae.weights])
+    # Random priors: generate must match the library whatever the weights.
+    prior = PixelCNNPrior(K, num_classes=CLASSES, grid_shape=(4, 4), **TINY_PRIOR)
+    prior2 = HierarchicalPrior.from_autoencoder(vqvae2, num_attention_layers=1, num_heads=2, **TINY_PRIOR)
+    exports.update(
+        prior=prior,
+        prior2=prior2,
+        generate=export_saved_model(vqvae, root / "generate", prior=prior),  # 16x16 from the prior's 4x4 grid
+        generate2=export_saved_model(vqvae2, root / "generate2", prior=prior2, image_size=(16, 24)),
+    )
     return dict(exports, before=before, after=after)
 
 
@@ -135,7 +146,13 @@ def _requests(exports):
         x_rank5=x[None], x_scalar=np.float32(0.5), codes_rank2=codes[0], codes_scalar=np.int32(1),
         x_0=_images(0, 16, 16), x_uint8_0=np.zeros((0, 16, 16, 3), "uint8"), codes_0=np.zeros((0, 4, 4), "int32"),
         top_0=np.zeros((0, 2, 2), "int32"), bottom_0=np.zeros((0, 4, 4), "int32"),
+        n0=np.int32(0), n1=np.int32(1), n3=np.int32(3), n_too_many=np.int32(1025), n_rank1=np.array([3], "int32"),
+        seed7=np.int32(7), seed_negative=np.int32(-1), t1=np.float32(1.0), t07=np.float32(0.7), t0=np.float32(0.0),
+        t_nan=np.float32(np.nan), labels3=np.array([2, 0, 1], "int32"), labels1=np.array([1], "int32"),
+        labels_out=np.array([0, 3, 1], "int32"), labels_short=np.array([0, 1], "int32"),
     )
+    generate_labels = dict(num="n3", seed="seed7", temperature="t07", labels="labels3")
+    generate2 = dict(num="n3", seed="seed7", temperature="t1")
     requests = {
         # Good requests.
         "default": ("any_size", "serving_default", "function", dict(images="x")),
@@ -152,6 +169,11 @@ def _requests(exports):
         "v2_uint8": ("vqvae2_any_size", "reconstruct_uint8", "function", dict(images="x_uint8")),
         "v2_encode": ("vqvae2_any_size", "encode", "session", dict(images="x")),
         "v2_decode": ("vqvae2_any_size", "decode", "function", dict(top="top", bottom="bottom")),
+        "generate": ("generate", "generate", "function", generate_labels),
+        "generate_session": ("generate", "generate", "session", generate_labels),
+        "generate_one": ("generate", "generate", "function", dict(generate_labels, num="n1", labels="labels1")),
+        "v2_generate": ("generate2", "generate", "function", generate2),
+        "v2_generate_session": ("generate2", "generate", "session", generate2),
         # Bad requests.
         "size_not_multiple": ("any_size", "encode", "function", dict(images="x_18x16")),
         "uint8_size_not_multiple": ("any_size", "reconstruct_uint8", "function", dict(images="x_uint8_16x10")),
@@ -182,6 +204,14 @@ def _requests(exports):
         "codes_scalar": ("any_size", "decode", "function", dict(codes="codes_scalar")),
         "v2_bottom_rank_function": ("vqvae2_any_size", "decode", "function", dict(top="top", bottom="codes_rank2")),
         "v2_top_scalar": ("vqvae2_any_size", "decode", "function", dict(top="codes_scalar", bottom="bottom")),
+        "generate_none": ("generate", "generate", "function", dict(generate_labels, num="n0")),
+        "generate_too_many": ("generate2", "generate", "session", dict(generate2, num="n_too_many")),
+        "generate_num_rank": ("generate2", "generate", "function", dict(generate2, num="n_rank1")),
+        "generate_seed": ("generate2", "generate", "function", dict(generate2, seed="seed_negative")),
+        "generate_cold": ("generate2", "generate", "function", dict(generate2, temperature="t0")),
+        "generate_nan_temperature": ("generate", "generate", "session", dict(generate_labels, temperature="t_nan")),
+        "generate_label_out": ("generate", "generate", "function", dict(generate_labels, labels="labels_out")),
+        "generate_labels_short": ("generate", "generate", "session", dict(generate_labels, labels="labels_short")),
         # Empty batches: nothing to compute, refused with a clear message.
         "empty_batch": ("any_size", "serving_default", "function", dict(images="x_0")),
         "empty_batch_uint8": ("any_size", "reconstruct_uint8", "session", dict(images="x_uint8_0")),
@@ -194,6 +224,19 @@ def _requests(exports):
 
 
 BAD_REQUESTS = {
+    "generate_none": "[generate expects num (images to draw) in [1, 1024]; draw more with several requests and "
+    "other seeds. Received num:] [0]",
+    "generate_too_many": "[generate expects num (images to draw) in [1, 1024]; draw more with several requests "
+    "and other seeds. Received num:] [1025]",
+    "generate_num_rank": "[generate expects num to be a scalar. Received rank:] [1]",
+    "generate_seed": "[generate expects seed in [0, 2**31). Received seed:] [-1]",
+    "generate_cold": "[generate expects temperature > 0 and finite (1 samples the prior as trained). "
+    "Received temperature:] [0]",
+    "generate_nan_temperature": "[generate expects temperature > 0 and finite (1 samples the prior as trained). "
+    "Received temperature:] [nan]",
+    "generate_label_out": "[generate expects labels in [0, 3) (the classes of the prior). Received labels:] [0 3 1]",
+    "generate_labels_short": "[generate expects one label per image: labels of shape (num,). Received num and "
+    "labels shape:] [3] [2]",
     "size_not_multiple": "[encode expects image height and width to be positive multiples of 4 (the model "
     "downsamples by 4; e.g. 16x16). Crop or resize the images. Received shape:] [2 18 16 3]",
     "uint8_size_not_multiple": "[reconstruct_uint8 expects image height and width to be positive multiples of 4 "
@@ -318,8 +361,11 @@ def test_signatures_match_the_keras_model(exports, served):
     assert not {name: served["errors"][name] for name in good if name in served["errors"]}
     for name in good:
         export, signature, _, inputs = requests[name]
-        model = exports["vqvae2" if export.startswith("vqvae2") else "vqvae"]
+        model = exports["vqvae2" if export.startswith("vqvae2") or export == "generate2" else "vqvae"]
         received = {key.split("/", 1)[1]: value for key, value in outputs.items() if key.startswith(name + "/")}
+        if signature == "generate":
+            _check_generated(exports, export, model, {key: arrays[value] for key, value in inputs.items()}, received)
+            continue
         if signature == "encode":
             expected = dict(zip(vq_keras.export.code_grid_names(model), model.encode_levels(arrays[inputs["images"]])))
             assert set(received) == set(expected)
@@ -338,6 +384,25 @@ def test_signatures_match_the_keras_model(exports, served):
         assert received["images"].dtype == np.float32 and received["images"].shape == tuple(expected.shape)
         assert 0.0 <= received["images"].min() and received["images"].max() <= 1.0
         assert np.abs(received["images"] - np.asarray(expected)).max() <= 1e-5, name
+
+
+def _check_generated(exports, export, model, request, received):
+    """The served images and codes are those of the library's generate for the same request."""
+    prior = exports["prior2" if export == "generate2" else "prior"]
+    arguments = dict(seed=int(request["seed"]), temperature=float(request["temperature"]))
+    if "labels" in request:
+        arguments["labels"] = request["labels"]
+    image_size = (16, 24) if export == "generate2" else None
+    num = int(request["num"])
+    codes = prior.sample(num, **arguments, **({"image_size": image_size} if image_size else {}))
+    codes = codes if isinstance(codes, list) else [codes]
+    images = generate(model, prior, num, image_size=image_size, **arguments).numpy()
+    assert set(received) == {"images", *vq_keras.export.code_grid_names(model)}
+    for name, expected in zip(vq_keras.export.code_grid_names(model), codes):
+        assert received[name].dtype == np.int32
+        np.testing.assert_array_equal(received[name], expected.numpy(), err_msg=f"{export}/{name}")
+    assert received["images"].dtype == np.float32 and received["images"].shape == images.shape
+    assert np.abs(received["images"] - images).max() <= 1e-5, export
 
 
 @pytest.mark.parametrize("request_name", sorted(BAD_REQUESTS))
@@ -383,7 +448,7 @@ def test_saved_model_cli_lists_the_signatures(served):
 
 
 def test_the_graphs_hold_no_python_functions(exports):
-    for name in ("any_size", "size16", "vqvae2_any_size"):
+    for name in ("any_size", "size16", "vqvae2_any_size", "generate", "generate2"):
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((Path(exports[name]) / "saved_model.pb").read_bytes())
         ops = set()
@@ -393,6 +458,8 @@ def test_the_graphs_hold_no_python_functions(exports):
                 ops.update(node.op for node in function.node_def)
         assert {"Conv2D", "ArgMin", "GatherV2", "Assert"} <= ops, name  # the walk sees the model's ops
         assert not ops & PY_FUNC_OPS, name
+        if name.startswith("generate"):  # the whole sampling loop is in the graph
+            assert {"StatelessWhile", "While"} & ops and "StatelessMultinomial" in ops, name
 
 
 def _node_name(reference):
@@ -417,7 +484,7 @@ def test_every_request_check_waits_for_the_rank_checks(exports):
     # A reduction over a request uses the signature's static rank, so a request of another rank
     # must fail in the rank check first; otherwise which error wins is a race between ops.
     checked = 0
-    for name in ("any_size", "size16", "vqvae2_any_size"):
+    for name in ("any_size", "size16", "vqvae2_any_size", "generate", "generate2"):
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((Path(exports[name]) / "saved_model.pb").read_bytes())
         for function in proto.meta_graphs[0].graph_def.library.function:
@@ -470,7 +537,7 @@ def fake_archive(monkeypatch):
     def use(content, fail_after_writing=None):
         archives.append(_FakeArchive(content, fail_after_writing))
 
-    monkeypatch.setattr(vq_keras.export, "_build_archive", lambda model, image_size: archives.pop(0))
+    monkeypatch.setattr(vq_keras.export, "_build_archive", lambda model, image_size, generator: archives.pop(0))
     return use
 
 
@@ -584,7 +651,7 @@ def test_argument_errors(tmp_path):
         "export_saved_model expects a vq_keras autoencoder (VQVAE or VQVAE2, e.g. "
         "keras.saving.load_model('model.keras')). Received: model of type Sequential, which has no "
         "encode_levels, decode_levels, code_shapes, level_names, num_channels, downsampling, num_embeddings. "
-        "Priors cannot be exported yet."
+        "A prior is exported beside its autoencoder: export_saved_model(autoencoder, base, prior=prior)."
     )
     assert os.listdir(tmp_path) == ["file"]  # nothing written
 

@@ -16,6 +16,18 @@ top first) or "codes" for VQVAE's single grid.
     decode              int32 code grids            -> float32 images in [0, 1]
                         one input per grid ("codes",   output "images" (N, H, W, C)
                         or "top", "bottom", ...)
+    generate            int32 scalars "num", "seed"; -> float32 images in [0, 1]
+      (with a prior)    float32 scalar "temperature";  "images" (num, H, W, C), and the
+                        int32 "labels" (num,) for a    int32 code grids of every level
+                        class-conditional prior        ("codes", or "top", "bottom", ...)
+
+`generate` (exported when a prior is given) draws new images: the prior's
+cached sampling loop, every level top-down, then the decoder, all in the
+graph. For the same num, seed, temperature and labels it returns the images of
+`vq_keras.zoo.generate(model, prior, num, seed=seed, ...)`. Its image size is
+`image_size`, else the one the prior's grid_shape implies. num must be in
+[1, MAX_GENERATE_NUM], seed in [0, 2**31), temperature > 0 and finite, and
+labels in [0, num_classes), one per image.
 
 Bad requests fail inside the graph (`InvalidArgumentError`) however the
 signature is run (`tf.saved_model.load`, or a session fed with the request as
@@ -49,6 +61,8 @@ import tensorflow as tf
 
 from vq_keras._image_checks import unit_interval_assertion
 from vq_keras.atomic import atomic_directory, why_not_writable
+from vq_keras.zoo.generation import generation_grids
+from vq_keras.zoo.hierarchical_prior import HierarchicalPrior
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
 _REQUIRED_ATTRIBUTES = (
@@ -56,6 +70,7 @@ _REQUIRED_ATTRIBUTES = (
     "num_embeddings",
 )
 SINGLE_GRID_NAME = "codes"
+MAX_GENERATE_NUM = 1024  # images per generate request: one batch, as training.sample draws
 RANK_SCOPE = "rank_of_request"  # the only ops that read a request before its rank is checked
 
 
@@ -65,7 +80,7 @@ def code_grid_names(model):
     return (SINGLE_GRID_NAME,) if len(names) == 1 else names
 
 
-def export_saved_model(model, export_base, version=None, overwrite=False, image_size=None):
+def export_saved_model(model, export_base, version=None, overwrite=False, image_size=None, prior=None):
     """Writes `model` as a SavedModel for TF Serving to `<export_base>/<version>`.
 
     The version folder appears at once and complete: the SavedModel is written
@@ -88,7 +103,11 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
             new version to update a served model.
         image_size: `None` (any height and width that are positive multiples of
             `model.downsampling`), an int for square images, or (height, width)
-            to fix the signatures' image and code grid sizes.
+            to fix the signatures' image and code grid sizes (and the size of
+            the images `generate` draws).
+        prior: optional, a prior over the model's codes (a `PixelCNNPrior` or
+            other `vq_keras.models.Prior` for a VQVAE, a `HierarchicalPrior`
+            for a VQVAE2), to add the `generate` signature.
 
     Returns:
         The path of the written version folder, `<export_base>/<version>` (str).
@@ -96,7 +115,8 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
     Raises:
         TypeError: `model` is not a zoo autoencoder.
         ValueError: a bad argument, an export_base it cannot write (a file, under a
-            file, read-only), or the version exists and `overwrite` is False.
+            file, read-only), the version exists and `overwrite` is False, or a
+            prior that does not model the model's codes.
 
     Example:
         >>> model = keras.saving.load_model("runs/cifar10/model.keras")
@@ -105,6 +125,7 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
     """
     _check_model(model)
     image_size = _standardize_image_size(model, image_size)
+    generator = None if prior is None else _Generator(model, prior, image_size)
     if not isinstance(overwrite, bool):
         raise ValueError(
             f"export_saved_model expects overwrite to be True or False. Received: overwrite={overwrite!r}"
@@ -144,7 +165,7 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
             )
 
     model.build_if_needed()
-    archive = _build_archive(model, image_size)
+    archive = _build_archive(model, image_size, generator)
 
     created_base = not os.path.isdir(export_base)
     try:
@@ -181,7 +202,7 @@ def _check_model(model):
             "keras.saving.load_model('model.keras')). "
             f"Received: model of type {type(model).__name__}"
             + (f", which has no {', '.join(missing)}." if missing else ".")
-            + " Priors cannot be exported yet."
+            + " A prior is exported beside its autoencoder: export_saved_model(autoencoder, base, prior=prior)."
         )
 
 
@@ -234,6 +255,12 @@ def _shape_of(request):
 
 def _rank_of(request):
     with tf.name_scope(RANK_SCOPE):
+        if request.shape.is_fully_defined():
+            # Grappler folds the Shape of a fully known static shape (a scalar
+            # signature input) too: the request itself goes through the round trip.
+            request = tf.raw_ops.ParseTensor(
+                serialized=tf.raw_ops.SerializeTensor(tensor=request), out_type=request.dtype
+            )
         return tf.raw_ops.Size(input=_shape_of(request), out_type=tf.int32)
 
 
@@ -435,7 +462,86 @@ class _Endpoints:
             return [tf.identity(codes) for codes in grids]
 
 
-def _build_archive(model, image_size):
+class _Generator:
+    """The generate signature: the prior's sampling loop and the decoder in one graph."""
+
+    def __init__(self, model, prior, image_size):
+        try:
+            self.grid_shapes = generation_grids(model, prior, image_size)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"export_saved_model cannot add a generate signature: {error}") from None
+        self.model = model
+        self.prior = prior
+        self.levels = list(prior.priors) if isinstance(prior, HierarchicalPrior) else [prior]
+        self.num_classes = self.levels[0].num_classes
+        self.grid_names = code_grid_names(model)
+
+    def specs(self):
+        specs = [
+            tf.TensorSpec((), tf.int32, name="num"),
+            tf.TensorSpec((), tf.int32, name="seed"),
+            tf.TensorSpec((), tf.float32, name="temperature"),
+        ]
+        return specs + ([tf.TensorSpec((None,), tf.int32, name="labels")] if self.num_classes else [])
+
+    def generate(self, num, seed, temperature, labels=None):
+        num, seed, temperature, labels = self._checked(num, seed, temperature, labels)
+        with keras.StatelessScope():
+            if isinstance(self.prior, HierarchicalPrior):
+                grids = self.prior.draw(num, self.grid_shapes, labels, temperature, seed)
+            else:
+                key = tf.stack([tf.constant(0, tf.int32), seed])  # Prior.sample's key for an int seed
+                grids = [self.prior.draw(num, self.grid_shapes[0], labels, None, temperature, key)]
+            images = tf.cast(self.model.decode_levels(grids), tf.float32)
+        return {"images": images, **dict(zip(self.grid_names, grids))}
+
+    def _checked(self, num, seed, temperature, labels):
+        ranks_ok = []
+        for name, value in (("num", num), ("seed", seed), ("temperature", temperature)):
+            rank = _rank_of(value)
+            ranks_ok.append(_assert(tf.equal(rank, 0), f"generate expects {name} to be a scalar. Received rank:", rank))
+        if labels is not None:
+            rank = _rank_of(labels)
+            ranks_ok.append(
+                _assert(tf.equal(rank, 1), "generate expects labels of shape (num,), one class per image. Received rank:", rank)
+            )
+        with tf.control_dependencies(ranks_ok):
+            checks = [
+                _assert(
+                    tf.logical_and(num >= 1, num <= MAX_GENERATE_NUM),
+                    f"generate expects num (images to draw) in [1, {MAX_GENERATE_NUM}]; draw more with "
+                    "several requests and other seeds. Received num:",
+                    num,
+                ),
+                _assert(seed >= 0, "generate expects seed in [0, 2**31). Received seed:", seed),
+                _assert(
+                    tf.logical_and(temperature > 0, tf.math.is_finite(temperature)),
+                    "generate expects temperature > 0 and finite (1 samples the prior as trained). "
+                    "Received temperature:",
+                    temperature,
+                ),
+            ]
+            if labels is not None:
+                checks += [
+                    _assert(
+                        tf.equal(tf.size(labels), num),
+                        "generate expects one label per image: labels of shape (num,). Received num and labels "
+                        "shape:",
+                        num,
+                        _shape_of(labels),
+                    ),
+                    _assert(
+                        tf.reduce_all(tf.logical_and(labels >= 0, labels < self.num_classes)),
+                        f"generate expects labels in [0, {self.num_classes}) (the classes of the prior). Received labels:",
+                        labels,
+                    ),
+                ]
+        with tf.control_dependencies(checks):
+            identity = lambda value: None if value is None else tf.identity(value)  # noqa: E731
+            return identity(num), identity(seed), identity(temperature), identity(labels)
+
+
+def _build_archive(model, image_size, generator=None):
     endpoints = _Endpoints(model, image_size)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -444,4 +550,8 @@ def _build_archive(model, image_size):
     archive.add_endpoint("reconstruct_uint8", endpoints.reconstruct_uint8, [endpoints.image_spec(tf.uint8)])
     archive.add_endpoint("encode", endpoints.encode, [endpoints.image_spec(tf.float32)])
     archive.add_endpoint("decode", endpoints.decode, endpoints.code_specs())
+    if generator is not None:
+        generator.prior.build_if_needed()
+        archive.track(generator.prior)
+        archive.add_endpoint("generate", generator.generate, generator.specs())
     return archive
