@@ -1,12 +1,16 @@
-"""Export a trained autoencoder for TF Serving.
+"""Export a trained autoencoder, and optionally its prior, for TF Serving.
 
-    python -m training.export --model=runs/cifar10/model.keras --export_base=exports/vqvae
+    python -m training.export --autoencoder=runs/cifar10/model.keras --export_base=exports/vqvae
+    python -m training.export --autoencoder=runs/cifar10/model.keras \
+        --prior=runs/cifar10_prior/prior.keras --export_base=exports/vqvae
 
-Loads the `.keras` file written by `training.fit` and writes a SavedModel to
+Loads the `.keras` files written by `training.fit` and writes a SavedModel to
 `<export_base>/<version>` (the next free version by default), which TF Serving
 picks up when it serves `<export_base>`. Signatures: serving_default (=
-reconstruct), reconstruct_uint8, encode and decode; see `vq_keras.export`.
-Prints the written folder.
+reconstruct), reconstruct_uint8, encode and decode, and with --prior generate
+(new images from num, seed, temperature and, for class-conditional priors,
+labels); see `vq_keras.export`. Prints the written folder. `--model` is the
+old name of `--autoencoder`.
 """
 
 import os
@@ -19,7 +23,7 @@ import sys  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from training.errors import UsageError  # noqa: E402
-from training.model_files import load_autoencoder  # noqa: E402
+from training.model_files import load_autoencoder, load_prior  # noqa: E402
 from vq_keras.atomic import why_not_writable  # noqa: E402
 from vq_keras.export import export_saved_model  # noqa: E402
 
@@ -28,7 +32,11 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defined only when run as a program, so that tests can import this module beside training.fit."""
-    flags.DEFINE_string("model", None, "The autoencoder's .keras file (as written by training.fit).")
+    flags.DEFINE_string("autoencoder", None, "The autoencoder's .keras file (as written by training.fit).")
+    flags.DEFINE_alias("model", "autoencoder")
+    flags.DEFINE_string(
+        "prior", None, "Optional: the prior.keras of stage 2 (--stage=prior), to add the generate signature."
+    )
     flags.DEFINE_string(
         "export_base", None, "The folder TF Serving serves; the SavedModel goes to <export_base>/<version>."
     )
@@ -54,11 +62,12 @@ def parse_image_size(text):
     return int(height) if width is None else (int(height), int(width))
 
 
-def export(model_path, export_base, version=None, overwrite=False, image_size=None):
-    """Loads the autoencoder at `model_path` and exports it; returns the version folder."""
+def export(model_path, export_base, version=None, overwrite=False, image_size=None, prior_path=None):
+    """Loads the autoencoder at `model_path` (and the prior at `prior_path`) and
+    exports it; returns the version folder."""
     if not model_path:
         raise UsageError(
-            "Pass --model=PATH.keras, the autoencoder written by training.fit (e.g. runs/latest/model.keras)."
+            "Pass --autoencoder=PATH.keras, the autoencoder written by training.fit (e.g. runs/latest/model.keras)."
         )
     if not export_base:
         raise UsageError("Pass --export_base=DIR, the folder TF Serving serves (e.g. exports/vqvae).")
@@ -81,7 +90,8 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
             "Remove it, or pass another --version (or none for the next free version)."
         )
     size = parse_image_size(image_size)
-    model = load_autoencoder(model_path, "--model")
+    model = load_autoencoder(model_path, "--autoencoder")
+    prior = None if prior_path is None else load_prior(prior_path, "--prior")
     step = model.downsampling
     sizes = () if size is None else (size,) * 2 if isinstance(size, int) else size
     if any(s < step or s % step for s in sizes):
@@ -91,7 +101,9 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
             f"Leave out --image_size to accept any multiple of {step}."
         )
     try:
-        return export_saved_model(model, export_base, version=version, overwrite=overwrite, image_size=size)
+        return export_saved_model(
+            model, export_base, version=version, overwrite=overwrite, image_size=size, prior=prior
+        )
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
 
@@ -101,15 +113,18 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         path = export(
-            FLAGS.model, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size
+            FLAGS.autoencoder, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size, FLAGS.prior
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     print(f"SavedModel written: {path}")
+    signatures = "serving_default (= reconstruct), reconstruct_uint8, encode, decode"
+    if FLAGS.prior:
+        signatures += ", generate"
     print(
-        "Signatures: serving_default (= reconstruct), reconstruct_uint8, encode, decode. Serve the folder "
-        f"with TF Serving: --model_base_path={os.path.abspath(FLAGS.export_base)}"
+        f"Signatures: {signatures}. Serve the folder with TF Serving: "
+        f"--model_base_path={os.path.abspath(FLAGS.export_base)}"
     )
 
 

@@ -57,7 +57,7 @@ def load_model_file(path, flag, kinds, what):
             f"{_first_line(error)}). Save or copy it again, or pass {what}."
         ) from None
     if not isinstance(model, kinds):
-        names = " or ".join(kind.__name__ for kind in kinds)
+        names = " or ".join("prior (e.g. PixelCNNPrior)" if kind is Prior else kind.__name__ for kind in kinds)
         raise UsageError(f"{flag}={path} holds a {type(model).__name__}, not a {names}. Pass {what}.")
     return model
 

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -11,7 +12,7 @@ from tests.conftest import REPO
 import training.export
 from training.errors import UsageError
 from training.export import export, parse_image_size
-from vq_keras.zoo import VQVAE
+from vq_keras.zoo import VQVAE, generate
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
 
@@ -47,8 +48,43 @@ def test_cli_writes_the_next_version_and_prints_it(model_file, tmp_path):
     assert os.listdir(base) == ["1"]
 
 
+GENERATE_WITH_TENSORFLOW_ONLY = """
+import sys
+import numpy as np
+import tensorflow as tf
+generate = tf.saved_model.load(sys.argv[1]).signatures["generate"]
+outputs = generate(num=tf.constant(3), seed=tf.constant(11), temperature=tf.constant(0.9), labels=tf.constant([2, 0, 1]))
+np.savez(sys.argv[2], **{name: value.numpy() for name, value in outputs.items()})
+assert "vq_keras" not in sys.modules
+"""
+
+
+def test_cli_with_a_prior_exports_generate_which_tensorflow_alone_serves_as_the_library_generates(
+    tiny_model_files, tmp_path
+):
+    autoencoder, prior = tiny_model_files / "model.keras", tiny_model_files / "conditional_prior.keras"
+    result = _export_cli(f"--autoencoder={autoencoder}", f"--prior={prior}", f"--export_base={tmp_path / 'e'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Signatures: serving_default (= reconstruct), reconstruct_uint8, encode, decode, generate." in result.stdout
+    script = tmp_path / "generate.py"
+    script.write_text(GENERATE_WITH_TENSORFLOW_ONLY)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    served = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "e" / "1"), str(tmp_path / "out.npz")],
+        cwd=tmp_path, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True, timeout=300,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    autoencoder, prior = keras.saving.load_model(autoencoder), keras.saving.load_model(prior)
+    expected = generate(autoencoder, prior, 3, seed=11, temperature=0.9, labels=[2, 0, 1]).numpy()
+    with np.load(tmp_path / "out.npz") as outputs:
+        np.testing.assert_array_equal(
+            outputs["codes"], prior.sample(3, labels=[2, 0, 1], temperature=0.9, seed=11).numpy()
+        )
+        assert outputs["images"].shape == (3, 32, 32, 3) and np.abs(outputs["images"] - expected).max() <= 1e-5
+
+
 def test_cli_errors_are_one_paragraph_without_traceback(model_file, tmp_path):
-    result = _export_cli(f"--model={model_file}", f"--export_base={tmp_path}", "--image_size=30")
+    result = _export_cli(f"--autoencoder={model_file}", f"--export_base={tmp_path}", "--image_size=30")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
@@ -56,11 +92,11 @@ def test_cli_errors_are_one_paragraph_without_traceback(model_file, tmp_path):
 
 
 def test_user_errors(model_file, tmp_path):
-    with pytest.raises(UsageError, match=r"Pass --model=PATH.keras, the autoencoder written by training.fit"):
+    with pytest.raises(UsageError, match=r"Pass --autoencoder=PATH.keras, the autoencoder written by training.fit"):
         export(None, str(tmp_path))
     with pytest.raises(UsageError, match=r"Pass --export_base=DIR, the folder TF Serving serves"):
         export(str(model_file), None)
-    with pytest.raises(UsageError, match=r"--model=missing.keras: no such file. Pass the autoencoder's .keras file written by"):
+    with pytest.raises(UsageError, match=r"--autoencoder=missing.keras: no such file. Pass the autoencoder's .keras file written by"):
         export("missing.keras", str(tmp_path))
     with pytest.raises(UsageError, match=r"--version must be a positive integer. Received: --version=0"):
         export(str(model_file), str(tmp_path), version=0)

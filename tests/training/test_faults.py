@@ -46,7 +46,7 @@ def _stage2(root, autoencoder):
 
 
 def _export(root, autoencoder):
-    return "training.export", (f"--model={autoencoder}", f"--export_base={root / 'exports'}")
+    return "training.export", (f"--autoencoder={autoencoder}", f"--export_base={root / 'exports'}")
 
 
 # stage: (command, marker the kill delay counts from, marker of the end of the window or None for the exit)

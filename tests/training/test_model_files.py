@@ -78,7 +78,7 @@ def test_good_files_load_without_training_state(files):
     assert isinstance(model_files.load_prior(str(files / "prior.keras"), "--prior"), PixelCNNPrior)
     with pytest.raises(UsageError, match=r"^Pass --prior=PATH.keras, the prior's .keras file written by training.fit"):
         model_files.load_prior("", "--prior")
-    with pytest.raises(UsageError, match=r"holds a VQVAE, not a PixelCNNPrior or HierarchicalPrior. Pass the prior"):
+    with pytest.raises(UsageError, match=r"holds a VQVAE, not a prior \(e.g. PixelCNNPrior\) or HierarchicalPrior. Pass the prior"):
         model_files.load_prior(str(files / "model.keras"), "--prior")
 
 
@@ -86,7 +86,7 @@ def test_good_files_load_without_training_state(files):
 
 
 def test_export_reports_a_truncated_model_as_truncated(files, tmp_path):
-    with pytest.raises(UsageError, match=r"--model=.*truncated.keras is truncated: a zip archive whose end is missing"):
+    with pytest.raises(UsageError, match=r"--autoencoder=.*truncated.keras is truncated: a zip archive whose end is missing"):
         export(str(files / "truncated.keras"), str(tmp_path / "exports"))
 
 
@@ -105,7 +105,7 @@ def test_stage2_reports_a_truncated_autoencoder_as_truncated(files):
 def test_the_tools_print_it_without_a_traceback(files, tmp_path):
     text = files / "text.keras"
     for module, args, flag in (
-        ("training.export", (f"--model={text}", f"--export_base={tmp_path}"), "--model"),
+        ("training.export", (f"--model={text}", f"--export_base={tmp_path}"), "--autoencoder"),  # the old name
         ("training.sample", (f"--autoencoder={files / 'model.keras'}", f"--prior={text}"), "--prior"),
     ):
         result = run_module(module, *args)
