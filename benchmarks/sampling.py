@@ -1,30 +1,34 @@
-"""Sampling throughput of PixelCNNPrior: codes drawn per second on 8x8 and 32x32 grids.
+"""Sampling throughput of PixelCNNPrior: cached vs full sampling, beside a Python loop and the compute floor.
 
-A side-by-side benchmark, not a test. For each grid size it times drawing
-`--num` code grids from `PixelCNNPrior.from_preset(--preset)` (random weights:
-the speed does not depend on them) three ways, in one process, interleaved,
-the order reversed every other round:
+A side-by-side benchmark, not a test. For each case (grid size, num) it times
+drawing `num` code grids from `PixelCNNPrior.from_preset(--preset)` (random
+weights: the speed does not depend on them), in one process, interleaved, the
+order reversed every other round:
 
-* ours: `prior.sample(num, seed=round, grid_shape=(g, g))`, one compiled
-  tf.while_loop over the positions that runs the network only on the rows
-  within reach of the drawn position (`PixelCNNPrior.sampling_window`);
-* ours, whole grid: the same compiled loop with the window set to the whole
-  grid (the network runs on every row at every position), to show what the
-  window buys;
-* Python loop: the pattern of the keras.io VQ-VAE example, a Python loop over
-  the positions that calls the network on the whole grid and draws the
-  position with `tfd.Categorical`; the network call is a compiled
-  `tf.function` (a stronger baseline than the example's `model.predict`).
+* cached: `prior.sample(..., method="cached")`, one compiled tf.while_loop
+  that computes only the new position's features per step (the vertical
+  stack once per row, the horizontal stack once per position);
+* full: `prior.sample(..., method="full")`, the same loop running the
+  network on the rows within reach of the drawn position at every step
+  (the sampler before the cache, kept as the reference);
+* Python loop: a Python loop over the positions calling the compiled network
+  on the whole grid and drawing with `tfd.Categorical`, as the keras.io
+  VQ-VAE example samples (with `predict`); only on small grids.
 
-Reported per grid: median codes/second over rounds (num * g * g / seconds)
-and the ratios to the Python loop. The first call of each contender (tracing
-and compilation) is not timed, unless --nowarmup.
+Each step of the full sampler runs the network on exactly `window` rows (the
+position's row and the rows within reach above it) of the grid's width, so
+its cost per code does not depend on the grid's height beyond that. With
+`--full_rows=R`, cases whose full sampling would take too long time it on an
+R-row grid of the same width (R >= window) and say so.
 
-Run from the repository root (a 32x32 grid of the cifar10 preset takes
-minutes per draw on a CPU):
+The compute floor: one position's forward multiply-adds (every gated block's
+vertical, horizontal, link, output and skip convolutions, and the head) times
+2 times the positions drawn, divided by the FLOP rate this CPU reaches when it
+runs the same network on a whole batch of grids at once (`prior(codes)`, one
+compiled call, no sampling loop).
 
-    python -m benchmarks.sampling --grids=8 --num=16 --rounds=3
-    python -m benchmarks.sampling --grids=32 --num=1 --rounds=1 --nowarmup
+    python -m benchmarks.sampling --cases=8:16,32:4 --rounds=3
+    python -m benchmarks.sampling --cases=32:16,64:1 --contenders=cached,full --full_rows=16 --rounds=1
 """
 
 import os
@@ -41,37 +45,27 @@ from absl import app, flags  # noqa: E402
 from vq_keras.zoo import PixelCNNPrior  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("grids", ["8", "32"], "Square grid sizes to sample.")
-flags.DEFINE_integer("num", 16, "Code grids drawn per call.")
+flags.DEFINE_list("cases", ["8:16", "32:4"], "GRID:NUM pairs: square grid size and code grids drawn per call.")
 flags.DEFINE_integer("rounds", 3, "Interleaved timed rounds; the median is reported.")
 flags.DEFINE_string("preset", "cifar10", "The PixelCNNPrior preset.")
-flags.DEFINE_list(
-    "contenders", ["ours", "ours, whole grid", "Python loop"],
-    "Which samplers to time (comma-separated; the ratios need the Python loop).",
+flags.DEFINE_list("contenders", ["cached", "full", "Python loop"], "Which samplers to time.")
+flags.DEFINE_integer("python_loop_max_grid", 8, "Run the Python loop only on grids up to this size.")
+flags.DEFINE_integer(
+    "full_rows", None,
+    "Time the full sampler on a grid of this many rows (and the case's width) when the case has more; "
+    "its cost per code is the same once the rows cover its window.",
 )
-flags.DEFINE_boolean(
-    "warmup", True,
-    "Sample once untimed per contender first. Off for big grids on a CPU, where one draw takes minutes "
-    "and tracing (seconds) is a negligible part of the first timed call.",
-)
-
-
-class WholeGridPrior(PixelCNNPrior):
-    """The same prior with the row window switched off (the network sees every row)."""
-
-    def sampling_window(self, height):
-        return height
 
 
 def python_loop_sampler(prior):
     """Draws codes with a Python loop over positions, as the keras.io example does."""
     forward = tf.function(lambda codes: prior(codes, training=False))
 
-    def sample(num, seed, grid):
-        codes = np.zeros((num, grid, grid), np.int32)
+    def sample(num, seed, height, width):
+        codes = np.zeros((num, height, width), np.int32)
         key = tf.constant([0, seed], tf.int32)
-        for position in range(grid * grid):
-            row, col = divmod(position, grid)
+        for position in range(height * width):
+            row, col = divmod(position, width)
             logits = forward(tf.constant(codes))[:, row, col]
             step_key = tf.random.experimental.stateless_fold_in(key, position)
             codes[:, row, col] = tfp.distributions.Categorical(logits=logits).sample(seed=step_key).numpy()
@@ -80,54 +74,86 @@ def python_loop_sampler(prior):
     return sample
 
 
-def contenders(preset):
-    ours = PixelCNNPrior.from_preset(preset, dropout=0.0)
-    whole = WholeGridPrior.from_preset(preset, dropout=0.0)
-    whole.set_weights(ours.get_weights())
-    return {
-        "ours": lambda num, seed, grid: ours.sample(num, seed=seed, grid_shape=(grid, grid)).numpy(),
-        "ours, whole grid": lambda num, seed, grid: whole.sample(num, seed=seed, grid_shape=(grid, grid)).numpy(),
-        "Python loop": python_loop_sampler(ours),
-    }, ours
+def samplers(prior):
+    def method(name):
+        return lambda num, seed, height, width: prior.sample(
+            num, seed=seed, grid_shape=(height, width), method=name
+        ).numpy()
+
+    return {"cached": method("cached"), "full": method("full"), "Python loop": python_loop_sampler(prior)}
 
 
-def time_grid(samplers, num, grid, rounds, warmup=True):
-    for sample in samplers.values() if warmup else ():
-        sample(num, 0, grid)  # trace and compile
-    seconds = {name: [] for name in samplers}
+def multiply_adds_per_position(prior):
+    """One position's forward multiply-adds: the gated blocks and the 1x1 head."""
+    c, k, half = prior.num_filters, prior.kernel_size, prior.kernel_size // 2
+    block = (half + 1) * k * c * 2 * c + (half + 1) * c * 2 * c + 2 * c * 2 * c + c * c + c * c
+    return prior.num_layers * block + c * c + c * prior.num_embeddings
+
+
+def flop_rate(prior, grid, num, rounds=3):
+    """FLOP/s of the whole network on `num` grids at once, as counted by multiply_adds_per_position."""
+    forward = tf.function(lambda codes: prior(codes, training=False))
+    codes = tf.zeros((num, grid, grid), tf.int32)
+    forward(codes)
+    seconds = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        forward(codes).numpy()
+        seconds.append(time.perf_counter() - start)
+    return 2 * multiply_adds_per_position(prior) * num * grid * grid / float(np.median(seconds))
+
+
+def time_case(chosen, num, grid, rounds, full_rows):
+    """codes/s of each chosen sampler, and the rows the full sampler ran on."""
+    rows = {name: grid for name in chosen}
+    if full_rows and "full" in chosen and grid > full_rows:
+        rows["full"] = full_rows
+    for name, sample in chosen.items():
+        sample(num, 0, rows[name], grid)  # trace and compile
+    seconds = {name: [] for name in chosen}
     for round_index in range(rounds):
-        order = list(samplers) if round_index % 2 == 0 else list(reversed(samplers))
+        order = list(chosen) if round_index % 2 == 0 else list(reversed(chosen))
         for name in order:
             start = time.perf_counter()
-            samplers[name](num, round_index + 1, grid)
+            chosen[name](num, round_index + 1, rows[name], grid)
             seconds[name].append(time.perf_counter() - start)
-    return {name: num * grid * grid / float(np.median(times)) for name, times in seconds.items()}
+    rates = {name: num * rows[name] * grid / float(np.median(times)) for name, times in seconds.items()}
+    return rates, rows
 
 
 def main(argv):
     del argv
-    samplers, prior = contenders(FLAGS.preset)
-    unknown = set(FLAGS.contenders) - set(samplers)
+    prior = PixelCNNPrior.from_preset(FLAGS.preset, dropout=0.0)
+    every = samplers(prior)
+    unknown = set(FLAGS.contenders) - set(every)
     if unknown:
-        raise app.UsageError(f"Unknown --contenders {sorted(unknown)}; known: {', '.join(samplers)}.")
-    samplers = {name: samplers[name] for name in FLAGS.contenders}
+        raise app.UsageError(f"Unknown --contenders {sorted(unknown)}; known: {', '.join(every)}.")
+    flops = 2 * multiply_adds_per_position(prior)
     print(
-        f"PixelCNNPrior.from_preset({FLAGS.preset!r}): {prior.num_layers} gated blocks, "
-        f"{prior.num_filters} filters, {prior.num_attention_layers} attention layers, "
-        f"{prior.num_embeddings} codes; vertical reach {prior.vertical_reach()} rows; num={FLAGS.num}."
+        f"PixelCNNPrior.from_preset({FLAGS.preset!r}): {prior.num_layers} gated blocks, {prior.num_filters} "
+        f"filters, {prior.num_embeddings} codes; {flops / 1e6:.2f} MFLOP per position; load {os.getloadavg()}"
     )
-    print("| grid | window rows | ours codes/s | ours, whole grid codes/s | Python loop codes/s | ours / loop | whole grid / loop |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for grid in (int(g) for g in FLAGS.grids):
-        rates = time_grid(samplers, FLAGS.num, grid, FLAGS.rounds, FLAGS.warmup)
-        rate = lambda name: f"{rates[name]:.1f}" if name in rates else "-"  # noqa: E731
-        loop = rates.get("Python loop")
-        ratio = lambda name: f"{rates[name] / loop:.2f}" if loop and name in rates else "-"  # noqa: E731
+    print("| grid | num | cached codes/s | full codes/s | Python loop codes/s | cached / full | cached / loop "
+          "| floor codes/s | floor / cached |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case in FLAGS.cases:
+        grid, num = (int(v) for v in case.split(":"))
+        chosen = {
+            name: every[name] for name in FLAGS.contenders
+            if name != "Python loop" or grid <= FLAGS.python_loop_max_grid
+        }
+        rates, rows = time_case(chosen, num, grid, FLAGS.rounds, FLAGS.full_rows)
+        floor = flop_rate(prior, grid, num) / flops
+        shown = lambda name: f"{rates[name]:.0f}" if name in rates else "-"  # noqa: E731
+        ratio = lambda a, b: f"{rates[a] / rates[b]:.1f}" if a in rates and b in rates else "-"  # noqa: E731
+        full = shown("full") + (f" ({rows['full']}x{grid} grid)" if rows.get("full", grid) != grid else "")
         print(
-            f"| {grid}x{grid} | {prior.sampling_window(grid)} | {rate('ours')} | {rate('ours, whole grid')} "
-            f"| {rate('Python loop')} | {ratio('ours')} | {ratio('ours, whole grid')} |",
+            f"| {grid}x{grid} | {num} | {shown('cached')} | {full} | {shown('Python loop')} "
+            f"| {ratio('cached', 'full')} | {ratio('cached', 'Python loop')} | {floor:.0f} "
+            f"| {floor / rates['cached']:.1f} |" if "cached" in rates else "",
             flush=True,
         )
+    print(f"load after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":
