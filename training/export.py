@@ -20,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import re  # noqa: E402
 import sys  # noqa: E402
 
-from absl import app, flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from training.errors import UsageError  # noqa: E402
 from training.model_files import load_autoencoder, load_prior  # noqa: E402
@@ -111,6 +112,10 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # TF's SavedModel writer logs at INFO a line per signature naming every captured
+    # variable (thousands of characters for generate's loop); warnings stay visible.
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("WARNING")
     try:
         path = export(
             FLAGS.autoencoder, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size, FLAGS.prior
