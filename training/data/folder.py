@@ -1,0 +1,167 @@
+"""The folder reader (`--dataset=folder:PATH`): its image files, found once, checked cheaply, split by file.
+
+- Files: every file under PATH (recursively) whose suffix is an image format's, sorted by path. JPEG,
+  PNG (8 and 16 bit; 16-bit values keep their top 8 bits), BMP, GIF (the first frame) and WebP are
+  read, all by `tf.io.decode_image`. EXIF orientation is ignored: pixels are used as stored.
+- The check at the start reads each file's first bytes and its last ones, not its pixels: a known
+  format's signature, its width and height, and for PNG, JPEG and GIF the end marker and for BMP and
+  WebP the declared length (a cut-off file is found here), so a bad file is named before training.
+- Split: every VALIDATION_EVERY-th file (sorted) is held out for validation; the rest train.
+- The pixels are decoded in the tf.data pipeline, never all held in memory (`decode_file`).
+"""
+
+import concurrent.futures
+import os
+import struct
+import time
+from pathlib import Path
+
+import tensorflow as tf
+
+from training.data.images import decoded_or_flag, to_channels
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+VALIDATION_EVERY = 10  # every 10th file (sorted) is held out
+PROGRESS_EVERY_SECONDS = 5.0
+CHECK_THREADS = 8
+BAD_FILE_HINT = "Replace or delete it, or pass --skip_bad_images to leave such files out."
+
+
+class BadImageFile(ValueError):
+    """An image file that cannot be read; the message names the file and why."""
+
+
+def image_paths(folder, progress=print):
+    """The image files under `folder` (recursively), sorted: the order the splits follow. Prints a
+    progress line every few seconds while a large folder is listed."""
+    found, started, shown = [], time.monotonic(), time.monotonic()
+    if not Path(folder).is_dir():
+        return found
+    for root, names, files in os.walk(folder):
+        names.sort()
+        found.extend(Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES)
+        if time.monotonic() - shown > PROGRESS_EVERY_SECONDS:
+            shown = time.monotonic()
+            progress(f"Listing {folder}: {len(found)} image files so far ({shown - started:.0f} s)")
+    return sorted(found)
+
+
+def split_by_file(paths):
+    """(training paths, held-out paths): every VALIDATION_EVERY-th file held out, at least one."""
+    held_out = [path for i, path in enumerate(paths) if i % VALIDATION_EVERY == VALIDATION_EVERY - 1]
+    if not held_out:
+        held_out = paths[-1:]
+    held = set(held_out)
+    return [path for path in paths if path not in held], held_out
+
+
+def check_files(paths, progress=print):
+    """Checks every file's header and end (`image_file_size`) in parallel threads.
+
+    Returns ({path: (height, width)} of the good files, {path: BadImageFile} of the bad ones)."""
+    sizes, bad = {}, {}
+    started = shown = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(CHECK_THREADS) as pool:
+        for done, (path, result) in enumerate(zip(paths, pool.map(_checked, paths)), 1):
+            (bad if isinstance(result, BadImageFile) else sizes)[path] = result
+            if time.monotonic() - shown > PROGRESS_EVERY_SECONDS:
+                shown = time.monotonic()
+                progress(f"Checked {done} of {len(paths)} image files ({shown - started:.0f} s)")
+    return sizes, bad
+
+
+def _checked(path):
+    try:
+        return image_file_size(path)
+    except BadImageFile as error:
+        return error
+
+
+def image_file_size(path):
+    """(height, width) of an image file from its first bytes; raises BadImageFile for an empty file, an
+    unknown format or one whose end shows it was cut off."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64)
+            size = os.fstat(file.fileno()).st_size
+            file.seek(max(0, size - 1024))
+            tail = file.read()
+            if not head:
+                raise BadImageFile(f"Image file {path} is empty (0 bytes). {BAD_FILE_HINT}")
+            dimensions, problem = _read_header(head, tail, size, file)
+    except OSError as error:
+        raise BadImageFile(f"Cannot read image file {path}: {error.strerror or error}. {BAD_FILE_HINT}") from None
+    if problem is None and (dimensions is None or min(dimensions) < 1):
+        problem = "its header gives no width and height"
+    if problem:
+        raise BadImageFile(f"Cannot decode image file {path} ({size} bytes; corrupt or truncated?): {problem}. {BAD_FILE_HINT}")
+    return dimensions
+
+
+def _read_header(head, tail, size, file):
+    """((height, width) or None, problem or None) for the file's first bytes `head` and last ones `tail`."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        if head[12:16] != b"IHDR":
+            return None, "a PNG signature without the IHDR header chunk"
+        width, height = struct.unpack(">II", head[16:24])
+        ended = tail.endswith(b"IEND\xaeB`\x82")
+        return (height, width), None if ended else "the PNG ends before its IEND chunk (cut off?)"
+    if head.startswith(b"\xff\xd8"):
+        ended = b"\xff\xd9" in tail  # the end-of-image marker (data may follow it)
+        return _jpeg_size(file), None if ended else "the JPEG has no end-of-image marker (cut off?)"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        width, height = struct.unpack("<HH", head[6:10])
+        ended = tail.rstrip(b"\0").endswith(b";")
+        return (height, width), None if ended else "the GIF has no trailer byte (cut off?)"
+    if head.startswith(b"BM") and len(head) >= 26:
+        declared = struct.unpack("<I", head[2:6])[0]
+        width, height = struct.unpack("<ii", head[18:26])
+        short = size < declared
+        return (abs(height), width), f"the BMP declares {declared} bytes (cut off?)" if short else None
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        declared = struct.unpack("<I", head[4:8])[0] + 8
+        short = size < declared
+        return _webp_size(head), f"the WebP declares {declared} bytes (cut off?)" if short else None
+    return None, "not a JPEG, PNG, BMP, GIF or WebP file (unknown signature)"
+
+
+def _jpeg_size(file):
+    """(height, width) from a JPEG's start-of-frame segment, found by following the segment lengths."""
+    file.seek(2)
+    while True:
+        marker = file.read(2)
+        while marker[:1] == b"\xff" and marker[1:] == b"\xff":  # fill bytes
+            marker = marker[1:] + file.read(1)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        kind = marker[1]
+        if kind in (0xD8, 0x01) or 0xD0 <= kind <= 0xD7:
+            continue
+        length = file.read(2)
+        if len(length) < 2:
+            return None
+        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):
+            frame = file.read(5)
+            return struct.unpack(">HH", frame[1:5]) if len(frame) == 5 else None
+        file.seek(struct.unpack(">H", length)[0] - 2, os.SEEK_CUR)
+
+
+def _webp_size(head):
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return int.from_bytes(head[27:30], "little") + 1, int.from_bytes(head[24:27], "little") + 1
+    if chunk == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", head[26:30])
+        return height & 0x3FFF, width & 0x3FFF
+    return None
+
+
+def decode_file(path, channels):
+    """(uint8 image (h, w, `channels`), decoded) for one file path, in the pipeline (see `decoded_or_flag`)."""
+    return decoded_or_flag(
+        lambda name: to_channels(tf.io.decode_image(tf.io.read_file(name), expand_animations=False), channels),
+        path, channels,
+    )
