@@ -21,9 +21,11 @@ CHANNELS = (1, 3)
 
 
 def parse_image_size(text):
-    """`--image_size` ("N" or "HxW") as (height, width), or None when not given."""
+    """`--image_size` ("N" or "HxW"; or N, or (H, W)) as (height, width), or None when not given."""
     if text is None or text == "":
         return None
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        text = "x".join(map(str, text))
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", str(text))
     height, width = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (0, 0)
     if height < 1 or width < 1:

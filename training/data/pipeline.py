@@ -82,7 +82,7 @@ def image_spec_or_none(name, data_dir=None, image_size=None):
         shape = (32, 32, 3)
     else:
         shape = tuple(tfds_reader.tfds_builder(name, data_dir).info.features["image"].shape)
-    size = parse_image_size(image_size) if isinstance(image_size, str) else image_size
+    size = parse_image_size(image_size)
     return shape if size is None else (*size, shape[-1])
 
 
@@ -96,7 +96,7 @@ def read_splits(name, data_dir=None, with_labels=False, skip_bad_images=False, i
     iteration in `naming_bad_images()`), or with `skip_bad_images` is left out and listed in
     skipped_files.
     """
-    size = parse_image_size(image_size) if isinstance(image_size, str) else image_size
+    size = parse_image_size(image_size)
     source = _open(name, data_dir, with_labels, skip_bad_images, channels)
     _fixed_shape(name, source, size, None)
     shaped = lambda items: _decoded(items, source, skip_bad_images).map(  # noqa: E731
@@ -120,7 +120,7 @@ def load_image_data(
             several sizes.
     See `read_splits` for undecodable files and `skip_bad_images`.
     """
-    size = parse_image_size(image_size) if isinstance(image_size, str) else image_size
+    size = parse_image_size(image_size)
     if random_crop and size is None:
         raise UsageError(
             "--random_crop crops the training images to --image_size, which is not given. Pass "
