@@ -268,3 +268,35 @@ def test_a_manual_download_data_set_quotes_its_instructions(tmp_path):
     message = str(error.value)
     assert f"must be downloaded by hand into {tmp_path / 'downloads' / 'manual'}" in message
     assert "ILSVRC2012_img_train.tar" in message and "--data_dir=DIR" in message
+
+
+def test_a_killed_run_on_a_folder_with_augmentation_resumes_to_the_uninterrupted_weights(tmp_path):
+    from tests.training.test_resume import KILL_RUN_ARGS, _assert_same_state, _kill_resume_and_reference
+
+    photo_folder(tmp_path / "photos", count=24)
+    args = (
+        *KILL_RUN_ARGS, f"--dataset=folder:{tmp_path / 'photos'}", "--skip_bad_images", "--image_size=32",
+        "--random_crop", "--random_flip",
+    )
+    killed_dir, reference_dir, _ = _kill_resume_and_reference(tmp_path, args)
+    _assert_same_state(killed_dir / "model.keras", reference_dir / "model.keras", iterations=12)
+
+
+def test_stage2_encodes_the_images_at_the_image_size(tmp_path):
+    from training.data import codes as code_cache
+    from tests.training.conftest import TINY_AUTOENCODER
+    from vq_keras.zoo import VQVAE
+
+    photo_folder(tmp_path / "photos", count=12)
+    model = VQVAE(**TINY_AUTOENCODER)
+    model.build_if_needed()
+    model.save(tmp_path / "vqvae.keras")
+    dataset = f"folder:{tmp_path / 'photos'}"
+    with pytest.raises(UsageError, match=r"Cannot decode image file .*017_truncated.jpg"):
+        code_cache.load_or_encode(model, tmp_path / "vqvae.keras", dataset, None, tmp_path / "cache", image_size=(16, 24))
+    (tmp_path / "photos" / "017_truncated.jpg").unlink()
+    data = code_cache.load_or_encode(model, tmp_path / "vqvae.keras", dataset, None, tmp_path / "cache", image_size=(16, 24))
+    assert [codes.shape for codes in data.codes["validation"]] == [(1, 4, 6)]  # 12 files: the 10th held out
+    train, validation, _, _ = read_splits(dataset, image_size=(16, 24))
+    expected = model.encode(np.stack([image.numpy() for image in validation]).astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(data.codes["validation"][0], np.asarray(expected))

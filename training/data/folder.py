@@ -24,6 +24,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 VALIDATION_EVERY = 10  # every 10th file (sorted) is held out
 PROGRESS_EVERY_SECONDS = 5.0
 CHECK_THREADS = 8
+LARGE_FOLDER = 10_000  # files; the check of a larger folder ends with a line saying so
 BAD_FILE_HINT = "Replace or delete it, or pass --skip_bad_images to leave such files out."
 
 
@@ -67,6 +68,8 @@ def check_files(paths, progress=print):
             if time.monotonic() - shown > PROGRESS_EVERY_SECONDS:
                 shown = time.monotonic()
                 progress(f"Checked {done} of {len(paths)} image files ({shown - started:.0f} s)")
+    if len(paths) >= LARGE_FOLDER:
+        progress(f"Checked {len(paths)} image files in {time.monotonic() - started:.1f} s: {len(bad)} bad.")
     return sizes, bad
 
 
