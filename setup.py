@@ -13,6 +13,7 @@ setup(
         "tensorflow>=2.16",  # the first release that uses Keras 3
         "keras>=3.3",
         "tensorflow-datasets>=4.9",
+        "importlib_resources",  # TFDS's download_and_prepare imports it; its own requirements leave it out
         "tensorflow-probability[tf]>=0.24",  # [tf] brings tf-keras, which TFP needs
         "absl-py>=2.0",
         "tensorboard>=2.16",

@@ -129,3 +129,37 @@ class SampleMonitor(_SummaryWriter):
         with self._writer("samples").as_default(step=epoch):
             tf.summary.image("samples", tile(self.sample()), max_outputs=1)
         self._flush()
+
+
+class SkippedImagesLog(keras.callbacks.Callback):
+    """Names the image files a run leaves out (`--skip_bad_images`) in TensorBoard text (run "train",
+    tag "skipped_images"): those found at the start when training begins, and at each epoch end the
+    ones the pipeline could not decode since (`skipped_files` grows while the data is read).
+
+    Args:
+        logdir: the log directory.
+        skipped_files: the list of skipped paths (ImageData.skipped_files).
+    """
+
+    def __init__(self, logdir, skipped_files):
+        super().__init__()
+        self.logdir = Path(logdir)
+        self.skipped_files = skipped_files
+        self._written = 0
+
+    def _write(self, step):
+        new = self.skipped_files[self._written:]
+        if not new:
+            return
+        self._written += len(new)
+        writer = tf.summary.create_file_writer(str(self.logdir / "train"))
+        with writer.as_default(step=step):
+            lines = "\n".join(f"- {path}" for path in new)
+            tf.summary.text("skipped_images", f"{len(new)} image files left out (--skip_bad_images):\n\n{lines}")
+        writer.close()
+
+    def on_train_begin(self, logs=None):
+        self._write(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write(epoch + 1)

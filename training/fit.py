@@ -15,6 +15,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import functools  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 
@@ -22,8 +23,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from training.callbacks import VQMonitor  # noqa: E402
-from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data  # noqa: E402
+from training.callbacks import SkippedImagesLog, VQMonitor  # noqa: E402
+from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data, naming_bad_images  # noqa: E402
+from training.data.images import parse_image_size  # noqa: E402
 from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
@@ -76,9 +78,21 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_boolean(
     "skip_bad_images", False,
-    "folder: data sets: leave out corrupt, truncated or empty image files (counted and named) "
-    "instead of stopping with an error.",
+    "folder: data sets: leave out corrupt, truncated or empty image files (named in the log and in "
+    "TensorBoard text) instead of stopping with an error naming the file.",
 )
+flags.DEFINE_string(
+    "image_size", None,
+    "N or HxW: resize every image (antialiased) so that it covers NxN (its shorter side becomes N), then "
+    "centre-crop it, for training and validation (default: images are used at their size, which must be "
+    "one size the model takes).",
+)
+flags.DEFINE_boolean(
+    "random_crop", False,
+    "Training only: crop each image to --image_size at a random offset instead of the centre (along the "
+    "longer side; seeded by --seed and the image's position, so a resumed run crops alike).",
+)
+flags.DEFINE_boolean("random_flip", False, "Training only: flip each image left-right with probability 1/2 (seeded).")
 flags.DEFINE_integer("monitor_images", 8, "Validation images shown beside their reconstructions in TensorBoard.")
 flags.DEFINE_enum(
     "stage", "autoencoder", ["autoencoder", "prior"],
@@ -119,11 +133,11 @@ flags.register_validator(
 # tests/training/test_fit.py checks that every flag is here or in FREE_FLAGS.
 AUTOENCODER_SETTINGS = (
     "stage", "dataset", "model", "preset", "num_channels", "num_embeddings", "dead_code_threshold", "codebook_init",
-    "skip_bad_images", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed",
+    "image_size", "random_crop", "random_flip", "skip_bad_images", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed",
     "strategy", "mixed_precision", "deterministic", "jit_compile",
 )
 PRIOR_SETTINGS = (
-    "stage", "dataset", "model", "preset", "autoencoder", "class_conditional", "num_layers", "num_filters", "dropout",
+    "stage", "dataset", "model", "preset", "image_size", "autoencoder", "class_conditional", "num_layers", "num_filters", "dropout",
     "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed", "deterministic",
     "jit_compile",
 )
@@ -186,7 +200,18 @@ def check_images_fit(model, image_shape, dataset, preset):
                 f"but preset {preset!r} is built for {model.num_channels}-channel images. "
                 f"Pass --num_channels={image_shape[-1]} to build the preset for them."
             ) from None
-        raise UsageError(f"Data set {dataset!r}: {error}") from None
+        height, width = image_shape[:2]
+        size = fitting_size(model, height or 64, width or 64)
+        raise UsageError(
+            f"Data set {dataset!r}: {error} Pass --image_size={size} to resize the images (shorter side "
+            f"{size}, centre-cropped to {size}x{size}), or --image_size=HxW with multiples of {model.downsampling}."
+        ) from None
+
+
+def fitting_size(model, height, width):
+    """The largest square size, at most the images' shorter side, that `model` takes."""
+    step = model.downsampling
+    return max(step, min(height, width) // step * step)
 
 
 def train(argv_flags):
@@ -194,9 +219,10 @@ def train(argv_flags):
     keras.utils.set_random_seed(argv_flags.seed)
     configure_determinism(argv_flags.deterministic, argv_flags.jit_compile)
     # Check the model against the data set's image shape before reading any data.
-    make_model(
+    image_size = parse_image_size(argv_flags.image_size)
+    model = make_model(
         argv_flags.model, argv_flags.preset, argv_flags.num_channels, 1.0,
-        image_spec_or_none(argv_flags.dataset, argv_flags.data_dir), argv_flags.dataset,
+        image_spec_or_none(argv_flags.dataset, argv_flags.data_dir, image_size), argv_flags.dataset,
         codebook_overrides(argv_flags),
     )
     settings = {name: getattr(argv_flags, name) for name in AUTOENCODER_SETTINGS}
@@ -210,7 +236,8 @@ def train(argv_flags):
                 "it again, or another --logdir for a new run."
             )
             return path
-        train_and_save(argv_flags, strategy, outputs, settings, path)
+        with naming_bad_images():
+            train_and_save(argv_flags, strategy, outputs, settings, path, model)
         run.mark_finished()
     if not outputs.is_chief:
         outputs.clean_up()
@@ -220,11 +247,14 @@ def train(argv_flags):
     return path
 
 
-def train_and_save(argv_flags, strategy, outputs, settings, path):
-    """Trains the model, resuming from the backups under `outputs`, and saves it at `path`."""
+def train_and_save(argv_flags, strategy, outputs, settings, path, unbuilt):
+    """Trains the model (`unbuilt`: the flags' model before the data is read, for its channels and the
+    sizes it takes), resuming from the backups under `outputs`, and saves it at `path`."""
     logdir = outputs.logdir
     data = load_image_data(
-        argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed, argv_flags.skip_bad_images
+        argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed, argv_flags.skip_bad_images,
+        image_size=argv_flags.image_size, channels=unbuilt.num_channels, random_crop=argv_flags.random_crop,
+        random_flip=argv_flags.random_flip, fit_size=functools.partial(fitting_size, unbuilt),
     )
     report_skipped(data.skipped_files)
     steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size
@@ -255,6 +285,7 @@ def train_and_save(argv_flags, strategy, outputs, settings, path):
         callbacks=[
             keras.callbacks.TensorBoard(str(logdir)),
             VQMonitor(logdir, monitor_images, {**settings, **model.get_config()}),
+            SkippedImagesLog(logdir, data.skipped_files),
         ],
         verbose=2 if os.environ.get("CI") else "auto",
     )

@@ -23,6 +23,7 @@ import tensorflow as tf
 from training import model_files
 from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
+from training.data.images import parse_image_size
 from training.data.pipeline import shuffled_batches
 from training.errors import UsageError
 from training.optimizer import extendable_settings, make_optimizer, resume_settings
@@ -66,6 +67,7 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir):
     data = load_or_encode(
         autoencoder, argv_flags.autoencoder, argv_flags.dataset, argv_flags.data_dir,
         argv_flags.code_cache_dir or logdir / "codes", with_labels=argv_flags.class_conditional,
+        image_size=parse_image_size(argv_flags.image_size),
     )
     grids = [codes.shape[1:] for codes in data.codes["train"]]
     overrides = {"num_layers": argv_flags.num_layers, "num_filters": argv_flags.num_filters, "dropout": argv_flags.dropout}

@@ -45,3 +45,38 @@ def tiny_model_files(tmp_path_factory):
         prior.build_if_needed()
         prior.save(root / name)
     return root
+
+
+def photo_folder(folder, count=40):
+    """A folder of `count` real photographs (the bundled CIFAR-10 sample's first training images upscaled)
+    as a user's camera or scraper leaves them: mostly 178x218 JPEGs, PNGs of odd sizes, a grayscale and an
+    RGBA PNG, a 16-bit PNG, and one truncated JPEG. Returns (the truncated file's path, {path: the uint8
+    pixels written, for the lossless files})."""
+    import numpy as np
+    import tensorflow as tf
+
+    from training.data.pipeline import SAMPLE_PATH
+
+    with np.load(SAMPLE_PATH) as arrays:
+        images = arrays["train_images"][:count]
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for i, image in enumerate(images):
+        kind = ("png_odd", "gray", "rgba", "png16")[i // 3] if i < 12 and i % 3 == 0 else "jpeg"
+        size = {"png_odd": (97, 131), "gray": (200, 150)}.get(kind, (218, 178))
+        pixels = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, size, antialias=True)), 0, 255), tf.uint8)
+        path = folder / f"{i:03d}_{kind}.{'jpg' if kind == 'jpeg' else 'png'}"
+        if kind == "jpeg":
+            tf.io.write_file(str(path), tf.io.encode_jpeg(pixels, quality=95))
+            continue
+        if kind == "gray":
+            pixels = tf.image.rgb_to_grayscale(pixels)
+        if kind == "rgba":
+            pixels = tf.concat([pixels, tf.fill((*size, 1), tf.constant(128, tf.uint8))], -1)
+        encoded = tf.io.encode_png(tf.cast(pixels, tf.uint16) * 257 if kind == "png16" else pixels)
+        tf.io.write_file(str(path), encoded)
+        written[path] = pixels.numpy()
+    jpeg = (folder / "001_jpeg.jpg").read_bytes()
+    truncated = folder / "017_truncated.jpg"
+    truncated.write_bytes(jpeg[: len(jpeg) // 2])
+    return truncated, written

@@ -183,3 +183,9 @@ def test_the_cache_key_follows_the_split_rule_and_the_tfds_preparation(tiny_vqva
     assert f"{shared}/cifar10/{version}" in fingerprint
     (copy / "cifar10" / version).mkdir(parents=True)
     assert key("cifar10", str(shared)) != key("cifar10", str(copy))
+
+
+def test_the_cache_key_follows_the_image_size(tiny_vqvae, tmp_path):
+    _, path = tiny_vqvae
+    key = lambda size: code_cache.cache_path(tmp_path, path, "cifar10_sample", None, False, size)  # noqa: E731
+    assert len({key(None), key((16, 16)), key((16, 24))}) == 3 and key((16, 16)) == key((16, 16))

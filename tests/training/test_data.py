@@ -48,8 +48,13 @@ def test_folder_errors_name_the_problem(tmp_path):
         load_image_data(f"folder:{tmp_path / 'missing'}")
     tf.io.write_file(str(tmp_path / "a.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
     tf.io.write_file(str(tmp_path / "b.png"), tf.io.encode_png(np.zeros((8, 6, 3), np.uint8)))
-    with pytest.raises(UsageError, match=r"must have one size; .*a.png is \(8, 8, 3\) but .*b.png is \(8, 6, 3\)"):
-        load_image_data(f"folder:{tmp_path}")
+    with pytest.raises(UsageError) as error:
+        load_image_data(f"folder:{tmp_path}", fit_size=lambda height, width: 4)
+    assert str(error.value) == (
+        f"The images of 'folder:{tmp_path}' differ in size: {tmp_path / 'a.png'} is 8x8, {tmp_path / 'b.png'} is "
+        "8x6 (2 sizes in all), and --image_size is not given. Pass --image_size=N (or HxW) to resize every image "
+        "so that its shorter side is N and centre-crop it to NxN, e.g. --image_size=4."
+    )
     (tmp_path / "b.png").write_bytes(b"not a png")
     with pytest.raises(UsageError, match=r"Cannot decode image file .*b.png"):
         load_image_data(f"folder:{tmp_path}")
@@ -131,9 +136,9 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(tmp_path):
     data = load_image_data(f"folder:{tmp_path}", batch_size=4, skip_bad_images=True)
     assert sorted(path.name for path in data.skipped_files) == bad
     assert data.num_train + data.num_validation == 22
-    # a wrong-size image is still an error, skipping or not
+    # an image of another size is no bad file: without --image_size it is an error, skipping or not
     tf.io.write_file(str(tmp_path / "99.png"), tf.io.encode_png(np.zeros((8, 4, 3), np.uint8)))
-    with pytest.raises(UsageError, match=r"must have one size; .*00.png is \(8, 8, 3\) but .*99.png is \(8, 4, 3\)"):
+    with pytest.raises(UsageError, match=r"differ in size: .*00.png is 8x8, .*99.png is 8x4 \(2 sizes in all\)"):
         load_image_data(f"folder:{tmp_path}", batch_size=4, skip_bad_images=True)
 
 

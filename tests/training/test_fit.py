@@ -62,7 +62,9 @@ def test_image_size_the_model_cannot_take():
     shape = image_spec_or_none("celeb_a")  # 218 x 178
     with pytest.raises(UsageError, match=(
         r"Data set 'celeb_a': VQVAE downsamples images by 4, so height and width must be positive "
-        r"multiples of 4 \(e.g. 28, 32, 64\). Received: image size 218x178."
+        r"multiples of 4 \(e.g. 28, 32, 64\). Received: image size 218x178. Crop or resize the images. Pass "
+        r"--image_size=176 to resize the images \(shorter side 176, centre-cropped to 176x176\), or "
+        r"--image_size=HxW with multiples of 4."
     )):
         build_model("vqvae", "cifar10", None, 1.0, shape, "celeb_a")
 

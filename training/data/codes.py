@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from training.data.pipeline import data_fingerprint, read_splits
+from training.data.pipeline import data_fingerprint, naming_bad_images, read_splits
 from vq_keras.atomic import atomic_file
 
 SPLITS = ("train", "validation")
@@ -46,24 +46,27 @@ class CodeData:
         return example
 
 
-def cache_path(cache_dir, autoencoder_path, dataset, data_dir, with_labels):
+def cache_path(cache_dir, autoencoder_path, dataset, data_dir, with_labels, image_size=None):
     """Where the codes of `dataset` under the autoencoder saved at `autoencoder_path` are cached.
 
     The key covers all the codes depend on: the autoencoder file's bytes, the data
     (`data_fingerprint`: a folder's file names, sizes and times and its split rule, or a
-    TFDS data set's prepared version and location) and whether labels are included.
+    TFDS data set's prepared version and location), the size images are brought to
+    (`image_size`) and whether labels are included.
     """
     digest = hashlib.sha256()
     digest.update(Path(autoencoder_path).read_bytes())
     fingerprint = data_fingerprint(dataset, data_dir)
-    digest.update(f"\0{CACHE_VERSION}\0{dataset}\0{fingerprint}\0{with_labels}".encode())
+    size = "as stored" if image_size is None else "x".join(map(str, image_size))
+    digest.update(f"\0{CACHE_VERSION}\0{dataset}\0{fingerprint}\0{with_labels}\0image_size={size}".encode())
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_")[:40]
     return Path(cache_dir) / f"codes_{slug}_{digest.hexdigest()[:16]}.npz"
 
 
-def load_or_encode(autoencoder, autoencoder_path, dataset, data_dir, cache_dir, with_labels=False):
-    """The `CodeData` of `dataset`: read from the cache, or encoded once and cached."""
-    path = cache_path(cache_dir, autoencoder_path, dataset, data_dir, with_labels)
+def load_or_encode(autoencoder, autoencoder_path, dataset, data_dir, cache_dir, with_labels=False, image_size=None):
+    """The `CodeData` of `dataset` (its images brought to `image_size`, (height, width) or None, and to
+    the autoencoder's channels): read from the cache, or encoded once and cached."""
+    path = cache_path(cache_dir, autoencoder_path, dataset, data_dir, with_labels, image_size)
     if path.exists():
         try:
             data = _read(path)
@@ -72,11 +75,14 @@ def load_or_encode(autoencoder, autoencoder_path, dataset, data_dir, cache_dir, 
         else:
             print(f"Codes read from the cache {path}.")
             return data
-    train, validation, num_classes, _ = read_splits(dataset, data_dir, with_labels=with_labels)
+    train, validation, num_classes, _ = read_splits(
+        dataset, data_dir, with_labels=with_labels, image_size=image_size, channels=autoencoder.num_channels
+    )
     encode = _encoder(autoencoder)
     codes, labels = {}, {}
-    for split, images in zip(SPLITS, (train, validation)):
-        codes[split], labels[split] = _encode_split(encode, images, split, with_labels)
+    with naming_bad_images():
+        for split, images in zip(SPLITS, (train, validation)):
+            codes[split], labels[split] = _encode_split(encode, images, split, with_labels)
     data = CodeData(codes=codes, labels=labels, num_classes=num_classes)
     _write_atomically(path, data)
     print(f"Codes cached in {path}.")

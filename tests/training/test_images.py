@@ -1,0 +1,302 @@
+"""Your own images: folders and TFDS data sets of any size and shape, streamed (issue 13)."""
+
+import io
+import socket
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tests.training.conftest import photo_folder, run_module
+from training.data import folder, load_image_data, naming_bad_images, read_splits, tfds_reader
+from training.data.images import parse_image_size, shape_image
+from training.data.pipeline import SAMPLE_PATH, VARIANCE_SAMPLE
+from training.errors import UsageError
+
+
+def _resized(image, size):
+    """The reference resize: tf.image.resize, antialiased, rounded to uint8."""
+    return np.clip(np.round(tf.image.resize(np.asarray(image, np.float32), size, antialias=True).numpy()), 0, 255)
+
+
+def test_image_size_flag_values():
+    assert parse_image_size(None) is None and parse_image_size("64") == (64, 64)
+    assert parse_image_size("64x48") == (64, 48)
+    for wrong in ("0", "64x", "x", "-3", "6.5"):
+        with pytest.raises(UsageError, match=r"--image_size expects N or HxW with positive whole numbers"):
+            parse_image_size(wrong)
+
+
+def test_shorter_side_resize_and_centre_crop_equal_explicit_slicing():
+    image = np.random.default_rng(0).integers(0, 256, (30, 50, 3), np.uint8)
+    # N: the shorter side 30 -> 16, the longer 50 * 16 / 30 = 26.7 -> 27; the centre 16 columns start at 5
+    np.testing.assert_array_equal(shape_image(image, (16, 16)), _resized(image, (16, 27))[:, 5:21])
+    # HxW = 16x24: the scale that covers both sides is max(16/30, 24/50) = 0.533 -> 16x27, columns 1..24
+    np.testing.assert_array_equal(shape_image(image, (16, 24)), _resized(image, (16, 27))[:, 1:25])
+    # upscaling a square image: no crop
+    np.testing.assert_array_equal(shape_image(image[:, :30], (64, 64)), _resized(image[:, :30], (64, 64)))
+    np.testing.assert_array_equal(shape_image(image, (30, 50)), image)  # already that size: untouched
+
+
+def test_random_crop_and_flip_follow_the_seed_and_the_position():
+    image = np.random.default_rng(1).integers(0, 256, (20, 40, 3), np.uint8)
+    covered = _resized(image, (16, 32))
+    windows = [covered[:, x:x + 16] for x in range(17)]
+    mirrored = [window[:, ::-1] for window in windows]
+
+    def augmented(seed, index):
+        return shape_image(image, (16, 16), (seed, tf.constant(index, tf.int64), True, True)).numpy()
+
+    results = [augmented(0, index) for index in range(12)]
+    for result in results:  # each is one of the windows, mirrored or not
+        assert any(np.array_equal(result, w) for w in windows + mirrored)
+    np.testing.assert_array_equal(augmented(0, 5), results[5])  # the same seed and position: the same crop
+    assert len({r.tobytes() for r in results}) > 4
+    assert not all(np.array_equal(augmented(1, i), results[i]) for i in range(12))
+
+
+def _encoded(array, format, **options):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format, **options)
+    return buffer.getvalue()
+
+
+def test_every_format_and_mode_decodes_to_the_models_channels(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 256, (9, 13, 3), np.uint8)
+    rgba = np.concatenate([rgb, np.full((9, 13, 1), 77, np.uint8)], -1)
+    gray = rgb[..., 0]
+    deep = rgb.astype(np.uint16) * 257 + 200
+    files = {  # name: (bytes, the RGB pixels PIL reads, independent of TF)
+        "rgb.png": (_encoded(rgb, "PNG"), rgb),
+        "rgba.png": (_encoded(rgba, "PNG"), rgb),  # alpha dropped
+        "gray.png": (_encoded(gray, "PNG"), np.repeat(gray[..., None], 3, -1)),
+        "rgb.bmp": (_encoded(rgb, "BMP"), rgb),
+        "rgb.gif": (_encoded(rgb, "GIF"), np.asarray(Image.open(io.BytesIO(_encoded(rgb, "GIF"))).convert("RGB"))),
+        "rgb.webp": (_encoded(rgb, "WEBP", lossless=True), rgb),
+        # 4:4:4, so that PIL and TF differ only in rounding, not in chroma upsampling
+        "rgb.jpg": (_encoded(rgb, "JPEG", quality=95, subsampling=0),
+                    np.asarray(Image.open(io.BytesIO(_encoded(rgb, "JPEG", quality=95, subsampling=0))))),
+        "deep.png": (tf.io.encode_png(deep).numpy(), deep >> 8),  # 16 bit: the top 8 bits
+    }
+    for name, (data, expected) in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert folder.image_file_size(tmp_path / name) == (9, 13), name
+        image, decoded = folder.decode_file(str(tmp_path / name), 3)
+        assert bool(decoded), name
+        # TF decodes JPEG with libjpeg's fast integer IDCT, PIL with the accurate one
+        tolerance = 8 if name.endswith(".jpg") else 0
+        np.testing.assert_allclose(image.numpy(), expected, atol=tolerance, err_msg=name)
+        assert np.abs(image.numpy().astype(int) - expected).mean() <= tolerance / 4, name
+    gray_of_rgb, _ = folder.decode_file(str(tmp_path / "rgb.png"), 1)
+    luma = np.round(rgb @ np.array([0.2989, 0.587, 0.114]))[..., None]  # ITU-R 601, as documented
+    np.testing.assert_allclose(gray_of_rgb.numpy(), luma, atol=1)
+    image, _ = folder.decode_file(str(tmp_path / "gray.png"), 1)
+    np.testing.assert_array_equal(image.numpy(), gray[..., None])
+
+
+def test_the_start_check_finds_cut_off_files_of_every_format(tmp_path):
+    rgb = np.random.default_rng(3).integers(0, 256, (9, 13, 3), np.uint8)
+    for suffix, format in (("png", "PNG"), ("jpg", "JPEG"), ("gif", "GIF"), ("bmp", "BMP"), ("webp", "WEBP")):
+        data = _encoded(rgb, format)
+        path = tmp_path / f"cut.{suffix}"
+        path.write_bytes(data[: len(data) - 3])
+        with pytest.raises(folder.BadImageFile, match=rf"Cannot decode image file {path} \({len(data) - 3} bytes; "):
+            folder.image_file_size(path)
+    (tmp_path / "text.png").write_text("hello")
+    with pytest.raises(folder.BadImageFile, match=r"not a JPEG, PNG, BMP, GIF or WebP file"):
+        folder.image_file_size(tmp_path / "text.png")
+
+
+def _corrupt_inside(folder_path):
+    """A PNG whose header and end are whole but whose pixel data is damaged: the start check passes it."""
+    data = bytearray(tf.io.encode_png(np.full((8, 8, 3), 9, np.uint8)).numpy())
+    start = data.index(b"IDAT") + 4
+    data[start:start + 6] = b"\xff" * 6
+    path = folder_path / "05_inside.png"
+    path.write_bytes(bytes(data))
+    folder.image_file_size(path)  # passes the start check
+    return path
+
+
+def test_a_file_that_fails_only_when_decoded_is_named_or_skipped(tmp_path):
+    for i in range(12):
+        tf.io.write_file(str(tmp_path / f"{i:02d}.png"), tf.io.encode_png(np.full((8, 8, 3), i, np.uint8)))
+    bad = _corrupt_inside(tmp_path)
+    data = load_image_data(f"folder:{tmp_path}", batch_size=2, skip_bad_images=True)
+    assert data.skipped_files == [bad]  # met while the variance sample was decoded, before any step
+    assert sum(len(batch) for batch in data.validation) == 1
+    with pytest.raises(UsageError) as error, naming_bad_images():
+        load_image_data(f"folder:{tmp_path}", batch_size=2)
+    assert str(error.value).startswith(f"Cannot decode image file {bad}: TF's decoder failed on it when the pipeline")
+    train, validation, _, _ = read_splits(f"folder:{tmp_path}")
+    with pytest.raises(UsageError, match=f"Cannot decode image file {bad}"), naming_bad_images():
+        list(train)
+
+
+def test_a_folder_of_photographs_is_streamed_at_image_size(tmp_path):
+    bad, written = photo_folder(tmp_path / "photos")
+    with pytest.raises(UsageError) as error:
+        load_image_data(f"folder:{tmp_path / 'photos'}", batch_size=4)
+    assert str(error.value).startswith(f"Cannot decode image file {bad} (")
+    with pytest.raises(UsageError, match=r"differ in size: .* \(3 sizes in all\), and --image_size is not given"):
+        load_image_data(f"folder:{tmp_path / 'photos'}", batch_size=4, skip_bad_images=True)
+    data = load_image_data(f"folder:{tmp_path / 'photos'}", batch_size=4, skip_bad_images=True, image_size=64)
+    assert data.skipped_files == [bad]
+    # 40 good files sorted; every 10th held out (09, 019, 029, 039: the 16-bit PNG among them)
+    assert (data.num_train, data.num_validation, data.image_shape) == (36, 4, (64, 64, 3))
+    validation = np.concatenate([batch.numpy() for batch in data.validation])
+    deep = written[tmp_path / "photos" / "009_png16.png"]  # 218x178 -> 78x64, the centre rows 7..70
+    np.testing.assert_array_equal(np.round(validation[0] * 255), _resized(deep, (78, 64))[7:71])
+    batch = next(iter(data.train)).numpy()
+    assert batch.shape == (4, 64, 64, 3) and 0 <= batch.min() and batch.max() <= 1
+
+
+def test_resuming_the_augmented_stream_of_a_folder_continues_it_exactly(tmp_path):
+    photo_folder(tmp_path / "photos", count=20)
+    load = lambda: load_image_data(  # noqa: E731
+        f"folder:{tmp_path / 'photos'}", batch_size=4, seed=3, skip_bad_images=True, image_size=32,
+        random_crop=True, random_flip=True,
+    )
+    stream = [b.numpy() for b in load().train.take(7)]  # 18 training files: crosses a reshuffle
+    for got, want in zip(load().train_from_step(5).take(2), stream[5:]):
+        np.testing.assert_array_equal(got.numpy(), want)
+    with pytest.raises(UsageError, match=r"--random_crop crops the training images to --image_size, which is not"):
+        load_image_data(f"folder:{tmp_path / 'photos'}", random_crop=True)
+
+
+def test_the_variance_sample_is_evenly_spaced_training_files(tmp_path):
+    values = np.arange(VARIANCE_SAMPLE + 200) % 251  # one flat image per file
+    root = tmp_path / "flat"
+    root.mkdir()
+    for i, value in enumerate(values):
+        tf.io.write_file(str(root / f"{i:05d}.png"), tf.io.encode_png(np.full((4, 4, 3), value, np.uint8)))
+    data = load_image_data(f"folder:{root}", batch_size=4)
+    train = np.delete(values, np.arange(9, len(values), 10))
+    chosen = train[np.unique(np.linspace(0, len(train) - 1, VARIANCE_SAMPLE).round().astype(int))]
+    np.testing.assert_allclose(data.data_variance, np.var(chosen / 255.0), rtol=1e-9)
+
+
+def test_cli_trains_a_mixed_folder_with_image_size_and_names_the_bad_file(tmp_path):
+    bad, _ = photo_folder(tmp_path / "photos", count=24)
+    args = (
+        f"--dataset=folder:{tmp_path / 'photos'}", "--image_size=64", "--batch_size=4", "--steps_per_epoch=2",
+        "--monitor_images=2", "--jit_compile=false", f"--logdir={tmp_path / 'run'}",
+    )
+    refused = run_module("training.fit", *args)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"error: Cannot decode image file {bad} (" in refused.stderr
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.name not in (".run.lock", "run.json")]
+    result = run_module("training.fit", *args, "--skip_bad_images", "--random_flip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Skipped 1 undecodable image files (--skip_bad_images): {bad}." in result.stdout
+    assert "22 training and 2 validation images of shape (64, 64, 3)" in result.stdout
+    assert "val_reconstruction_loss" in result.stdout  # held-out MSE / variance, reported
+    texts = []
+    for path in (tmp_path / "run" / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            texts += [tf.make_ndarray(v.tensor).item().decode() for v in event.summary.value if v.tag == "skipped_images"]
+    assert texts and str(bad) in texts[0]
+
+
+def test_cifar10_from_tfds_upscaled_and_downscaled(cifar10_data_dir):
+    import tensorflow_datasets as tfds
+
+    first = next(iter(tfds.load("cifar10", split="test", data_dir=cifar10_data_dir, download=False)))["image"]
+    for size in (64, 16):
+        data = load_image_data("cifar10", data_dir=cifar10_data_dir, batch_size=8, image_size=size)
+        assert (data.num_train, data.num_validation, data.image_shape) == (50000, 10000, (size, size, 3))
+        got = next(iter(data.validation))[0].numpy()
+        np.testing.assert_array_equal(np.round(got * 255), _resized(first, (size, size)))
+        assert next(iter(data.train)).shape == (8, size, size, 3)
+
+
+def _cifar10_binary_batches(folder_path):
+    """The bundled sample written as CIFAR-10's binary download (label byte + 3x32x32 channel-first pixels)."""
+    with np.load(SAMPLE_PATH) as arrays:
+        arrays = dict(arrays)
+    root = folder_path / "cifar-10-batches-bin"
+    root.mkdir(parents=True)
+    for name, split in (("data_batch_1.bin", "train"), ("test_batch.bin", "test")):
+        records = np.concatenate(
+            [arrays[f"{split}_labels"].astype(np.uint8)[:, None],
+             arrays[f"{split}_images"].transpose(0, 3, 1, 2).reshape(-1, 3072)], 1,
+        )
+        (root / name).write_bytes(records.tobytes())
+    for name in ("data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"):
+        (root / name).write_bytes(b"")
+    labels = "airplane automobile bird cat deer dog frog horse ship truck".split()
+    (root / "batches.meta.txt").write_text("\n".join(labels) + "\n")
+    return arrays
+
+
+def test_a_missing_tfds_data_set_is_downloaded_and_prepared(tmp_path, monkeypatch, capsys):
+    import tensorflow_datasets as tfds
+
+    arrays = _cifar10_binary_batches(tmp_path / "download")
+    # the download step replaced: TFDS's own cifar10 builder prepares the files it "downloaded"
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", lambda self, url: str(tmp_path / "download"))
+    monkeypatch.setattr(tfds.core.utils.gcs_utils, "is_dataset_on_gcs", lambda *a, **k: False)
+    monkeypatch.setattr(tfds_reader, "unreachable_hosts", lambda builder: [])
+    data = load_image_data("cifar10", data_dir=str(tmp_path / "tfds"), batch_size=8)
+    assert "downloading and preparing it there" in capsys.readouterr().out
+    assert (data.num_train, data.num_validation) == (1200, 300)
+    assert (tmp_path / "tfds" / "cifar10" / "3.0.2" / "dataset_info.json").is_file()
+    validation = np.concatenate([np.round(batch.numpy() * 255).astype(np.uint8) for batch in data.validation])
+    assert sorted(image.tobytes() for image in validation) == sorted(image.tobytes() for image in arrays["test_images"])
+
+
+def test_offline_a_missing_tfds_data_set_fails_fast_saying_what_to_do(tmp_path, monkeypatch):
+    def no_network(address, *args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    started = time.monotonic()
+    with pytest.raises(UsageError) as error:
+        load_image_data("cifar10", data_dir=str(tmp_path))
+    assert time.monotonic() - started < 60
+    message = str(error.value)
+    assert message.startswith(f"TFDS data set 'cifar10' is not prepared under {tmp_path}, and it cannot be downloaded")
+    assert "is unreachable ([Errno -2] Name or service not known)" in message
+    assert "--data_dir=DIR (or set TFDS_DATA_DIR=DIR)" in message and "--dataset=cifar10_sample" in message
+
+
+def test_a_manual_download_data_set_quotes_its_instructions(tmp_path):
+    with pytest.raises(UsageError) as error:
+        load_image_data("imagenet2012", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert f"must be downloaded by hand into {tmp_path / 'downloads' / 'manual'}" in message
+    assert "ILSVRC2012_img_train.tar" in message and "--data_dir=DIR" in message
+
+
+def test_a_killed_run_on_a_folder_with_augmentation_resumes_to_the_uninterrupted_weights(tmp_path):
+    from tests.training.test_resume import KILL_RUN_ARGS, _assert_same_state, _kill_resume_and_reference
+
+    photo_folder(tmp_path / "photos", count=24)
+    args = (
+        *KILL_RUN_ARGS, f"--dataset=folder:{tmp_path / 'photos'}", "--skip_bad_images", "--image_size=32",
+        "--random_crop", "--random_flip",
+    )
+    killed_dir, reference_dir, _ = _kill_resume_and_reference(tmp_path, args)
+    _assert_same_state(killed_dir / "model.keras", reference_dir / "model.keras", iterations=12)
+
+
+def test_stage2_encodes_the_images_at_the_image_size(tmp_path):
+    from training.data import codes as code_cache
+    from tests.training.conftest import TINY_AUTOENCODER
+    from vq_keras.zoo import VQVAE
+
+    photo_folder(tmp_path / "photos", count=12)
+    model = VQVAE(**TINY_AUTOENCODER)
+    model.build_if_needed()
+    model.save(tmp_path / "vqvae.keras")
+    dataset = f"folder:{tmp_path / 'photos'}"
+    with pytest.raises(UsageError, match=r"Cannot decode image file .*017_truncated.jpg"):
+        code_cache.load_or_encode(model, tmp_path / "vqvae.keras", dataset, None, tmp_path / "cache", image_size=(16, 24))
+    (tmp_path / "photos" / "017_truncated.jpg").unlink()
+    data = code_cache.load_or_encode(model, tmp_path / "vqvae.keras", dataset, None, tmp_path / "cache", image_size=(16, 24))
+    assert [codes.shape for codes in data.codes["validation"]] == [(1, 4, 6)]  # 12 files: the 10th held out
+    train, validation, _, _ = read_splits(dataset, image_size=(16, 24))
+    expected = model.encode(np.stack([image.numpy() for image in validation]).astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(data.codes["validation"][0], np.asarray(expected))
