@@ -27,8 +27,10 @@ state. Here a backup is written to a hidden temporary folder and renamed into
 place, so a half-written backup is never read.
 """
 
+import contextlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import keras
@@ -370,6 +372,21 @@ def fit_resumable(
     return resumed_from
 
 
+@contextlib.contextmanager
+def _expected_end_of_validation(validation_data):
+    """Silences Keras's "Your input ran out of data; interrupting training" for a validation
+    split of unknown size (a folder read with --skip_bad_images, whose files may still fail to
+    decode in the pipeline and be left out): Keras counts such a split's batches by reaching its
+    end, and warns about that expected end as if training had been cut short. The training
+    stream repeats forever, so the warning can concern nothing else then."""
+    with warnings.catch_warnings():
+        if isinstance(validation_data, tf.data.Dataset) and (
+            int(validation_data.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
+        ):
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        yield
+
+
 def _fit_from(model, train_from_step, backups, step, metric_values, epochs, steps_per_epoch, every_steps,
               callbacks, fit_kwargs):
     """Runs `model.fit` from global `step` to the end, one call per interrupted epoch and one for the rest."""
@@ -381,18 +398,19 @@ def _fit_from(model, train_from_step, backups, step, metric_values, epochs, step
         data = train_from_step(step)
         if metric_values is not None:
             _build_compiled_metrics(model, data)
-        model.fit(
-            data,
-            initial_epoch=epoch,
+        with _expected_end_of_validation(fit_kwargs.get("validation_data")):
+            model.fit(
+                data,
+                initial_epoch=epoch,
             epochs=last_epoch,
-            steps_per_epoch=steps_per_epoch - batch,
-            callbacks=[
-                StopOnNonFiniteLoss(step, steps_per_epoch),
-                *callbacks,
-                BackupEvery(backups, every_steps, step, metric_values),
-            ],
-            **{"shuffle": False, **fit_kwargs},  # the data comes shuffled; Keras warns on shuffle=True with a Dataset
-        )
+                steps_per_epoch=steps_per_epoch - batch,
+                callbacks=[
+                    StopOnNonFiniteLoss(step, steps_per_epoch),
+                    *callbacks,
+                    BackupEvery(backups, every_steps, step, metric_values),
+                ],
+                **{"shuffle": False, **fit_kwargs},  # the data comes shuffled; Keras warns on shuffle=True with a Dataset
+            )
         if model.stop_training:  # e.g. EarlyStopping: the run is over, not the epoch
             return
         metric_values = None
