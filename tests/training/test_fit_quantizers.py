@@ -89,6 +89,19 @@ def test_bad_quantizer_values_are_the_layers_errors(given, message):
     assert str(error.value).startswith("--model=vqvae --preset=cifar10: ") and message in str(error.value)
 
 
+def test_stage_2_refuses_residual_codes_with_the_reason(tmp_path):
+    from training.fit_prior import load_autoencoder
+    from vq_keras.zoo import VQVAE
+
+    model = VQVAE(quantizer=ResidualVectorQuantizer(2, 16, 4), num_hiddens=8, num_residual_hiddens=4,
+                  num_residual_layers=1)
+    model.build_if_needed()
+    model.save(tmp_path / "model.keras")
+    with pytest.raises(UsageError, match=r"--stage=prior \(--autoencoder=.*model.keras\) does not support "
+                                         r"ResidualVectorQuantizer codes yet: they have 2 codes per position"):
+        load_autoencoder(str(tmp_path / "model.keras"), "vqvae")
+
+
 def test_the_command_line_says_error_for_a_flag_of_another_kind():
     result = run_module("training.fit", "--quantizer=ema", "--fsq_levels=8,5,5,5")
     assert result.returncode == 2 and "Traceback" not in result.stderr
