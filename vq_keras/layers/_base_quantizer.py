@@ -34,8 +34,8 @@ discrete code and its vector. Every quantizer in `vq_keras.layers` (and any new 
 - Under XLA (`jit_compile=True`) the math must compile: no Python branches on tensor
   values, no bincount.
 
-`QUANTIZERS` in `vq_keras/layers/__init__.py` names every quantizer ("vq", "ema", "fsq",
-"rvq"); `make_quantizer(kind, **arguments)` builds one by name, which is how `VQVAE`,
+`QUANTIZERS` in `vq_keras/layers/_registry.py` (exported by `vq_keras.layers`) names every
+quantizer ("vq", "ema", "fsq", "rvq"); `make_quantizer(kind, **arguments)` builds one by name, which is how `VQVAE`,
 `VQVAE2` and `training.fit --quantizer` choose one. A new quantizer is one file with a
 `Quantizer` subclass and one line in that registry.
 """
