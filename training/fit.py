@@ -33,6 +33,8 @@ from training.optimizer import LEARNING_RATE_DECAYS, extendable_settings, make_o
 from training.run_dir import claim_run_dir  # noqa: E402
 from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
 from vq_keras.atomic import save_model  # noqa: E402
+from vq_keras.layers import QUANTIZERS, make_quantizer  # noqa: E402
+from vq_keras.layers._base_quantizer import GRADIENTS  # noqa: E402
 from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
 
 MODELS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
@@ -54,6 +56,30 @@ flags.DEFINE_float(
     "in (0, 1); 0 turns restarts off (default: the preset's, off in the papers' presets).",
 )
 flags.DEFINE_string("codebook_init", None, "uniform or kmeans++ (default: the preset's, uniform).")
+flags.DEFINE_string(
+    "quantizer", None,
+    f"The quantizer of every level: one of {', '.join(QUANTIZERS)} (default: the preset's, ema). "
+    "vq: codebook by gradients; ema: codebook by moving averages; fsq: finite scalar quantization "
+    "(--fsq_levels); rvq: residual EMA stages (--num_quantizers).",
+)
+flags.DEFINE_list(
+    "fsq_levels", None,
+    "--quantizer=fsq: levels per channel, e.g. 8,5,5,5 (1000 codes; the default) or 8,8,8,5,5,5; "
+    "the model's embedding_dim becomes their number.",
+)
+flags.DEFINE_integer("num_quantizers", None, "--quantizer=rvq: the number of residual stages (required).")
+flags.DEFINE_integer(
+    "codebook_dim", None,
+    "--quantizer=vq|ema: look codes up in a learned projection of this size (at most embedding_dim).",
+)
+flags.DEFINE_boolean(
+    "cosine", None, "--quantizer=vq|ema: l2-normalise the encoder outputs and codes (cosine similarity)."
+)
+flags.DEFINE_enum(
+    "gradient", None, list(GRADIENTS),
+    "--quantizer=vq|ema: the gradient through the quantizer: straight_through (default) or rotation "
+    "(the rotation trick).",
+)
 flags.DEFINE_integer("epochs", 1, "Number of epochs.")
 flags.DEFINE_integer("steps_per_epoch", None, "Training steps per epoch (default: one pass over the data).")
 flags.DEFINE_integer("validation_steps", None, "Validation batches per epoch (default: the whole split).")
@@ -133,7 +159,9 @@ flags.register_validator(
 # tests/training/test_fit.py checks that every flag is here or in FREE_FLAGS.
 AUTOENCODER_SETTINGS = (
     "stage", "dataset", "model", "preset", "num_channels", "num_embeddings", "dead_code_threshold", "codebook_init",
-    "image_size", "random_crop", "random_flip", "skip_bad_images", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed",
+    "image_size", "random_crop", "random_flip", "quantizer", "fsq_levels", "num_quantizers", "codebook_dim",
+    "cosine", "gradient", "skip_bad_images", "epochs", "steps_per_epoch", "batch_size", "learning_rate",
+    "learning_rate_decay", "seed",
     "strategy", "mixed_precision", "deterministic", "jit_compile",
 )
 PRIOR_SETTINGS = (
@@ -154,17 +182,72 @@ def build_model(model_name, preset, num_channels, data_variance, image_shape, da
     return model
 
 
+# The quantizer kinds each quantizer flag applies to, and the layer argument it sets.
+QUANTIZER_FLAGS = {
+    "num_embeddings": (("vq", "ema", "rvq"), "num_embeddings"),
+    "dead_code_threshold": (("vq", "ema", "rvq"), "dead_code_threshold"),
+    "codebook_init": (("vq", "ema", "rvq"), "codebook_init"),
+    "fsq_levels": (("fsq",), "levels"),
+    "num_quantizers": (("rvq",), "num_quantizers"),
+    "codebook_dim": (("vq", "ema"), "codebook_dim"),
+    "cosine": (("vq", "ema"), "use_cosine_similarity"),
+    "gradient": (("vq", "ema"), "gradient"),
+}
+# What the model itself takes; the others reach the quantizer layer the CLI builds.
+MODEL_ARGUMENTS = ("num_embeddings", "dead_code_threshold", "codebook_init")
+
+
 def codebook_overrides(argv_flags):
-    """The preset arguments the codebook flags override (only those given)."""
-    overrides = {
-        "num_embeddings": argv_flags.num_embeddings,
-        "dead_code_threshold": argv_flags.dead_code_threshold,
-        "codebook_init": argv_flags.codebook_init,
-    }
-    overrides = {name: value for name, value in overrides.items() if value is not None}
+    """The model and quantizer arguments the quantizer flags set (only those given),
+    checked against the quantizer kind (--quantizer, or the preset's)."""
+    flag = lambda name: getattr(argv_flags, name, None)  # noqa: E731
+    preset = getattr(MODELS.get(flag("model") or "vqvae"), "PRESETS", {}).get(flag("preset") or "cifar10", {})
+    kind = flag("quantizer") or preset.get("quantizer", "ema")
+    if kind not in QUANTIZERS:
+        raise UsageError(f"Unknown quantizer {kind!r} (--quantizer). Known quantizers: {', '.join(QUANTIZERS)}.")
+    given = {name: flag(name) for name in QUANTIZER_FLAGS if flag(name) is not None}
+    for name in given:
+        kinds = QUANTIZER_FLAGS[name][0]
+        if kind not in kinds:
+            raise UsageError(
+                f"--{name} does not apply to --quantizer={kind}, which would ignore it: it sets "
+                f"--quantizer={'|'.join(kinds)}. Drop it, or pass --quantizer={kinds[0]}."
+            )
+    if kind == "rvq" and "num_quantizers" not in given:
+        raise UsageError("--quantizer=rvq needs --num_quantizers, the number of residual stages (e.g. 4).")
+    if "fsq_levels" in given:
+        given["fsq_levels"] = _levels(given["fsq_levels"])
+    overrides = {QUANTIZER_FLAGS[name][1]: value for name, value in given.items()}
     if overrides.get("dead_code_threshold") == 0:
         overrides["dead_code_threshold"] = None  # documented: 0 turns restarts off
+    if flag("quantizer") is not None:
+        overrides["quantizer"] = kind
     return overrides
+
+
+def _levels(values):
+    try:
+        return tuple(int(value) for value in values)
+    except ValueError:
+        raise UsageError(
+            f"--fsq_levels expects integers separated by commas, e.g. 8,5,5,5. Received: {','.join(values)}"
+        ) from None
+
+
+def with_quantizer_layer(config):
+    """The model's arguments, with the quantizer built as a layer when the flags set
+    arguments the model does not take (levels, num_quantizers, codebook_dim, ...)."""
+    layer_only = {name: value for name, value in config.items() if name in LAYER_ARGUMENTS}
+    if not layer_only and config.get("quantizer") != "rvq":
+        return config
+    model_config = {name: value for name, value in config.items() if name not in LAYER_ARGUMENTS}
+    layer = make_quantizer(model_config["quantizer"], name="quantizer", **model_config, **layer_only)
+    return {**model_config, "quantizer": layer}
+
+
+LAYER_ARGUMENTS = tuple(
+    argument for _, argument in QUANTIZER_FLAGS.values() if argument not in MODEL_ARGUMENTS
+)
 
 
 def make_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):
@@ -181,7 +264,7 @@ def make_model(model_name, preset, num_channels, data_variance, image_shape, dat
     if num_channels is not None:
         overrides["num_channels"] = num_channels
     try:
-        model = model_class(**{**model_class.PRESETS[preset], **overrides, **(codebook or {})})
+        model = model_class(**with_quantizer_layer({**model_class.PRESETS[preset], **overrides, **(codebook or {})}))
     except ValueError as error:
         raise UsageError(f"--model={model_name} --preset={preset}: {error}") from None
     check_images_fit(model, image_shape, dataset, preset)

@@ -31,6 +31,7 @@ from training.resume import Backups, configure_determinism, fit_resumable
 from training.run_dir import claim_run_dir
 from vq_keras.atomic import save_model
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
+from vq_keras.zoo._common import require_one_code_per_position
 
 AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
 MONITOR_SAMPLES = 16
@@ -137,6 +138,10 @@ def load_autoencoder(path, model_name):
             f"--autoencoder={path} holds a {found.__name__}, but --model={model_name} expects a "
             f"{AUTOENCODERS[model_name].__name__}. Pass --model={kinds[found]}."
         )
+    try:
+        require_one_code_per_position(autoencoder, f"--stage=prior (--autoencoder={path})")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     autoencoder.trainable = False
     return autoencoder
 

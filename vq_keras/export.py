@@ -278,6 +278,10 @@ class _Endpoints:
         self.step = int(model.downsampling)
         self.channels = int(model.num_channels)
         self.num_embeddings = int(model.num_embeddings)
+        # A residual quantizer's codes have a last axis of one code per stage.
+        depth = getattr(model.quantizers[0], "code_depth", None)
+        self.code_axes = (int(depth),) if depth else ()
+        self.code_layout = ", ".join(("batch", "height", "width", *map(str, self.code_axes)))
         self.grid_names = code_grid_names(model)
         self.grid_sizes = model.code_shapes(image_size) if image_size else None
         # Each grid's size is a fixed multiple of the top grid's (VQVAE2: bottom = 2 x top).
@@ -292,7 +296,10 @@ class _Endpoints:
 
     def code_specs(self):
         sizes = self.grid_sizes or [(None, None)] * len(self.grid_names)
-        return [tf.TensorSpec((None, *size), tf.int32, name=name) for name, size in zip(self.grid_names, sizes)]
+        return [
+            tf.TensorSpec((None, *size, *self.code_axes), tf.int32, name=name)
+            for name, size in zip(self.grid_names, sizes)
+        ]
 
     # Signature functions (traced by ExportArchive with the specs above).
 
@@ -390,8 +397,8 @@ class _Endpoints:
             rank = _rank_of(codes)
             ranks_ok.append(
                 _assert(
-                    tf.equal(rank, 3),
-                    f"decode expects {name} of shape (batch, height, width). Received rank:",
+                    tf.equal(rank, 3 + len(self.code_axes)),
+                    f"decode expects {name} of shape ({self.code_layout}). Received rank:",
                     rank,
                 )
             )

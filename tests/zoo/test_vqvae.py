@@ -36,7 +36,7 @@ def test_unknown_preset_is_a_clear_error():
 
 def test_quantizer_choice():
     assert isinstance(VQVAE(quantizer="vq", **TINY).quantizer, VectorQuantizer)
-    with pytest.raises(ValueError, match=r"quantizer must be one of \('ema', 'vq'\). Received: quantizer='kmeans'"):
+    with pytest.raises(ValueError, match=r"quantizer must be one of \('ema', 'vq', 'fsq', 'rvq'\) or a quantizer layer. Received: quantizer='kmeans'"):
         VQVAE(quantizer="kmeans", **TINY)
 
 

@@ -1,4 +1,44 @@
-"""The nearest-neighbour lookup and losses shared by both quantizer layers."""
+"""The quantizer contract, and the codebook machinery both codebook quantizers share.
+
+The quantizer contract
+======================
+A quantizer layer replaces each vector z_e on the last axis of the encoder output with a
+discrete code and its vector. Every quantizer in `vq_keras.layers` (and any new one) is a
+`Quantizer` subclass providing:
+
+- `call(inputs, training=None, return_codes=False)`: the quantized tensor, same shape as
+  the inputs, with a gradient to the inputs (straight-through, or another estimator), cast
+  to the layer's compute dtype; with `return_codes=True` also the int32 codes. Its losses
+  (commitment, codebook) go through `add_loss` (a quantizer without any, such as
+  `FiniteScalarQuantizer`, adds none); `VQModel` adds them to the reconstruction loss.
+  `training=True` may update non-trainable state (EMA codebooks, restarts); otherwise
+  nothing changes.
+- `encode(inputs)`: int32 codes, shape `inputs.shape[:-1]` (plus a last axis of length
+  `code_depth` when `code_depth` is not None, e.g. the stages of a residual quantizer).
+- `lookup(codes)`: the float32 vectors of int codes (the inverse of `encode` up to
+  quantization); codes outside [0, num_embeddings) are an error, never a wrapped lookup.
+- `num_embeddings`: the number of codes per position (per stage), the `K` every metric,
+  prior and range check uses; `embedding_dim`: the size of the last input axis; and
+  `code_depth` (None, or the length of the codes' extra last axis).
+- `get_config()`: the constructor arguments; the class registered for serialization
+  under the package "vq_keras".
+- Metrics: `VQModel` logs perplexity and codebook usage from the codes (`code_counts` over
+  `num_embeddings`), pooled over the code axis when `code_depth` is set; the layer itself
+  only provides `perplexity(codes)`.
+- Replicas (tf.distribute): state a training call updates is a non-trainable float32
+  weight with `aggregation="only_first_replica"` that every replica updates identically
+  from values summed or gathered over the replicas (`vq_keras._replicas`).
+- Mixed precision: `autocast=False`; the layer casts its inputs to float32, does all
+  distances, rounding and statistics in float32, keeps its weights float32 and casts only
+  its output to the compute dtype.
+- Under XLA (`jit_compile=True`) the math must compile: no Python branches on tensor
+  values, no bincount.
+
+`QUANTIZERS` in `vq_keras/layers/_registry.py` (exported by `vq_keras.layers`) names every
+quantizer ("vq", "ema", "fsq", "rvq"); `make_quantizer(kind, **arguments)` builds one by name, which is how `VQVAE`,
+`VQVAE2` and `training.fit --quantizer` choose one. A new quantizer is one file with a
+`Quantizer` subclass and one line in that registry.
+"""
 
 import keras
 import tensorflow as tf
@@ -8,9 +48,12 @@ from vq_keras import metrics
 from vq_keras.layers._codebook_seeding import fold_seed, kmeans_plus_plus, sample_rows
 from vq_keras._index_checks import checked_range
 from vq_keras._replicas import gather_over_replicas, sum_over_replicas
-from vq_keras.layers._validation import require_number, require_positive_int
+from vq_keras.layers._validation import require_choice, require_number, require_positive_int
 
 CODEBOOK_INITS = ("uniform", "kmeans++")
+GRADIENTS = ("straight_through", "rotation")
+# Guards the norms the rotation trick and l2 normalisation divide by.
+NORM_EPSILON = 1e-12
 
 def codebook_initializer():
     """Uniform in +-sqrt(3 / embedding_dim), as Sonnet initialises its codebooks.
@@ -33,13 +76,115 @@ def _straight_through(inputs, quantized):
     return tf.identity(quantized), grad
 
 
-class BaseQuantizer(keras.layers.Layer):
+def l2_normalize(vectors):
+    """`vectors` scaled to unit l2 norm on the last axis (zero vectors stay zero)."""
+    return vectors * ops.rsqrt(ops.maximum(ops.sum(ops.square(vectors), axis=-1, keepdims=True), NORM_EPSILON))
+
+
+def rotated(inputs, quantized):
+    """The rotation trick (Fifty et al. 2024, arXiv:2410.06424, eq. 4 and algorithm 1).
+
+    Returns a tensor equal to `quantized` q whose gradient to `inputs` e is
+    lambda R^T g, where R = I - 2 r r^T + 2 q^ e^T (r = (e^ + q^) / |e^ + q^|,
+    ^ = unit vector) is the rotation taking e^ onto q^ and lambda = |q| / |e|, both
+    treated as constants (no gradient to q). R is applied as vector operations, never
+    built as a matrix.
+    """
+    norm_e = ops.sqrt(ops.maximum(ops.sum(ops.square(inputs), axis=-1, keepdims=True), NORM_EPSILON))
+    norm_q = ops.sqrt(ops.maximum(ops.sum(ops.square(quantized), axis=-1, keepdims=True), NORM_EPSILON))
+    e_hat = ops.stop_gradient(inputs / norm_e)
+    q_hat = ops.stop_gradient(quantized / norm_q)
+    r = l2_normalize(e_hat + q_hat)
+    scale = ops.stop_gradient(norm_q / norm_e)
+    dot = lambda a, b: ops.sum(a * b, axis=-1, keepdims=True)  # noqa: E731
+    transformed = scale * (inputs - 2.0 * r * dot(r, inputs) + 2.0 * q_hat * dot(e_hat, inputs))
+    # The value is exactly q; the upstream gradient reaches `transformed`, so e gets lambda R^T g.
+    return _straight_through(transformed, quantized)
+
+
+class Quantizer(keras.layers.Layer):
+    """The base of every quantizer layer: see the module docstring for the contract.
+
+    It keeps the math float32 (`autocast=False`), refuses non-float inputs to `call` and
+    `encode`, and provides `perplexity`, `compute_output_shape` and the gradient
+    estimators (`gradient="straight_through"` or `"rotation"`) to subclasses.
+    """
+
+    code_depth = None  # one code per position; a residual quantizer has one per stage
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("autocast", False)  # distances, rounding and codebooks stay float32
+        super().__init__(**kwargs)
+
+    def __call__(self, inputs, *args, **kwargs):
+        self._check_dtype(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _check_dtype(self, inputs):
+        dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", "float32"))
+        if not keras.backend.is_float_dtype(dtype):
+            raise TypeError(
+                f"{type(self).__name__} expects floating-point inputs (the encoder "
+                f"output z_e). Received: dtype={dtype}. Cast the inputs to float32 "
+                "first, or pass integer code indices to `lookup()` instead."
+            )
+
+    def _check_last_axis(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] != self.embedding_dim:
+            raise ValueError(
+                f"{type(self).__name__} expects the last input axis to equal "
+                f"embedding_dim={self.embedding_dim}. Received: "
+                f"input_shape={tuple(input_shape)}"
+            )
+
+    def _checked_codes(self, indices):
+        """int `indices` with their range checked (eagerly, or by an assertion in a graph)."""
+        name = type(self).__name__
+        if not hasattr(indices, "dtype"):
+            indices = ops.convert_to_tensor(indices)
+        dtype = keras.backend.standardize_dtype(indices.dtype)
+        if not keras.backend.is_int_dtype(dtype):
+            raise TypeError(
+                f"{name} expects integer code indices in lookup(). Received: dtype={dtype}. "
+                "Pass the int32 codes from encode(), or cast them with tf.cast(..., 'int32')."
+            )
+        message = f"{name} expects codes in [0, num_embeddings={self.num_embeddings}) in lookup()."
+        return checked_range(indices, self.num_embeddings, message, what="codes")
+
+    def _with_gradient(self, inputs, quantized, gradient="straight_through"):
+        """`quantized` in value; its gradient reaches `inputs` by the chosen estimator."""
+        if gradient == "rotation":
+            return rotated(inputs, quantized)
+        return _straight_through(inputs, quantized)
+
+    def perplexity(self, codes):
+        """exp(entropy) of the code assignments in `codes` (1 to num_embeddings)."""
+        return metrics.perplexity(codes, self.num_embeddings)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class BaseQuantizer(Quantizer):
     """Maps each vector on the last axis to its nearest codebook vector.
 
-    Subclasses create `self.codebook` in `_build_codebook()` and may update it
-    in `_update_codebook()`; everything else (distances, straight-through
-    gradient, losses, perplexity, k-means++ seeding and dead-code restart)
-    lives here once.
+    Subclasses create `self.codebook` in `_build_codebook()` (shape
+    `codebook_shape`) and may update it in `_update_codebook()`; everything
+    else (distances, the lookup space, gradient estimators, losses, k-means++
+    seeding and dead-code restart) lives here once.
+
+    Lookup space. With `codebook_dim` d (ViT-VQGAN, Yu et al. 2021,
+    arXiv:2110.04627, section 3.2) a learned linear map W_in (D x d, with bias)
+    takes z_e to h = W_in z_e, the codebook has shape (K, d), and a second map
+    W_out (d x D) takes the chosen code back: z_q = W_out q. Without it h = z_e.
+    With `use_cosine_similarity=True` h and every code are l2-normalised, so
+    the nearest code is the one with the largest cosine similarity. Losses,
+    distances, EMA statistics, restarts and k-means++ all work on h.
+
+    Gradient. "straight_through" copies dL/dq onto h unchanged (van den Oord
+    et al.); "rotation" (Fifty et al. 2024, arXiv:2410.06424) passes it through
+    the rotation and rescaling that maps h onto q, treated as a constant
+    (see `rotated`).
 
     Dead-code restart (`dead_code_threshold` not None): every training call
     updates u_i <- usage_decay * u_i + (1 - usage_decay) * n_i, an EMA of the
@@ -71,9 +216,11 @@ class BaseQuantizer(keras.layers.Layer):
         usage_decay=0.99,
         codebook_init="uniform",
         seed=0,
+        use_cosine_similarity=False,
+        codebook_dim=None,
+        gradient="straight_through",
         **kwargs,
     ):
-        kwargs.setdefault("autocast", False)  # distances and codebook stay float32
         super().__init__(**kwargs)
         name = type(self).__name__
         require_positive_int(name, "num_embeddings", num_embeddings)
@@ -81,12 +228,15 @@ class BaseQuantizer(keras.layers.Layer):
         require_number(name, "commitment_cost (beta)", commitment_cost, low=0)
         _require_threshold(name, dead_code_threshold)
         require_number(name, "usage_decay", usage_decay, low=0, high=1)
-        if codebook_init not in CODEBOOK_INITS:
-            raise ValueError(
-                f"{name} expects codebook_init to be one of {', '.join(map(repr, CODEBOOK_INITS))}. "
-                f"Received: codebook_init={codebook_init!r}"
-            )
+        require_choice(name, "codebook_init", codebook_init, CODEBOOK_INITS)
         require_positive_int(name, "seed", seed, allow_zero=True)
+        if not isinstance(use_cosine_similarity, bool):
+            raise TypeError(
+                f"{name} expects use_cosine_similarity to be True or False. "
+                f"Received: use_cosine_similarity={use_cosine_similarity!r}"
+            )
+        _require_codebook_dim(name, codebook_dim, embedding_dim)
+        require_choice(name, "gradient", gradient, GRADIENTS)
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.commitment_cost = commitment_cost
@@ -94,27 +244,23 @@ class BaseQuantizer(keras.layers.Layer):
         self.usage_decay = usage_decay
         self.codebook_init = codebook_init
         self.seed = seed
+        self.use_cosine_similarity = use_cosine_similarity
+        self.codebook_dim = codebook_dim
+        self.gradient = gradient
 
-    def __call__(self, inputs, *args, **kwargs):
-        self._check_dtype(inputs)
-        return super().__call__(inputs, *args, **kwargs)
+    @property
+    def lookup_dim(self):
+        """The size of the codes: codebook_dim if given, else embedding_dim."""
+        return self.codebook_dim or self.embedding_dim
 
-    def _check_dtype(self, inputs):
-        dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", "float32"))
-        if not keras.backend.is_float_dtype(dtype):
-            raise TypeError(
-                f"{type(self).__name__} expects floating-point inputs (the encoder "
-                f"output z_e). Received: dtype={dtype}. Cast the inputs to float32 "
-                "first, or pass integer code indices to `lookup()` instead."
-            )
+    @property
+    def codebook_shape(self):
+        return (self.num_embeddings, self.lookup_dim)
 
     def build(self, input_shape):
-        if len(input_shape) < 2 or input_shape[-1] != self.embedding_dim:
-            raise ValueError(
-                f"{type(self).__name__} expects the last input axis to equal "
-                f"embedding_dim={self.embedding_dim}. Received: "
-                f"input_shape={tuple(input_shape)}"
-            )
+        self._check_last_axis(input_shape)
+        if self.codebook_dim is not None:
+            self._build_projections()
         self._build_codebook()
         if self.dead_code_threshold is not None:
             self.usage_ema = self._add_state("usage_ema", (self.num_embeddings,), "zeros")
@@ -122,6 +268,20 @@ class BaseQuantizer(keras.layers.Layer):
             self.codebook_initialized = self._add_state("codebook_initialized", (), "zeros")
         if self.dead_code_threshold is not None or self.codebook_init == "kmeans++":
             self.training_calls = self._add_state("training_calls", (), "zeros")
+
+    def _build_projections(self):
+        """W_in (D, d) and W_out (d, D) with biases: float32, trained by gradients."""
+        def dense(name, shape):
+            kernel = self.add_weight(
+                name=f"{name}_kernel", shape=shape, initializer="glorot_uniform", dtype="float32", autocast=False
+            )
+            bias = self.add_weight(
+                name=f"{name}_bias", shape=shape[-1:], initializer="zeros", dtype="float32", autocast=False
+            )
+            return kernel, bias
+
+        self.project_in = dense("project_in", (self.embedding_dim, self.codebook_dim))
+        self.project_out = dense("project_out", (self.codebook_dim, self.embedding_dim))
 
     def _add_state(self, name, shape, initializer):
         """A non-trainable float32 weight that every replica updates identically."""
@@ -143,14 +303,14 @@ class BaseQuantizer(keras.layers.Layer):
     def _update_codebook(self, flat_inputs, flat_codes, counts):
         """Hook for codebook updates in the forward pass (EMA); no-op here.
 
-        flat_codes: int32 (N,) code of each of the N (N, D) flat_inputs;
-        counts: float32 (K,) number of them per code on this replica."""
+        flat_codes: int32 (N,) code of each of the N (N, d) flat_inputs (lookup
+        space); counts: float32 (K,) number of them per code on this replica."""
 
     def _add_codebook_loss(self, inputs, quantized):
-        """Hook for the codebook loss |sg[z_e] - e|^2; the EMA variant has none."""
+        """Hook for the codebook loss |sg[h] - e|^2; the EMA variant has none."""
 
     def _restart_codes(self, dead, vectors):
-        """Moves the codes where `dead` (bool (K,)) onto the rows of `vectors` (K, D)."""
+        """Moves the codes where `dead` (bool (K,)) onto the rows of `vectors` (K, d)."""
         self.codebook.assign(ops.where(dead[:, None], vectors, self.codebook))
 
     def _seed(self, purpose):
@@ -159,8 +319,8 @@ class BaseQuantizer(keras.layers.Layer):
         return fold_seed(seed, ops.cast(self.training_calls, "int32"))
 
     def _gathered(self, flat_inputs):
-        """Every replica's vectors, in replica order (the reshape restores the static D)."""
-        return ops.reshape(gather_over_replicas(flat_inputs), (-1, self.embedding_dim))
+        """Every replica's vectors, in replica order (the reshape restores the static d)."""
+        return ops.reshape(gather_over_replicas(flat_inputs), (-1, self.lookup_dim))
 
     def _seed_codebook_once(self, flat_inputs):
         """k-means++ on the first training call's (gathered) vectors, then never again."""
@@ -184,11 +344,27 @@ class BaseQuantizer(keras.layers.Layer):
         candidates = sample_rows(self._gathered(flat_inputs), self.num_embeddings, self._seed(1))
         self._restart_codes(dead, candidates)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def _codes_in_use(self):
+        """The codebook as lookups see it (l2-normalised rows with cosine similarity)."""
+        codebook = ops.convert_to_tensor(self.codebook)
+        return l2_normalize(codebook) if self.use_cosine_similarity else codebook
+
+    def _to_lookup_space(self, inputs):
+        """float32 z_e (..., D) -> h (..., d): projected and/or l2-normalised as configured."""
+        if self.codebook_dim is not None:
+            kernel, bias = self.project_in
+            inputs = ops.matmul(inputs, kernel) + bias
+        return l2_normalize(inputs) if self.use_cosine_similarity else inputs
+
+    def _from_lookup_space(self, vectors):
+        """Codes (..., d) -> vectors (..., D) the decoder reads (W_out with codebook_dim)."""
+        if self.codebook_dim is None:
+            return vectors
+        kernel, bias = self.project_out
+        return ops.matmul(vectors, kernel) + bias
 
     def _distances(self, flat_inputs):
-        codebook = ops.convert_to_tensor(self.codebook)
+        codebook = self._codes_in_use()
         return (
             ops.sum(ops.square(flat_inputs), axis=1, keepdims=True)
             - 2.0 * ops.matmul(flat_inputs, ops.transpose(codebook))
@@ -204,48 +380,37 @@ class BaseQuantizer(keras.layers.Layer):
         """Returns the int32 index of the nearest code for every vector."""
         self._check_dtype(inputs)
         inputs = ops.cast(inputs, "float32")
-        flat = ops.reshape(inputs, (-1, self.embedding_dim))
+        flat = self._to_lookup_space(ops.reshape(inputs, (-1, self.embedding_dim)))
         return ops.reshape(self._nearest(flat), ops.shape(inputs)[:-1])
 
     def lookup(self, indices):
-        """Returns the float32 codebook vectors for int code indices in [0, num_embeddings).
+        """Returns the float32 vectors (..., embedding_dim) for int code indices in
+        [0, num_embeddings).
 
         Other indices are an error, never a wrapped (-1: the last code) or zero lookup:
         eagerly a TypeError (not integers) or ValueError; in a graph an assertion that
         runs before the gather (XLA drops assertions)."""
-        name = type(self).__name__
-        if not hasattr(indices, "dtype"):
-            indices = ops.convert_to_tensor(indices)
-        dtype = keras.backend.standardize_dtype(indices.dtype)
-        if not keras.backend.is_int_dtype(dtype):
-            raise TypeError(
-                f"{name} expects integer code indices in lookup(). Received: dtype={dtype}. "
-                "Pass the int32 codes from encode(), or cast them with tf.cast(..., 'int32')."
-            )
-        message = f"{name} expects codes in [0, num_embeddings={self.num_embeddings}) in lookup()."
-        return self._gather(checked_range(indices, self.num_embeddings, message, what="codes"))
+        return self._from_lookup_space(self._gather(self._checked_codes(indices)))
 
     def _gather(self, indices):
-        return ops.take(ops.convert_to_tensor(self.codebook), indices, axis=0)
-
-    def perplexity(self, codes):
-        """exp(entropy) of the code assignments in `codes` (1 to num_embeddings)."""
-        return metrics.perplexity(codes, self.num_embeddings)
+        return ops.take(self._codes_in_use(), indices, axis=0)
 
     def call(self, inputs, training=None, return_codes=False):
         inputs32 = ops.cast(inputs, "float32")
-        flat = ops.reshape(inputs32, (-1, self.embedding_dim))
+        flat = self._to_lookup_space(ops.reshape(inputs32, (-1, self.embedding_dim)))
         if training and self.codebook_init == "kmeans++":
             self._seed_codebook_once(flat)
         flat_codes = self._nearest(flat)
-        codes = ops.reshape(flat_codes, ops.shape(inputs32)[:-1])
-        quantized = self._gather(codes)  # from the codebook the codes were chosen from
+        flat_quantized = self._gather(flat_codes)  # from the codebook the codes were chosen from
         if training:
             self._train_codebook(flat, flat_codes)
-        self._add_codebook_loss(inputs32, quantized)
-        commitment = ops.mean(ops.square(inputs32 - ops.stop_gradient(quantized)))
+        self._add_codebook_loss(flat, flat_quantized)
+        commitment = ops.mean(ops.square(flat - ops.stop_gradient(flat_quantized)))
         self.add_loss(self.commitment_cost * commitment)
-        outputs = ops.cast(_straight_through(inputs32, quantized), self.compute_dtype)
+        flat_outputs = self._from_lookup_space(self._with_gradient(flat, flat_quantized, self.gradient))
+        outputs = ops.reshape(flat_outputs, ops.shape(inputs32))
+        codes = ops.reshape(flat_codes, ops.shape(inputs32)[:-1])
+        outputs = ops.cast(outputs, self.compute_dtype)
         return (outputs, codes) if return_codes else outputs
 
     def _train_codebook(self, flat_inputs, flat_codes):
@@ -266,8 +431,23 @@ class BaseQuantizer(keras.layers.Layer):
             usage_decay=self.usage_decay,
             codebook_init=self.codebook_init,
             seed=self.seed,
+            use_cosine_similarity=self.use_cosine_similarity,
+            codebook_dim=self.codebook_dim,
+            gradient=self.gradient,
         )
         return config
+
+
+def _require_codebook_dim(owner, codebook_dim, embedding_dim):
+    valid = codebook_dim is None or (
+        not isinstance(codebook_dim, bool) and isinstance(codebook_dim, int) and 1 <= codebook_dim <= embedding_dim
+    )
+    if not valid:
+        raise ValueError(
+            f"{owner} expects codebook_dim to be None (look codes up in the embedding_dim space) or an "
+            f"integer in [1, embedding_dim={embedding_dim}], the size of the low-dimensional lookup space. "
+            f"Received: codebook_dim={codebook_dim!r}"
+        )
 
 
 def _require_threshold(owner, threshold):

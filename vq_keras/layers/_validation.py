@@ -19,3 +19,12 @@ def require_number(owner, argument, value, low, high=None, low_inclusive=True):
         raise ValueError(
             f"{owner} expects {argument} in {left}{low}, {right}. Received: {argument}={value!r}"
         )
+
+
+def require_choice(owner, argument, value, choices):
+    """Checks that `value` is one of the strings in `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"{owner} expects {argument} to be one of {', '.join(map(repr, choices))}. "
+            f"Received: {argument}={value!r}"
+        )

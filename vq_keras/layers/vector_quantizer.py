@@ -28,6 +28,17 @@ class VectorQuantizer(BaseQuantizer):
         codebook_init: "uniform" (default, as in Sonnet) or "kmeans++": seed
             the codebook from the first training batch's encoder outputs.
         seed: integer seed of the restarts' and k-means++'s stateless RNG.
+        use_cosine_similarity: if True, l2-normalise the inputs (after any
+            projection) and the codes, so the nearest code has the largest
+            cosine similarity (ViT-VQGAN, arXiv:2110.04627, section 3.2).
+        codebook_dim: None (default: codes of size embedding_dim) or d in
+            [1, embedding_dim]: look codes up in a learned d-dimensional
+            projection of the inputs and project the chosen code back
+            (ViT-VQGAN's factorized codes); the codebook is then (K, d).
+        gradient: "straight_through" (default, the paper's estimator) or
+            "rotation": the rotation trick of Fifty et al. 2024
+            (arXiv:2410.06424), which carries the angle between z_e and e_k
+            into the gradient.
         **kwargs: standard `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:
@@ -61,7 +72,7 @@ class VectorQuantizer(BaseQuantizer):
     def _build_codebook(self):
         self.codebook = self.add_weight(
             name="codebook",
-            shape=(self.num_embeddings, self.embedding_dim),
+            shape=self.codebook_shape,
             initializer=codebook_initializer(),
             dtype="float32",
             autocast=False,  # float32 even inside a mixed-precision autocast scope

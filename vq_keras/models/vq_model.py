@@ -168,7 +168,8 @@ class VQModel(keras.Model):
         reconstruction, codes = self(images, training=training, return_codes=True)
         reconstruction = ops.cast(reconstruction, "float32")
         reconstruction_loss = ops.mean(ops.square(reconstruction - images)) / self.data_variance
-        vq_loss = ops.sum(ops.stack([ops.cast(loss, "float32") for loss in own_losses(self.losses)]))
+        # A quantizer without losses (FiniteScalarQuantizer) leaves the list empty.
+        vq_loss = sum((ops.cast(loss, "float32") for loss in own_losses(self.losses)), ops.zeros((), "float32"))
         return reconstruction_loss, vq_loss, codes
 
     def _record(self, reconstruction_loss, vq_loss, codes):

@@ -9,7 +9,7 @@ from vq_keras._index_checks import checked_range
 from vq_keras.models.decoder import Decoder
 from vq_keras.models.encoder import Encoder
 from vq_keras.models.vq_model import VQModel
-from vq_keras.zoo._common import PIXEL_SHIFT, PresetMixin, make_quantizer
+from vq_keras.zoo._common import PIXEL_SHIFT, PresetMixin, level_quantizers, quantizer_config
 
 
 class LevelledVQVAE(PresetMixin, VQModel):
@@ -22,6 +22,13 @@ class LevelledVQVAE(PresetMixin, VQModel):
     image decoder takes every level's quantized map, brought to the bottom
     resolution by stride-2 transposed convolutions. With one level this is
     exactly the VQ-VAE of van den Oord et al. Lists are indexed top first.
+
+    `quantizer` is a name in `vq_keras.layers.QUANTIZERS`, built from the model's
+    quantizer arguments (each kind takes those it reads), or a quantizer layer
+    (cloned per level from its config when there are several). The quantizer
+    fixes `embedding_dim` (the 1x1 convolution's output channels) and
+    `num_embeddings` (codes per position): a `FiniteScalarQuantizer(levels)` has
+    len(levels) and prod(levels), whatever the model's own arguments say.
     """
 
     def __init__(
@@ -44,15 +51,23 @@ class LevelledVQVAE(PresetMixin, VQModel):
         **kwargs,
     ):
         super().__init__(num_channels=num_channels, data_variance=data_variance, level_names=level_names, **kwargs)
+        dtype = self.dtype_policy  # Keras does not pass a (mixed) policy on to sublayers
+        # Assigned after the pre-quantizers, as before, so the weights keep their order.
+        quantizers = level_quantizers(
+            quantizer, self.level_names, "quantizer", dtype, num_embeddings=num_embeddings,
+            embedding_dim=embedding_dim, commitment_cost=commitment_cost, decay=decay, epsilon=epsilon,
+            dead_code_threshold=dead_code_threshold, codebook_init=codebook_init,
+        )
+        embedding_dim = quantizers[0].embedding_dim
         self.dead_code_threshold = dead_code_threshold
         self.codebook_init = codebook_init
         self.num_hiddens = num_hiddens
         self.num_residual_hiddens = num_residual_hiddens
         self.num_residual_layers = num_residual_layers
         self.embedding_dim = embedding_dim
-        self.num_embeddings = num_embeddings
+        self.num_embeddings = quantizers[0].num_embeddings
         self.commitment_cost = commitment_cost
-        self.quantizer_kind = quantizer
+        self.quantizer_kind = quantizer_config(quantizer)
         self.decay = decay
         self.epsilon = epsilon
         self.bottom_downsamples = bottom_downsamples
@@ -61,7 +76,6 @@ class LevelledVQVAE(PresetMixin, VQModel):
         residual = (num_hiddens, num_residual_hiddens, num_residual_layers)
         bottom = num_levels - 1
         named = lambda base, level: f"{base}_{level}" if level else base  # noqa: E731
-        dtype = self.dtype_policy  # Keras does not pass a (mixed) policy on to sublayers
         self.encoders = [
             Encoder(*residual, num_downsamples=bottom_downsamples if i == bottom else 1, name=named("encoder", level), dtype=dtype)
             for i, level in enumerate(self.level_names)
@@ -73,13 +87,7 @@ class LevelledVQVAE(PresetMixin, VQModel):
             )
             for level in self.level_names
         ]
-        self.level_quantizers = [
-            make_quantizer(
-                quantizer, num_embeddings, embedding_dim, commitment_cost, decay, epsilon, named("quantizer", level),
-                dead_code_threshold, codebook_init, dtype=dtype,
-            )
-            for level in self.level_names
-        ]
+        self.level_quantizers = quantizers
         # conditioners[i - 1] decodes level i - 1 (above) to level i's resolution.
         self.conditioners = [
             Decoder(*residual, output_channels=embedding_dim, num_upsamples=1, name=named("conditioner", level), dtype=dtype)

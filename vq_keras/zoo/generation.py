@@ -3,6 +3,7 @@
 from keras import ops
 
 from vq_keras.models.prior import Prior
+from vq_keras.zoo._common import require_one_code_per_position
 from vq_keras.zoo.hierarchical_prior import HierarchicalPrior
 
 
@@ -54,6 +55,7 @@ def generation_grids(autoencoder, prior, image_size=None):
             "generate expects a prior (e.g. PixelCNNPrior) for a VQVAE or a HierarchicalPrior for a "
             f"VQVAE2 as `prior`. Received: {type(prior).__name__}"
         )
+    require_one_code_per_position(autoencoder, "generate")
     if len(priors) != levels:
         hint = "a HierarchicalPrior" if levels > 1 else "a PixelCNNPrior"
         raise ValueError(

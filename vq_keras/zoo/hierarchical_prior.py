@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.models.prior import Prior, check_sampling_method
+from vq_keras.zoo._common import require_one_code_per_position
 from vq_keras.zoo.pixelcnn_prior import PixelCNNPrior
 
 
@@ -129,6 +130,7 @@ class HierarchicalPrior(keras.Model):
                 f"levels (a VQVAE2). Received: {type(autoencoder).__name__} with {len(levels)} "
                 "level(s). For a VQVAE use one PixelCNNPrior."
             )
+        require_one_code_per_position(autoencoder, "HierarchicalPrior.from_autoencoder")
         common = dict(
             num_embeddings=autoencoder.num_embeddings, num_layers=num_layers, num_filters=num_filters,
             kernel_size=kernel_size, num_classes=num_classes, num_heads=num_heads, dropout=dropout,

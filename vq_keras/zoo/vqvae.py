@@ -16,7 +16,12 @@ class VQVAE(LevelledVQVAE):
         embedding_dim: D, the size of each codebook vector.
         num_embeddings: K, the number of codes.
         commitment_cost: beta, the weight of the commitment loss.
-        quantizer: "ema" (`VectorQuantizerEMA`) or "vq" (`VectorQuantizer`).
+        quantizer: a name: "ema" (`VectorQuantizerEMA`), "vq" (`VectorQuantizer`),
+            or "fsq" (`FiniteScalarQuantizer`, levels (8, 5, 5, 5)), built from
+            these arguments; or a quantizer layer, e.g. a
+            `ResidualVectorQuantizer(num_quantizers, ...)` (VQVAE2 clones it per level from its
+            config). It fixes embedding_dim and num_embeddings (FSQ:
+            len(levels) and prod(levels)).
         decay: gamma, the EMA decay (used by quantizer="ema").
         epsilon: Laplace smoothing of the EMA cluster sizes (quantizer="ema").
         num_channels: image channels.
@@ -81,8 +86,10 @@ class VQVAE(LevelledVQVAE):
         **kwargs,
     ):
         super().__init__(
-            ("",), num_hiddens, num_residual_hiddens, num_residual_layers, embedding_dim, num_embeddings,
-            commitment_cost, quantizer, decay, epsilon, 2, num_channels, data_variance,
+            level_names=("",), num_hiddens=num_hiddens, num_residual_hiddens=num_residual_hiddens,
+            num_residual_layers=num_residual_layers, embedding_dim=embedding_dim, num_embeddings=num_embeddings,
+            commitment_cost=commitment_cost, quantizer=quantizer, decay=decay, epsilon=epsilon,
+            bottom_downsamples=2, num_channels=num_channels, data_variance=data_variance,
             dead_code_threshold=dead_code_threshold, codebook_init=codebook_init, **kwargs,
         )
 

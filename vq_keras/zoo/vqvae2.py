@@ -34,7 +34,12 @@ class VQVAE2(LevelledVQVAE):
         embedding_dim: D, the size of each codebook vector (every level).
         num_embeddings: K, the number of codes per level.
         commitment_cost: beta, the weight of the commitment loss.
-        quantizer: "ema" (`VectorQuantizerEMA`) or "vq" (`VectorQuantizer`).
+        quantizer: a name: "ema" (`VectorQuantizerEMA`), "vq" (`VectorQuantizer`),
+            or "fsq" (`FiniteScalarQuantizer`, levels (8, 5, 5, 5)), built from
+            these arguments; or a quantizer layer, e.g. a
+            `ResidualVectorQuantizer(num_quantizers, ...)` (VQVAE2 clones it per level from its
+            config). It fixes embedding_dim and num_embeddings (FSQ:
+            len(levels) and prod(levels)).
         decay: gamma, the EMA decay (quantizer="ema").
         epsilon: Laplace smoothing of the EMA cluster sizes (quantizer="ema").
         bottom_downsamples: stride-2 convolutions of the bottom encoder.
@@ -114,9 +119,10 @@ class VQVAE2(LevelledVQVAE):
             )
         require_positive_int("VQVAE2", "bottom_downsamples", bottom_downsamples)
         super().__init__(
-            level_names(num_levels), num_hiddens, num_residual_hiddens, num_residual_layers, embedding_dim,
-            num_embeddings, commitment_cost, quantizer, decay, epsilon, bottom_downsamples, num_channels,
-            data_variance,
+            level_names=level_names(num_levels), num_hiddens=num_hiddens, num_residual_hiddens=num_residual_hiddens,
+            num_residual_layers=num_residual_layers, embedding_dim=embedding_dim, num_embeddings=num_embeddings,
+            commitment_cost=commitment_cost, quantizer=quantizer, decay=decay, epsilon=epsilon,
+            bottom_downsamples=bottom_downsamples, num_channels=num_channels, data_variance=data_variance,
             dead_code_threshold=dead_code_threshold, codebook_init=codebook_init, **kwargs,
         )
         self.num_levels = num_levels

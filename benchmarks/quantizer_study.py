@@ -1,0 +1,169 @@
+"""The quantizer study of issue #15: every quantizer kind in the cifar10 VQ-VAE, one table.
+
+Each study entry is the zoo recipe of `zoo/vqvae_cifar10/recipe.flags` (the cifar10
+preset's encoder and decoder unchanged, batch 32, Adam 1e-3 with cosine decay, XLA)
+plus the entry's quantizer flags. For each entry this script
+
+1. trains it with `python -m training.fit` (a subprocess, as a user runs it) under
+   `<root>/<entry>/`, with the recipe written beside it as `recipe.flags`; a finished
+   entry is not trained again (training.fit reports it), an interrupted one resumes;
+2. evaluates `<root>/<entry>/model.keras` on the held-out split with `model.evaluate`:
+   validation MSE / training pixel variance, the mean batch perplexity and the fraction
+   of the codes used over the whole split (RVQ: its stages' codes pooled), written to
+   `<root>/<entry>/results.json` (`mse_over_variance`, `perplexity`, `codes_used`,
+   `num_embeddings`);
+3. times `--speed_steps` training steps of the entry's model (after warm-up) in this
+   process, in images per second and relative to the EMA entry;
+
+then prints a Markdown table. The full study (10,000 steps each, on the real CIFAR-10):
+
+    python -m benchmarks.quantizer_study --data_dir=../shared/tfds
+
+A check that every part runs (a few steps on the bundled sample, no XLA):
+
+    python -m benchmarks.quantizer_study --dataset=cifar10_sample --steps=4 --speed_steps=3 \\
+        --nojit_compile --root=/tmp/quantizer_study
+"""
+
+import os
+
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from training.data import load_image_data  # noqa: E402
+from training.fit import build_model, codebook_overrides  # noqa: E402
+from training.optimizer import make_optimizer  # noqa: E402
+from vq_keras.atomic import atomic_file  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The issue's entries: today's EMA, EMA + restarts, cosine + codebook_dim, the rotation
+# trick, FSQ at about 1,000 and about 16,000 codes (the paper's levels for 2^10 and 2^14),
+# and residual VQ. Each is a set of training.fit quantizer flags.
+ENTRIES = {
+    "ema": {},
+    "ema_restarts": {"dead_code_threshold": 0.1},
+    "ema_cosine_codebook_dim": {"cosine": True, "codebook_dim": 8, "dead_code_threshold": 0.1},
+    "ema_rotation": {"gradient": "rotation"},
+    "fsq_1k": {"quantizer": "fsq", "fsq_levels": "8,5,5,5"},
+    "fsq_16k": {"quantizer": "fsq", "fsq_levels": "8,8,8,6,5"},
+    "rvq": {"quantizer": "rvq", "num_quantizers": 4, "dead_code_threshold": 0.1},
+}
+
+FLAGS = flags.FLAGS
+# training.fit's own --dataset, --data_dir, --batch_size, --learning_rate and --jit_compile,
+# with the zoo recipe's defaults.
+FLAGS.set_default("dataset", "cifar10")
+FLAGS.set_default("learning_rate", 1e-3)
+FLAGS.set_default("jit_compile", True)
+flags.DEFINE_list("entries", list(ENTRIES), f"Study entries to run, of: {', '.join(ENTRIES)}.")
+flags.DEFINE_integer("steps", 10_000, "Training steps of every entry.")
+flags.DEFINE_integer("speed_steps", 50, "Timed training steps per entry (after as many warm-up steps).")
+flags.DEFINE_string("root", "runs/quantizer_study", "Where each entry's run folder goes.")
+flags.DEFINE_integer("eval_batches", None, "Held-out batches to evaluate (default: the whole split).")
+
+
+def write_text(path, text):
+    with atomic_file(path) as temporary:
+        temporary.write_text(text)
+
+
+def recipe(name):
+    """The training.fit flags of entry `name`."""
+    epochs = max(1, FLAGS.steps // 1000)
+    args = [
+        f"--dataset={FLAGS.dataset}", "--model=vqvae", "--preset=cifar10", f"--batch_size={FLAGS.batch_size}",
+        f"--learning_rate={FLAGS.learning_rate}", "--learning_rate_decay=cosine", f"--epochs={epochs}",
+        f"--steps_per_epoch={FLAGS.steps // epochs}", "--seed=0",
+        f"--deterministic={str(not FLAGS.jit_compile).lower()}", f"--jit_compile={str(FLAGS.jit_compile).lower()}",
+    ]
+    if FLAGS.data_dir:
+        args.append(f"--data_dir={FLAGS.data_dir}")
+    for flag, value in ENTRIES[name].items():
+        args.append(f"--{flag}" if value is True else f"--{flag}={value}")
+    return args
+
+
+def train(name, logdir):
+    args = recipe(name)
+    logdir.mkdir(parents=True, exist_ok=True)
+    write_text(logdir / "recipe.flags", "\n".join([*args, f"--logdir={logdir}"]) + "\n")
+    print(f"[{name}] python -m training.fit {' '.join(args)} --logdir={logdir}", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-m", "training.fit", *args, f"--logdir={logdir}"], cwd=REPO, env=env)
+    if result.returncode:
+        raise SystemExit(f"[{name}] training.fit failed with exit code {result.returncode}.")
+
+
+def evaluate(name, logdir, data):
+    model = keras.saving.load_model(logdir / "model.keras")
+    validation = data.validation.take(FLAGS.eval_batches) if FLAGS.eval_batches else data.validation
+    logs = model.evaluate(validation, verbose=0, return_dict=True)
+    results = {
+        "entry": name,
+        "quantizer": type(model.quantizer).__name__,
+        "steps": FLAGS.steps,
+        "mse_over_variance": float(logs["reconstruction_loss"]) * model.data_variance / data.data_variance,
+        "perplexity": float(logs["perplexity"]),
+        "codes_used": float(logs["epoch_codebook_usage"]),
+        "num_embeddings": int(model.num_embeddings),
+    }
+    write_text(logdir / "results.json", json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def images_per_second(name, data):
+    """The entry's train step (the model training.fit builds), timed after a warm-up."""
+    values = {"model": "vqvae", "preset": "cifar10", **ENTRIES[name]}
+    values["fsq_levels"] = values["fsq_levels"].split(",") if "fsq_levels" in values else None
+    overrides = codebook_overrides(type("Flags", (), values))
+    keras.utils.set_random_seed(0)
+    model = build_model("vqvae", "cifar10", None, data.data_variance, data.image_shape, FLAGS.dataset, overrides)
+    model.compile(optimizer=make_optimizer(FLAGS.learning_rate, "none", 1), jit_compile=FLAGS.jit_compile)
+    batches = iter(data.train.repeat())
+    model.make_train_function()
+    for _ in range(FLAGS.speed_steps):
+        model.train_function(batches)
+    start = time.perf_counter()
+    for _ in range(FLAGS.speed_steps):
+        logs = model.train_function(batches)
+    float(tf.convert_to_tensor(logs["loss"]))  # wait for the last step
+    return FLAGS.speed_steps * FLAGS.batch_size / (time.perf_counter() - start)
+
+
+def main(argv):
+    del argv
+    unknown = [name for name in FLAGS.entries if name not in ENTRIES]
+    if unknown:
+        raise app.UsageError(f"Unknown entries {unknown}. Known: {', '.join(ENTRIES)}.")
+    root = Path(FLAGS.root)
+    data = load_image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.batch_size, seed=0)
+    rows = []
+    for name in FLAGS.entries:
+        train(name, root / name)
+        results = evaluate(name, root / name, data)
+        results["images_per_second"] = images_per_second(name, data)
+        rows.append(results)
+    ema = next((row["images_per_second"] for row in rows if row["entry"] == "ema"), None)
+    print(f"\n{FLAGS.dataset}, {FLAGS.steps} steps, batch {FLAGS.batch_size}, jit_compile={FLAGS.jit_compile}\n")
+    print("| entry | quantizer | codes | val MSE/variance | perplexity | codes used | train images/s | vs EMA |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        speed = f"{row['images_per_second'] / ema:.2f}" if ema else "-"
+        print(
+            f"| {row['entry']} | {row['quantizer']} | {row['num_embeddings']} | {row['mse_over_variance']:.4f} | "
+            f"{row['perplexity']:.1f} | {row['codes_used']:.1%} | {row['images_per_second']:.0f} | {speed} |"
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)

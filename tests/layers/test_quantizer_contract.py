@@ -1,0 +1,247 @@
+"""The quantizer contract and the mechanisms BaseQuantizer gives both codebook quantizers:
+the registry, cosine similarity, a low-dimensional lookup space (codebook_dim) and the
+rotation trick, each against a NumPy recomputation; and every quantizer under XLA,
+mixed precision, .keras round trips and MirroredStrategy."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO
+from vq_keras.layers import (
+    QUANTIZERS,
+    FiniteScalarQuantizer,
+    ResidualVectorQuantizer,
+    VectorQuantizer,
+    VectorQuantizerEMA,
+    make_quantizer,
+)
+
+CODEBOOK_QUANTIZERS = [VectorQuantizer, VectorQuantizerEMA]
+
+
+def _built(cls, num_embeddings=8, embedding_dim=4, seed=0, **kwargs):
+    layer = cls(num_embeddings, embedding_dim, **kwargs)
+    layer.build((None, embedding_dim))
+    rng = np.random.default_rng(seed)
+    layer.codebook.assign(rng.normal(size=layer.codebook_shape).astype("float32"))
+    return layer
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _nearest(h, codebook):
+    distances = ((h[:, None, :].astype(np.float64) - codebook[None].astype(np.float64)) ** 2).sum(-1)
+    return distances.argmin(1)
+
+
+def test_registry_names_every_quantizer_and_builds_each_from_the_arguments_it_takes():
+    assert QUANTIZERS == {
+        "ema": VectorQuantizerEMA, "vq": VectorQuantizer, "fsq": FiniteScalarQuantizer, "rvq": ResidualVectorQuantizer,
+    }
+    common = dict(num_embeddings=8, embedding_dim=4, commitment_cost=0.5, decay=0.9, epsilon=1e-3, name="q")
+    vq = make_quantizer("vq", **common)
+    assert isinstance(vq, VectorQuantizer) and vq.commitment_cost == 0.5 and vq.name == "q"
+    assert make_quantizer("ema", **common).decay == 0.9
+    assert make_quantizer("fsq", levels=(3, 3), **common).num_embeddings == 9
+    assert make_quantizer("rvq", num_quantizers=2, **common).num_quantizers == 2
+    with pytest.raises(ValueError, match=r"quantizer='rvq' \(ResidualVectorQuantizer\) needs num_quantizers"):
+        make_quantizer("rvq", **common)
+    with pytest.raises(ValueError, match=r"quantizer must be one of \('ema', 'vq', 'fsq', 'rvq'\)"):
+        make_quantizer("lfq", **common)
+
+
+@pytest.mark.parametrize("cls", CODEBOOK_QUANTIZERS)
+def test_cosine_similarity_picks_the_code_of_largest_cosine_and_outputs_the_unit_code(cls):
+    layer = _built(cls, num_embeddings=16, use_cosine_similarity=True)
+    x = np.random.default_rng(1).normal(size=(20, 4)).astype("float32") * 3
+    codebook = layer.codebook.numpy()
+    expected = (_unit(x) @ _unit(codebook).T).argmax(1)
+    outputs, codes = layer(x, return_codes=True)
+    np.testing.assert_array_equal(codes.numpy(), expected)
+    np.testing.assert_allclose(outputs.numpy(), _unit(codebook)[expected], atol=1e-6)
+    np.testing.assert_allclose(layer.lookup(codes).numpy(), _unit(codebook)[expected], atol=1e-6)
+    commitment = layer.commitment_cost * ((_unit(x) - _unit(codebook)[expected]) ** 2).mean()
+    np.testing.assert_allclose(float(layer.losses[-1]), commitment, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", CODEBOOK_QUANTIZERS)
+def test_codebook_dim_looks_codes_up_in_the_projection_and_maps_them_back(cls):
+    layer = _built(cls, num_embeddings=8, embedding_dim=6, codebook_dim=2)
+    assert layer.codebook.shape == (8, 2)
+    (w_in, b_in), (w_out, b_out) = [[v.numpy() for v in pair] for pair in (layer.project_in, layer.project_out)]
+    b_in[:] = 0.1
+    layer.project_in[1].assign(b_in)
+    x = np.random.default_rng(2).normal(size=(3, 5, 6)).astype("float32")
+    h = x.reshape(-1, 6) @ w_in + b_in
+    codebook = layer.codebook.numpy()
+    expected = _nearest(h, codebook)
+    outputs, codes = layer(x, return_codes=True)
+    np.testing.assert_array_equal(codes.numpy().reshape(-1), expected)
+    np.testing.assert_allclose(outputs.numpy().reshape(-1, 6), codebook[expected] @ w_out + b_out, atol=1e-5)
+    np.testing.assert_allclose(layer.lookup(codes).numpy(), outputs.numpy(), atol=1e-6)
+    # The gradient reaches the encoder side (through W_in) and both projections train.
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x)) + sum(layer.losses)
+    gradients = tape.gradient(loss, [*layer.project_in, *layer.project_out])
+    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in gradients)
+
+
+def _numpy_rotation_gradient(e, q, upstream):
+    """lambda R^T g per row, R = I - 2 r r^T + 2 q^ e^T built as a matrix."""
+    grads = []
+    for e_i, q_i, g_i in zip(e.astype(np.float64), q.astype(np.float64), upstream.astype(np.float64)):
+        e_hat, q_hat = _unit(e_i), _unit(q_i)
+        r = _unit(e_hat + q_hat)
+        rotation = np.eye(len(e_i)) - 2 * np.outer(r, r) + 2 * np.outer(q_hat, e_hat)
+        np.testing.assert_allclose(rotation @ e_hat, q_hat, atol=1e-9)  # R maps e^ onto q^
+        grads.append(np.linalg.norm(q_i) / np.linalg.norm(e_i) * rotation.T @ g_i)
+    return np.stack(grads)
+
+
+@pytest.mark.parametrize("cls", CODEBOOK_QUANTIZERS)
+def test_rotation_trick_outputs_the_code_and_its_gradient_is_the_rotated_rescaled_upstream(cls):
+    layer = _built(cls, num_embeddings=8, embedding_dim=5, gradient="rotation")
+    rng = np.random.default_rng(3)
+    e = rng.normal(size=(6, 5)).astype("float32")
+    upstream = rng.normal(size=(6, 5)).astype("float32")
+    x = tf.constant(e)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs, codes = layer(x, return_codes=True)
+        target = tf.reduce_sum(outputs * upstream)
+    q = layer.codebook.numpy()[_nearest(e, layer.codebook.numpy())]
+    np.testing.assert_array_equal(outputs.numpy(), q)  # exactly the code, as straight-through
+    gradient = tape.gradient(target, x).numpy()
+    expected = _numpy_rotation_gradient(e, q, upstream)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(gradient - upstream).max() > 1e-2  # not the straight-through gradient
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(codebook_dim=5), r"codebook_dim to be None .* or an integer in \[1, embedding_dim=4\], the size "
+         r"of the low-dimensional lookup space. Received: codebook_dim=5"),
+        (dict(codebook_dim=0), r"codebook_dim to be None .* Received: codebook_dim=0"),
+        (dict(gradient="ste"), r"gradient to be one of 'straight_through', 'rotation'. Received: gradient='ste'"),
+    ],
+)
+@pytest.mark.parametrize("cls", CODEBOOK_QUANTIZERS)
+def test_bad_option_arguments_are_clear_errors(cls, kwargs, message):
+    with pytest.raises(ValueError, match=f"{cls.__name__} expects " + message):
+        cls(8, 4, **kwargs)
+    with pytest.raises(TypeError, match=r"use_cosine_similarity to be True or False. Received: "
+                                        r"use_cosine_similarity='yes'"):
+        cls(8, 4, use_cosine_similarity="yes")
+
+
+ALL_OPTIONS = dict(use_cosine_similarity=True, codebook_dim=3, gradient="rotation", dead_code_threshold=0.2)
+
+
+def _every_quantizer(dtype=None, restarts=True):
+    # XLA draws another random stream than plain TF for the same seed: no restarts to compare.
+    options = ALL_OPTIONS if restarts else {**ALL_OPTIONS, "dead_code_threshold": None}
+    return [
+        VectorQuantizer(8, 4, dtype=dtype, **options),
+        VectorQuantizerEMA(8, 4, dtype=dtype, **options),
+        FiniteScalarQuantizer((4, 3, 3, 2), dtype=dtype),
+        ResidualVectorQuantizer(2, 8, 4, dead_code_threshold=options["dead_code_threshold"], dtype=dtype),
+    ]
+
+
+def test_every_quantizer_trains_the_same_eagerly_and_under_xla():
+    x = np.random.default_rng(4).normal(size=(2, 3, 3, 4)).astype("float32")
+    for eager, compiled in zip(_every_quantizer(restarts=False), _every_quantizer(restarts=False)):
+        for layer in (eager, compiled):
+            layer.build(x.shape)
+        compiled.set_weights(eager.get_weights())
+        step = tf.function(lambda inputs: compiled(inputs, training=True, return_codes=True), jit_compile=True)
+        for _ in range(2):
+            want, got = eager(x, training=True, return_codes=True), step(x)
+            np.testing.assert_array_equal(got[1].numpy(), want[1].numpy())
+            np.testing.assert_allclose(got[0].numpy(), want[0].numpy(), atol=1e-5)
+        for a, b in zip(eager.get_weights(), compiled.get_weights()):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_every_quantizer_keeps_float32_math_under_mixed_precision():
+    x = np.random.default_rng(5).normal(size=(2, 3, 3, 4)).astype("float32")
+    for full, mixed in zip(_every_quantizer(), _every_quantizer("mixed_float16")):
+        full.build(x.shape)
+        mixed.build(x.shape)
+        mixed.set_weights(full.get_weights())
+        assert all(w.dtype == "float32" for w in mixed.weights)
+        outputs, codes = mixed(x.astype("float16"), return_codes=True)
+        assert outputs.dtype == "float16"
+        np.testing.assert_array_equal(codes.numpy(), full.encode(x.astype("float16").astype("float32")).numpy())
+        assert all(loss.dtype == "float32" for loss in mixed.losses)
+
+
+def test_every_quantizer_survives_a_keras_file_round_trip(tmp_path):
+    x = np.random.default_rng(6).normal(size=(2, 3, 3, 4)).astype("float32")
+    for layer in _every_quantizer():
+        inputs = keras.Input((3, 3, 4))
+        model = keras.Model(inputs, layer(inputs))
+        layer(x, training=True)  # state away from its initial values
+        path = tmp_path / f"{layer.name}.keras"
+        model.save(path)
+        reloaded = keras.saving.load_model(path).layers[-1]
+        assert type(reloaded) is type(layer) and reloaded.get_config() == layer.get_config()
+        np.testing.assert_array_equal(reloaded.encode(x).numpy(), layer.encode(x).numpy())
+        np.testing.assert_allclose(reloaded(x).numpy(), layer(x).numpy(), atol=1e-6)
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tests.layers.test_quantizer_contract import _every_quantizer
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(8, 2, 2, 4)).astype("float32") for _ in range(3)]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    singles = _every_quantizer()
+    with strategy.scope():
+        mirrored = _every_quantizer()
+    for single, many in zip(singles, mirrored):
+        keras.utils.set_random_seed(0)
+        single.build((None, 2, 2, 4))
+        with strategy.scope():
+            many.build((None, 2, 2, 4))
+        for variable, value in zip(many.weights, single.get_weights()):
+            variable.assign(value)
+        step = tf.function(lambda x, layer=many: layer(x, training=True, return_codes=True)[1])
+        for batch in batches:
+            want = single(batch, training=True, return_codes=True)[1].numpy()
+            dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+            for x in dataset:
+                got = strategy.experimental_local_results(strategy.run(step, args=(x,)))
+            np.testing.assert_array_equal(np.concatenate([g.numpy() for g in got]), want)
+        for one, variable in zip(single.weights, many.weights):
+            replicas = strategy.experimental_local_results(variable.value)
+            assert len(replicas) == 2
+            for value in replicas:
+                np.testing.assert_allclose(value.numpy(), one.numpy(), rtol=1e-5, atol=1e-5, err_msg=one.path)
+        print(type(single).__name__, "replicas agree")
+    """
+)
+
+
+def test_mirrored_replicas_of_every_quantizer_equal_one_device_on_the_whole_batch():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("VectorQuantizer", "VectorQuantizerEMA", "FiniteScalarQuantizer", "ResidualVectorQuantizer"):
+        assert f"{name} replicas agree" in result.stdout, result.stdout

@@ -1,0 +1,102 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vq_keras.layers import ResidualVectorQuantizer, VectorQuantizerEMA
+
+
+def _layer(num_quantizers=3, num_embeddings=8, embedding_dim=4, **kwargs):
+    layer = ResidualVectorQuantizer(num_quantizers, num_embeddings, embedding_dim, **kwargs)
+    layer.build((None, embedding_dim))
+    rng = np.random.default_rng(0)
+    for i, stage in enumerate(layer.stages):  # each stage finer than the one before
+        stage.codebook.assign(rng.normal(size=(num_embeddings, embedding_dim)).astype("float32") / 2**i)
+    return layer
+
+
+def _numpy_rvq(x, codebooks):
+    residual = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    total, codes = np.zeros_like(residual), []
+    for codebook in codebooks:
+        k = ((residual[:, None] - codebook[None]) ** 2).sum(-1).argmin(1)
+        residual = residual - codebook[k]
+        total += codebook[k]
+        codes.append(k)
+    return total.reshape(x.shape), np.stack(codes, -1).reshape((*x.shape[:-1], len(codebooks)))
+
+
+def test_each_stage_quantizes_the_residual_of_the_one_before_as_numpy():
+    layer = _layer(commitment_cost=0.5)
+    assert all(isinstance(stage, VectorQuantizerEMA) for stage in layer.stages)
+    x = np.random.default_rng(1).normal(size=(2, 5, 5, 4)).astype("float32")
+    codebooks = [stage.codebook.numpy() for stage in layer.stages]
+    expected, codes = _numpy_rvq(x, codebooks)
+    outputs, got = layer(x, return_codes=True)
+    assert got.dtype == tf.int32 and got.shape == (2, 5, 5, 3) and layer.code_depth == 3
+    np.testing.assert_array_equal(got.numpy(), codes)
+    np.testing.assert_allclose(outputs.numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(layer.encode(x).numpy(), codes)
+    np.testing.assert_allclose(layer.lookup(got).numpy(), expected, atol=1e-5)
+    # One commitment loss per stage, on that stage's residual.
+    residual, losses = x.reshape(-1, 4).astype(np.float64), []
+    for codebook, k in zip(codebooks, codes.reshape(-1, 3).T):
+        losses.append(0.5 * ((residual - codebook[k]) ** 2).mean())
+        residual = residual - codebook[k]
+    np.testing.assert_allclose([float(v) for v in layer.losses], losses, rtol=1e-5)
+    # More stages, smaller error: the point of the cascade.
+    errors = [np.abs(x - _numpy_rvq(x, codebooks[:n])[0]).mean() for n in (1, 2, 3)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_gradient_is_straight_through_and_every_stage_updates_its_own_ema_codebook():
+    layer = _layer(num_quantizers=2, dead_code_threshold=0.5, usage_decay=0.0)
+    x = tf.constant(np.random.default_rng(2).normal(size=(16, 4)).astype("float32"))
+    before = [stage.codebook.numpy() for stage in layer.stages]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = layer(x, training=True)
+    np.testing.assert_array_equal(tape.gradient(outputs, x).numpy(), np.ones((16, 4)))
+    for stage, old in zip(layer.stages, before):
+        assert stage.ema_steps.numpy() == 1 and not np.allclose(stage.codebook.numpy(), old)
+        assert stage.training_calls.numpy() == 1  # restarts per stage
+    assert layer.stages[0].seed == 0 and layer.stages[1].seed == 1
+
+
+def test_lookup_needs_the_stage_axis_and_codes_in_range():
+    layer = _layer()
+    with pytest.raises(ValueError, match=r"ResidualVectorQuantizer expects codes with a last axis of "
+                                         r"num_quantizers=3 \(one code per stage\) in lookup\(\). "
+                                         r"Received: shape=\(2, 2\)"):
+        layer.lookup(np.zeros((2, 2), "int32"))
+    with pytest.raises(ValueError, match=r"expects codes in \[0, num_embeddings=8\)"):
+        layer.lookup(np.full((1, 3), 8, "int32"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0, 8, 4), r"ResidualVectorQuantizer expects num_quantizers to be a positive integer. "
+                    r"Received: num_quantizers=0"),
+        ((2, 0, 4), r"VectorQuantizerEMA expects num_embeddings to be a positive integer. Received: num_embeddings=0"),
+        ((2, 8, 4, 0.25, 1.5), r"decay \(gamma\) in \[0, 1\). Received: decay \(gamma\)=1.5"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(args, message):
+    with pytest.raises(ValueError, match=message):
+        ResidualVectorQuantizer(*args)
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    layer = ResidualVectorQuantizer(2, 8, 4, decay=0.9, dead_code_threshold=0.1, codebook_init="kmeans++", seed=3)
+    config = layer.get_config()
+    assert ResidualVectorQuantizer.from_config(config).get_config() == config
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layer(inputs))
+    x = np.random.default_rng(3).normal(size=(32, 4)).astype("float32")
+    layer(x, training=True)
+    model.save(tmp_path / "rvq.keras")
+    reloaded = keras.saving.load_model(tmp_path / "rvq.keras").layers[-1]
+    np.testing.assert_array_equal(reloaded.encode(x).numpy(), layer.encode(x).numpy())
+    for one, other in zip(layer.weights, reloaded.weights):
+        np.testing.assert_array_equal(one.numpy(), other.numpy())
