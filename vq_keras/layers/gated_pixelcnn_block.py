@@ -217,7 +217,8 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             v_in = ops.pad(v, [[0, 0], [half, 0], [half, half], [0, 0]])
             h_in = ops.pad(h, [[0, 0], [0, 0], [half, 0], [0, 0]])
         v_pre = self._vertical_pre_activation(v_in, label_embedding, spatial_condition)
-        h_out, skip = self._horizontal_outputs(h_in, h, v_pre, label_embedding, spatial_condition, training)
+        h_pre = self.horizontal_conv(h_in) + self._horizontal_bias(v_pre, label_embedding, spatial_condition)
+        h_out, skip = self._horizontal_outputs(h_pre, h, training, apply=lambda conv, x: conv(x))
         return self._gate(v_pre), h_out, skip
 
     # Incremental (cached) sampling: the same math on the few rows and columns
@@ -246,12 +247,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             the vertical stack and the conditioning, for `horizontal_step`.
         """
         v_pre = self._vertical_pre_activation(rows, label_embedding, spatial_condition)
-        bias = self.vertical_to_horizontal(v_pre)
-        if label_embedding is not None:
-            bias = bias + self.label_to_horizontal(label_embedding)[:, None, None, :]
-        if spatial_condition is not None:
-            bias = bias + self.spatial_to_horizontal(spatial_condition)
-        return self._gate(v_pre), bias
+        return self._gate(v_pre), self._horizontal_bias(v_pre, label_embedding, spatial_condition)
 
     def horizontal_step(self, columns, h, bias):
         """One output position (i, j) of the horizontal stack and the skip output.
@@ -269,11 +265,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             (dropout off, as when sampling), up to float rounding.
         """
         h_pre = conv_at_one_position(self.horizontal_conv, columns) + bias
-        h_gated = self._gate(h_pre)
-        h_out = conv_at_one_position(self.horizontal_output, h_gated)
-        if self.mask_type == "B":
-            h_out = h_out + h
-        return h_out, conv_at_one_position(self.skip_output, h_gated)
+        return self._horizontal_outputs(h_pre, h, training=False, apply=conv_at_one_position)
 
     def _vertical_pre_activation(self, v_in, label_embedding, spatial_condition):
         v_pre = self.vertical_conv(v_in)
@@ -283,21 +275,26 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             v_pre = v_pre + self.spatial_to_vertical(spatial_condition)
         return v_pre
 
-    def _horizontal_outputs(self, h_in, h, v_pre, label_embedding, spatial_condition, training):
-        h_pre = self.horizontal_conv(h_in)
-        if label_embedding is not None:
-            h_pre = h_pre + self.label_to_horizontal(label_embedding)[:, None, None, :]
-        if spatial_condition is not None:
-            h_pre = h_pre + self.spatial_to_horizontal(spatial_condition)
+    def _horizontal_bias(self, v_pre, label_embedding, spatial_condition):
+        """What the vertical stack and the conditioning add to the horizontal pre-activation."""
         # The link carries the conditioned vertical pre-activation, so the
         # vertical conditioning of a network's last block (whose v output is
         # unused) still reaches the output and gets gradients.
-        h_pre = h_pre + self.vertical_to_horizontal(v_pre)
+        bias = self.vertical_to_horizontal(v_pre)
+        if label_embedding is not None:
+            bias = bias + self.label_to_horizontal(label_embedding)[:, None, None, :]
+        if spatial_condition is not None:
+            bias = bias + self.spatial_to_horizontal(spatial_condition)
+        return bias
+
+    def _horizontal_outputs(self, h_pre, h, training, apply):
+        """(h_out, skip) from the horizontal pre-activation; `apply(conv, x)` runs a
+        1x1 convolution (on a grid in `call`, as a matrix product in `horizontal_step`)."""
         h_gated = self.gate_dropout(self._gate(h_pre), training=training)
-        h_out = self.horizontal_output(h_gated)
+        h_out = apply(self.horizontal_output, h_gated)
         if self.mask_type == "B":
             h_out = h_out + h
-        return h_out, self.skip_output(h_gated)
+        return h_out, apply(self.skip_output, h_gated)
 
     def compute_output_shape(self, inputs_shape, label_embedding_shape=None, spatial_condition_shape=None):
         v_shape, h_shape = (tuple(s) for s in inputs_shape)

@@ -318,8 +318,8 @@ class PixelCNNPrior(PresetMixin, Prior):
         """Only the new features per position, from per-layer caches (see the class docstring)."""
         label_features = self.label_features(labels)
         condition_features = self.condition_features(condition)
-        half = self.kernel_size // 2
-        window, channels = half + 1, self.num_filters
+        window, channels = self.blocks[0].step_window, self.num_filters
+        half = window - 1  # the zero columns either side of the rows the vertical stacks read
         dtype = self.code_embedding.compute_dtype
         zeros = lambda *shape: tf.zeros((num, *shape), dtype)  # noqa: E731
         attention = dict(zip(self.attention_after, self.attention_layers))
