@@ -27,7 +27,7 @@ from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.errors import UsageError  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
-from vq_keras.zoo import HierarchicalPrior, generate  # noqa: E402
+from vq_keras.zoo import generate  # noqa: E402
 
 MAX_NUM = 1024  # one batch, one grid: more images need more runs (other --seed values)
 
@@ -49,7 +49,7 @@ def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, l
     check_flags(num, seed, temperature, columns, out)
     autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
     prior = model_files.load_prior(prior_path, "--prior")
-    row_labels, columns = _rows(_num_classes(prior), labels, num, columns)
+    row_labels, columns = _rows(prior.num_classes, labels, num, columns)
     started = time.perf_counter()
     try:
         images = generate(
@@ -91,10 +91,6 @@ def check_flags(num, seed, temperature, columns, out):
         raise UsageError(f"--out={out}: {problem}. Pass a .png path in a folder you can write to.")
     if not out or Path(out).suffix.lower() != ".png":
         raise UsageError(f"--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: --out={out}")
-
-
-def _num_classes(prior):
-    return prior.priors[0].num_classes if isinstance(prior, HierarchicalPrior) else prior.num_classes
 
 
 def _rows(num_classes, labels, num, columns):

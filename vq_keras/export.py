@@ -62,7 +62,6 @@ import tensorflow as tf
 from vq_keras._image_checks import unit_interval_assertion
 from vq_keras.atomic import atomic_directory, why_not_writable
 from vq_keras.zoo.generation import generation_grids
-from vq_keras.zoo.hierarchical_prior import HierarchicalPrior
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
 _REQUIRED_ATTRIBUTES = (
@@ -479,8 +478,7 @@ class _Generator:
             raise type(error)(f"export_saved_model cannot add a generate signature: {error}") from None
         self.model = model
         self.prior = prior
-        self.levels = list(prior.priors) if isinstance(prior, HierarchicalPrior) else [prior]
-        self.num_classes = self.levels[0].num_classes
+        self.num_classes = prior.num_classes
         self.grid_names = code_grid_names(model)
 
     def specs(self):
@@ -494,11 +492,7 @@ class _Generator:
     def generate(self, num, seed, temperature, labels=None):
         num, seed, temperature, labels = self._checked(num, seed, temperature, labels)
         with keras.StatelessScope():
-            if isinstance(self.prior, HierarchicalPrior):
-                grids = self.prior.draw(num, self.grid_shapes, labels, temperature, seed)
-            else:
-                key = tf.stack([tf.constant(0, tf.int32), seed])  # Prior.sample's key for an int seed
-                grids = [self.prior.draw(num, self.grid_shapes[0], labels, None, temperature, key)]
+            grids = self.prior.draw_levels(num, self.grid_shapes, labels, temperature, seed)
             images = tf.cast(self.model.decode_levels(grids), tf.float32)
         return {"images": images, **dict(zip(self.grid_names, grids))}
 

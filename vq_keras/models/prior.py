@@ -329,6 +329,12 @@ class Prior(keras.Model):
         )
         return codes
 
+    def draw_levels(self, num, grid_shapes, labels, temperature, seed, method="cached"):
+        """`sample(seed=seed)` as graph ops for an int32 scalar `seed`: [codes] of the one
+        grid `grid_shapes[0]`, as `HierarchicalPrior.draw_levels` gives every level's."""
+        key = tf.stack([tf.zeros_like(seed), seed])  # the key seed_pair makes of an int seed
+        return [self.draw(num, grid_shapes[0], labels, None, temperature, key, method)]
+
     def _sampling_inputs(self, num, labels, condition, grid_shape):
         """Checked int32 labels and condition tensors (or None) and the (height, width) grid."""
         name = f"{type(self).__name__}.sample"

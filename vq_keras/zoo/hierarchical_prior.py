@@ -246,7 +246,12 @@ class HierarchicalPrior(keras.Model):
             )
         return codes
 
-    def draw(self, num, grid_shapes, labels, temperature, seed, method="cached"):
+    @property
+    def num_classes(self):
+        """The classes every level is conditioned on (None: unconditional)."""
+        return self.priors[0].num_classes
+
+    def draw_levels(self, num, grid_shapes, labels, temperature, seed, method="cached"):
         """`sample` as graph ops (see `Prior.draw`): int32 scalar `seed`, the
         grids of every level, top first; the codes of `sample(seed=seed)`."""
         codes = []
