@@ -7,7 +7,11 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["vq_keras", "vq_keras.*"]),
+    # The trained zoo entries (zoo/) install as the package data vq_keras/trained, read by
+    # from_preset("<entry>") (vq_keras/zoo/_trained.py); the sample pictures stay in the repository.
+    packages=[*find_packages(include=["vq_keras", "vq_keras.*"]), "vq_keras.trained"],
+    package_dir={"vq_keras.trained": "zoo"},
+    package_data={"vq_keras.trained": ["*.md", "*/*.keras", "*/results.json", "*/recipe.flags", "*/README.md"]},
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.16",  # the first release that uses Keras 3

@@ -12,8 +12,10 @@ plus the entry's quantizer flags. For each entry this script
    of the codes used over the whole split (RVQ: its stages' codes pooled), written to
    `<root>/<entry>/results.json` (`mse_over_variance`, `perplexity`, `codes_used`,
    `num_embeddings`);
-3. times `--speed_steps` training steps of the entry's model (after warm-up) in this
-   process, in images per second and relative to the EMA entry;
+3. times `--speed_steps` training steps of every entry's model (after warm-up) in this
+   process, the entries in turn for `--speed_rounds` rounds so that load changes touch
+   them alike, and reports each entry's median in images per second and relative to
+   the EMA entry;
 
 then prints a Markdown table. The full study (10,000 steps each, on the real CIFAR-10):
 
@@ -70,6 +72,9 @@ flags.DEFINE_integer("steps", 10_000, "Training steps of every entry.")
 flags.DEFINE_integer("speed_steps", 50, "Timed training steps per entry (after as many warm-up steps).")
 flags.DEFINE_string("root", "runs/quantizer_study", "Where each entry's run folder goes.")
 flags.DEFINE_integer("eval_batches", None, "Held-out batches to evaluate (default: the whole split).")
+flags.DEFINE_list("phases", ["train", "evaluate", "speed"],
+                  "Phases to run, of: train, evaluate, speed (speed reads results.json of evaluate).")
+flags.DEFINE_integer("speed_rounds", 3, "Timing rounds; each round times every entry once, in turn.")
 
 
 def write_text(path, text):
@@ -121,48 +126,73 @@ def evaluate(name, logdir, data):
     return results
 
 
-def images_per_second(name, data):
-    """The entry's train step (the model training.fit builds), timed after a warm-up."""
+def train_step(name, data):
+    """The entry's compiled train step (the model training.fit builds), warmed up."""
     values = {"model": "vqvae", "preset": "cifar10", **ENTRIES[name]}
     values["fsq_levels"] = values["fsq_levels"].split(",") if "fsq_levels" in values else None
     overrides = codebook_overrides(type("Flags", (), values))
     keras.utils.set_random_seed(0)
     model = build_model("vqvae", "cifar10", None, data.data_variance, data.image_shape, FLAGS.dataset, overrides)
     model.compile(optimizer=make_optimizer(FLAGS.learning_rate, "none", 1), jit_compile=FLAGS.jit_compile)
-    batches = iter(data.train.repeat())
     model.make_train_function()
+    batches = iter(data.train.repeat())
     for _ in range(FLAGS.speed_steps):
         model.train_function(batches)
+    return lambda: model.train_function(batches)
+
+
+def images_per_second(step):
     start = time.perf_counter()
     for _ in range(FLAGS.speed_steps):
-        logs = model.train_function(batches)
+        logs = step()
     float(tf.convert_to_tensor(logs["loss"]))  # wait for the last step
     return FLAGS.speed_steps * FLAGS.batch_size / (time.perf_counter() - start)
 
 
-def main(argv):
-    del argv
-    unknown = [name for name in FLAGS.entries if name not in ENTRIES]
-    if unknown:
-        raise app.UsageError(f"Unknown entries {unknown}. Known: {', '.join(ENTRIES)}.")
-    root = Path(FLAGS.root)
-    data = load_image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.batch_size, seed=0)
-    rows = []
-    for name in FLAGS.entries:
-        train(name, root / name)
-        results = evaluate(name, root / name, data)
-        results["images_per_second"] = images_per_second(name, data)
-        rows.append(results)
+def median_speeds(names, data):
+    steps = {name: train_step(name, data) for name in names}
+    rounds = [{name: images_per_second(step) for name, step in steps.items()} for _ in range(FLAGS.speed_rounds)]
+    return {name: sorted(speeds[name] for speeds in rounds)[len(rounds) // 2] for name in names}
+
+
+def print_table(rows):
     ema = next((row["images_per_second"] for row in rows if row["entry"] == "ema"), None)
     print(f"\n{FLAGS.dataset}, {FLAGS.steps} steps, batch {FLAGS.batch_size}, jit_compile={FLAGS.jit_compile}\n")
     print("| entry | quantizer | codes | val MSE/variance | perplexity | codes used | train images/s | vs EMA |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        speed = f"{row['images_per_second'] / ema:.2f}" if ema else "-"
+        speed = row.get("images_per_second")
+        ratio = f"{speed / ema:.2f}" if speed and ema else "-"
         print(
             f"| {row['entry']} | {row['quantizer']} | {row['num_embeddings']} | {row['mse_over_variance']:.4f} | "
-            f"{row['perplexity']:.1f} | {row['codes_used']:.1%} | {row['images_per_second']:.0f} | {speed} |"
+            f"{row['perplexity']:.1f} | {row['codes_used']:.1%} | {f'{speed:.0f}' if speed else '-'} | {ratio} |"
         )
+
+
+def main(argv):
+    del argv
+    unknown = [name for name in FLAGS.entries if name not in ENTRIES]
+    unknown_phases = [phase for phase in FLAGS.phases if phase not in ("train", "evaluate", "speed")]
+    if unknown or unknown_phases:
+        raise app.UsageError(
+            f"Unknown entries {unknown} or phases {unknown_phases}. "
+            f"Known entries: {', '.join(ENTRIES)}; phases: train, evaluate, speed."
+        )
+    root = Path(FLAGS.root)
+    if "train" in FLAGS.phases:
+        for name in FLAGS.entries:
+            train(name, root / name)
+    if not {"evaluate", "speed"} & set(FLAGS.phases):
+        return
+    data = load_image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.batch_size, seed=0)
+    if "evaluate" in FLAGS.phases:
+        rows = [evaluate(name, root / name, data) for name in FLAGS.entries]
+    else:
+        rows = [json.loads((root / name / "results.json").read_text()) for name in FLAGS.entries]
+    if "speed" in FLAGS.phases:
+        for row, speed in zip(rows, median_speeds(FLAGS.entries, data).values()):
+            row["images_per_second"] = speed
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ training/fit_prior.py.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is imported
+    from training.console import quiet_native_logs
+
+    quiet_native_logs()
 
 import functools  # noqa: E402
 import math  # noqa: E402
@@ -29,6 +33,7 @@ from training.data.images import parse_image_size  # noqa: E402
 from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
+from training.model_files import fitting_size  # noqa: E402
 from training.optimizer import LEARNING_RATE_DECAYS, extendable_settings, make_optimizer, resume_settings  # noqa: E402
 from training.run_dir import claim_run_dir  # noqa: E402
 from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
@@ -289,12 +294,6 @@ def check_images_fit(model, image_shape, dataset, preset):
             f"Data set {dataset!r}: {error} Pass --image_size={size} to resize the images (shorter side "
             f"{size}, centre-cropped to {size}x{size}), or --image_size=HxW with multiples of {model.downsampling}."
         ) from None
-
-
-def fitting_size(model, height, width):
-    """The largest square size, at most the images' shorter side, that `model` takes."""
-    step = model.downsampling
-    return max(step, min(height, width) // step * step)
 
 
 def train(argv_flags):

@@ -17,7 +17,8 @@ import keras
 
 from training.errors import UsageError
 from vq_keras.models import Prior
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+from vq_keras.zoo._trained import looks_like_path, trained_entries
 
 AUTOENCODER_FILE = (
     "the autoencoder's .keras file written by training.fit (<logdir>/model.keras, e.g. runs/latest/model.keras)"
@@ -29,14 +30,32 @@ _HDF5_START = b"\x89HDF\r\n\x1a\n"
 
 
 def load_autoencoder(path, flag):
-    """The VQVAE or VQVAE2 in the `.keras` file `path` (given as `flag`), without its training state."""
-    return load_model_file(path, flag, (VQVAE, VQVAE2), AUTOENCODER_FILE)
+    """The VQVAE or VQVAE2 in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's
+    name, or a folder holding model.keras), without its training state."""
+    return load_model_file(located(path, VQVAE.PRESET_FILE), flag, (VQVAE, VQVAE2), AUTOENCODER_FILE)
 
 
 def load_prior(path, flag):
     """The prior (a `vq_keras.models.Prior` such as PixelCNNPrior, or a HierarchicalPrior)
-    in the `.keras` file `path` (given as `flag`)."""
-    return load_model_file(path, flag, (Prior, HierarchicalPrior), PRIOR_FILE)
+    in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's name, or a folder
+    holding prior.keras)."""
+    return load_model_file(located(path, PixelCNNPrior.PRESET_FILE), flag, (Prior, HierarchicalPrior), PRIOR_FILE)
+
+
+def fitting_size(model, height, width):
+    """The largest square size, at most the images' shorter side, that `model` takes."""
+    step = model.downsampling
+    return max(step, min(height, width) // step * step)
+
+
+def located(path, file_name):
+    """The file `file_name` of a shipped zoo entry named `path` or of a folder `path` holding it;
+    any other `path` as it is (check_model_file explains what is wrong with it)."""
+    if path and not looks_like_path(path) and path in trained_entries():
+        return str(trained_entries()[path] / file_name)
+    if path and (Path(path) / file_name).is_file():
+        return str(Path(path) / file_name)
+    return path
 
 
 def load_model_file(path, flag, kinds, what):
@@ -73,7 +92,8 @@ def check_model_file(path, flag, what):
         hint = f" It holds {', '.join(inside)}: e.g. {flag}={file / inside[0]}." if inside else ""
         raise UsageError(f"{flag}={path} is a folder, not a .keras file. Pass {what}.{hint}")
     if not file.exists():
-        raise UsageError(f"{flag}={path}: no such file. Pass {what}.")
+        shipped = ", ".join(trained_entries()) or "none"
+        raise UsageError(f"{flag}={path}: no such file or trained preset (shipped: {shipped}). Pass {what}.")
     if file.suffix != ".keras":
         raise UsageError(f"{flag}={path}: expected a .keras file (as training.fit and model.save write). Pass {what}.")
     try:

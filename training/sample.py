@@ -13,6 +13,10 @@ row holds one class of --labels (default: every class).
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is imported
+    from training.console import quiet_native_logs
+
+    quiet_native_logs()
 
 import math  # noqa: E402
 import sys  # noqa: E402

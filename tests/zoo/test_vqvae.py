@@ -15,7 +15,7 @@ def _images(n=4, size=32, channels=3, seed=0):
 
 
 def test_cifar10_preset_is_the_papers_architecture():
-    assert VQVAE.presets() == ["cifar10"]
+    assert VQVAE.presets()["cifar10"] == "architecture (random weights)"
     model = VQVAE.from_preset("cifar10")
     config = model.get_config()
     assert {k: config[k] for k in VQVAE.PRESETS["cifar10"]} == dict(

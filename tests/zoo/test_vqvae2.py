@@ -15,7 +15,8 @@ def _images(n=2, size=32, channels=3, seed=0):
 
 
 def test_presets():
-    assert VQVAE2.presets() == ["cifar10", "ffhq1024", "imagenet256"]
+    architectures = [name for name, kind in VQVAE2.presets().items() if kind.startswith("architecture")]
+    assert architectures == ["cifar10", "ffhq1024", "imagenet256"]
     with pytest.raises(ValueError, match="Unknown VQVAE2 preset 'celeba'. Known presets: cifar10, ffhq1024, imagenet256."):
         VQVAE2.from_preset("celeba")
 

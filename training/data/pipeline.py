@@ -136,7 +136,7 @@ def load_image_data(
     check = lambda items: _decoded(items, source, skip_bad_images)  # noqa: E731
     centred = lambda images: images.map(lambda image: shape_image(image, size), tf.data.AUTOTUNE)  # noqa: E731
     with naming_bad_images():
-        variance = _variance(centred(check(source.variance_items)))
+        variance = pixel_variance(centred(check(source.variance_items)))
 
     def train_from_step(step):
         augment = lambda index: (seed, index, random_crop, random_flip)  # noqa: E731
@@ -250,7 +250,7 @@ class naming_bad_images:
         return False
 
 
-def _variance(images):
+def pixel_variance(images):
     """Pixel variance in [0, 1] scale of `images`, in one float64 pass."""
     total = tf.zeros((3,), tf.float64)
     for batch in images.batch(256).map(lambda x: tf.cast(x, tf.float64) / 255.0):
@@ -262,6 +262,15 @@ def _variance(images):
         raise UsageError("The training split holds no images.")
     mean = first / pixels
     return float(second / pixels - mean * mean)
+
+
+def held_out_split(name, data_dir=None):
+    """The name of the split `read_splits` returns as held out (validation)."""
+    if name == SAMPLE_DATASET:
+        return "test"
+    if name.startswith(FOLDER_PREFIX):
+        return f"every {VALIDATION_EVERY}th file"
+    return tfds_reader.split_names(tfds_reader.prepared_builder(name, data_dir).info.splits)[1]
 
 
 def _fixed_shape(name, source, size, fit_size):

@@ -3,31 +3,52 @@
 import keras
 
 from vq_keras.layers._registry import QUANTIZERS, is_quantizer, make_quantizer
+from vq_keras.zoo._trained import headline, load, looks_like_path, trained_entries
 
 # Images are centred on 0 inside the networks, as in Sonnet's VQ-VAE example.
 PIXEL_SHIFT = 0.5
 
 
 class PresetMixin:
-    """`from_preset(name, **overrides)` and `presets()` over a class's PRESETS dict."""
+    """`from_preset(name_or_path, **overrides)` and `presets()`: the architecture presets of a
+    class's PRESETS dict (random weights) and the trained zoo entries of the class (KerasHub's
+    convention: a trained preset's name returns the trained model)."""
 
     PRESETS = {}
+    # The weights file of this class's entry folders.
+    PRESET_FILE = "model.keras"
 
     @classmethod
     def presets(cls):
-        """The names of this model's presets."""
-        return sorted(cls.PRESETS)
+        """{name: description} of this class's presets: the architectures and, with their
+        measured figures (results.json), the trained entries shipped with the package."""
+        names = {name: "architecture (random weights)" for name in cls.PRESETS}
+        names.update({name: headline(folder) for name, folder in trained_entries(cls.__name__).items()})
+        return dict(sorted(names.items()))
 
     @classmethod
     def from_preset(cls, name, **overrides):
-        """Builds the preset `name` (constructor arguments, updated by `overrides`)."""
-        if name not in cls.PRESETS:
-            raise ValueError(
-                f"Unknown {cls.__name__} preset {name!r}. Known presets: {', '.join(cls.presets())}."
-            )
-        model = cls(**{**cls.PRESETS[name], **overrides})
-        model.build_if_needed()
-        return model
+        """The trained model when `name` is a shipped entry or a folder (a zoo entry, or a run
+        written by training.fit) or `.keras` file; else builds the architecture preset `name`
+        (constructor arguments, updated by `overrides`)."""
+        if isinstance(name, str) and name in cls.PRESETS:
+            model = cls(**{**cls.PRESETS[name], **overrides})
+            model.build_if_needed()
+            return model
+        # Any class's entry name goes to load, which names the class that loads it.
+        if not isinstance(name, str) or name in trained_entries() or looks_like_path(name):
+            if overrides:
+                raise ValueError(
+                    f"{cls.__name__}.from_preset({str(name)!r}) loads trained weights, which fix the "
+                    f"architecture, so it takes no overrides. Received: {sorted(overrides)}. Build an "
+                    f"architecture preset ({', '.join(sorted(cls.PRESETS)) or 'none'}) with them instead."
+                )
+            return load(name, cls.PRESET_FILE, cls.__name__)
+        raise ValueError(
+            f"Unknown {cls.__name__} preset {name!r}. Architecture presets: "
+            f"{', '.join(sorted(cls.PRESETS)) or 'none'}; trained: {', '.join(trained_entries(cls.__name__)) or 'none'}; "
+            f"or a folder holding {cls.PRESET_FILE}."
+        )
 
 
 def level_quantizers(quantizer, level_names, name, dtype, **arguments):

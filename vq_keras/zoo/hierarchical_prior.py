@@ -4,12 +4,12 @@ import tensorflow as tf
 
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.models.prior import Prior, check_sampling_method
-from vq_keras.zoo._common import require_one_code_per_position
+from vq_keras.zoo._common import PresetMixin, require_one_code_per_position
 from vq_keras.zoo.pixelcnn_prior import PixelCNNPrior
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
-class HierarchicalPrior(keras.Model):
+class HierarchicalPrior(PresetMixin, keras.Model):
     """The priors of a VQ-VAE-2's code levels, top first, sampled top-down.
 
     `priors[0]` models the top grid on its own (in the paper with attention);
@@ -61,6 +61,8 @@ class HierarchicalPrior(keras.Model):
         Razavi, van den Oord, Vinyals, "Generating Diverse High-Fidelity Images
         with VQ-VAE-2", 2019, arXiv:1906.00446, section 3.3 and algorithm 2.
     """
+
+    PRESET_FILE = "prior.keras"  # trained presets only: the zoo entries (from_preset)
 
     def __init__(self, priors, downsampling=None, **kwargs):
         super().__init__(**kwargs)

@@ -96,6 +96,7 @@ class PixelCNNPrior(PresetMixin, Prior):
         High-Fidelity Images with VQ-VAE-2", 2019, arXiv:1906.00446, section 3.3.
     """
 
+    PRESET_FILE = "prior.keras"
     PRESETS = {
         # The code grid of VQVAE.from_preset("cifar10"): 8x8, 512 codes.
         "cifar10": dict(

@@ -1,0 +1,237 @@
+"""Measures a trained autoencoder, and a prior over its codes, on a data set's held-out split.
+
+    python -m training.evaluate --model=vqvae_cifar10 --prior=pixelcnn_vqvae_cifar10 \
+        --dataset=cifar10 --data_dir=../shared/tfds --output=results.json
+
+--model and --prior take a shipped zoo entry's name (VQVAE.presets() lists them), an entry or run
+folder, or a .keras file. Over the whole held-out split it measures
+
+- `mse_over_variance`: the mean squared error of the model's output (as trained: the loss Sonnet
+  and the papers report) over the pixel variance of the whole training split;
+- `psnr` and `ssim`: means over the images of `tf.image.psnr` and `tf.image.ssim` (max_val 1) of
+  the reconstructions clipped to [0, 1] (as `reconstruct` returns them);
+- per level (`levels`, top first; a VQVAE's one level is "codes"): `perplexity` (exp of the
+  entropy of the code frequencies over the split), `codebook_usage` (the fraction of the codes
+  used at least once; a residual quantizer's stages pooled) and, with a prior, `bits_per_code`
+  (its negative log-likelihood per code, in bits; the prior of a lower level given the true codes
+  above);
+
+prints them as a table and writes them as JSON with the commit, data set and split they were
+measured on. A prior that does not fit the model, or images the model cannot take, are an error
+before any data is read.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is imported
+    from training.console import quiet_native_logs
+
+    quiet_native_logs()
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+from keras import ops  # noqa: E402
+
+from training import model_files  # noqa: E402
+from training.data import held_out_split, image_spec_or_none, naming_bad_images, pixel_variance, read_splits  # noqa: E402
+from training.data.images import parse_image_size  # noqa: E402
+from training.errors import UsageError  # noqa: E402
+from vq_keras import metrics  # noqa: E402
+from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
+from vq_keras.zoo import HierarchicalPrior  # noqa: E402
+from vq_keras.zoo.generation import generation_grids  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
+
+
+def define_flags():
+    flags.DEFINE_string("model", None, "The autoencoder: a zoo entry's name, an entry or run folder, or a .keras file.")
+    flags.DEFINE_string("prior", None, "Optional prior over its codes: an entry's name, a folder or a .keras file.")
+    flags.DEFINE_string("dataset", "cifar10", "Data set: a TFDS name, cifar10_sample (bundled) or folder:PATH.")
+    flags.DEFINE_string("data_dir", None, "TFDS data directory (e.g. ../shared/tfds).")
+    flags.DEFINE_string("image_size", None, "N or HxW: bring the images to this size (as training.fit does).")
+    flags.DEFINE_integer("batch_size", 100, "Images per evaluation batch.")
+    flags.DEFINE_string("output", None, "Where to write the results as JSON (written atomically).")
+
+
+def level_names(model):
+    return [level or "codes" for level in model.level_names]
+
+
+def level_priors(prior):
+    return None if prior is None else (prior.priors if isinstance(prior, HierarchicalPrior) else [prior])
+
+
+def evaluate(model, prior, images, data_variance):
+    """The figures of the module docstring over `images`, batches of float32 images in [0, 1]."""
+    priors = level_priors(prior)
+    counts = [ops.zeros((quantizer.num_embeddings,), "float32") for quantizer in model.quantizers]
+    sums = {"squared_error": 0.0, "psnr": 0.0, "ssim": 0.0, "images": 0, "pixels": 0}
+    nats = [0.0] * len(counts)
+    positions = [0] * len(counts)
+
+    @tf.function
+    def measure(batch):
+        output, codes = model(batch, training=False, return_codes=True)
+        output = tf.cast(output, tf.float32)
+        clipped = tf.clip_by_value(output, 0.0, 1.0)
+        filter_size = min(SSIM_FILTER_SIZE, batch.shape[1], batch.shape[2])
+        level_nats = []
+        for i, level_prior in enumerate(priors or []):
+            condition = codes[i - 1] if i else None
+            level_nats.append(-tf.reduce_sum(level_prior.log_prob(codes[i], condition=condition)))
+        return (
+            tf.reduce_sum(tf.square(tf.cast(output, tf.float64) - tf.cast(batch, tf.float64))),
+            tf.reduce_sum(tf.image.psnr(batch, clipped, max_val=1.0)),
+            tf.reduce_sum(tf.image.ssim(batch, clipped, max_val=1.0, filter_size=filter_size)),
+            [metrics.code_counts(level, quantizer.num_embeddings) for level, quantizer in zip(codes, model.quantizers)],
+            [tf.size(level) for level in codes],
+            level_nats,
+        )
+
+    with naming_bad_images():
+        for batch in images:
+            squared_error, psnr, ssim, batch_counts, sizes, level_nats = measure(batch)
+            sums["squared_error"] += float(squared_error)
+            sums["psnr"] += float(psnr)
+            sums["ssim"] += float(ssim)
+            sums["images"] += int(batch.shape[0])
+            sums["pixels"] += int(tf.size(batch))
+            counts = [total + level for total, level in zip(counts, batch_counts)]
+            positions = [total + int(size) for total, size in zip(positions, sizes)]
+            nats = [total + float(value) for total, value in zip(nats, level_nats)] if priors else nats
+    if not sums["images"]:
+        raise UsageError("The held-out split holds no images: nothing to evaluate.")
+    levels = {}
+    for i, (name, level_counts) in enumerate(zip(level_names(model), counts)):
+        levels[name] = {
+            "perplexity": float(metrics.perplexity_of_counts(level_counts)),
+            "codebook_usage": float(metrics.codebook_usage_of_counts(level_counts)),
+            "num_embeddings": int(level_counts.shape[0]),
+            "bits_per_code": float(metrics.bits_per_code(nats[i] / positions[i])) if priors else None,
+        }
+    return {
+        "mse_over_variance": sums["squared_error"] / sums["pixels"] / data_variance,
+        "psnr": sums["psnr"] / sums["images"],
+        "ssim": sums["ssim"] / sums["images"],
+        "levels": levels,
+        "num_images": sums["images"],
+        "training_pixel_variance": data_variance,
+    }
+
+
+def check_images_fit(model, image_shape, dataset):
+    """A UsageError unless the model takes the data set's images (when their shape is known)."""
+    if image_shape is None:
+        return
+    try:
+        model.check_image_shape(image_shape)
+    except ValueError as error:
+        hint = ""
+        if image_shape[-1] == model.num_channels and None not in image_shape[:2]:
+            hint = f" Pass --image_size={model_files.fitting_size(model, *image_shape[:2])} to resize them, as in training."
+        raise UsageError(f"--dataset={dataset} does not fit --model: {error}{hint}") from None
+
+
+def check_prior_fits(model, prior, image_shape):
+    """A UsageError unless `prior` models the code grids of `model` for these images."""
+    if prior is None:
+        return
+    try:
+        generation_grids(model, prior, image_shape[:2] if image_shape and None not in image_shape[:2] else None)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--prior does not fit --model: {error}") from None
+    if getattr(prior, "num_classes", None) is not None:
+        raise UsageError(
+            "--prior is class-conditional; training.evaluate measures unconditional priors (the zoo's). "
+            "Pass a prior trained without --class_conditional."
+        )
+
+
+def commit():
+    """The repository commit the code ran at ("<hash>-dirty" with uncommitted changes), or None."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPOSITORY), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPOSITORY), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_size=100, output=None):
+    """Loads, checks, measures and (with `output`) writes the results; returns them."""
+    if batch_size < 1:
+        raise UsageError(f"--batch_size must be a positive integer. Received: --batch_size={batch_size}")
+    if output and why_not_writable(output):
+        raise UsageError(f"--output={output}: {why_not_writable(output)}. Pass a .json path in a folder you can write to.")
+    model = model_files.load_autoencoder(model_path, "--model")
+    prior = model_files.load_prior(prior_path, "--prior") if prior_path else None
+    size = parse_image_size(image_size)
+    image_shape = image_spec_or_none(dataset, data_dir, size)
+    check_images_fit(model, image_shape, dataset)
+    check_prior_fits(model, prior, image_shape)
+    train, held_out, _, _ = read_splits(dataset, data_dir, image_size=size)
+    with naming_bad_images():
+        variance = pixel_variance(train)
+    images = held_out.batch(batch_size).map(lambda x: tf.cast(x, tf.float32) / 255.0).prefetch(tf.data.AUTOTUNE)
+    results = {
+        "model": str(model_path), "prior": prior_path and str(prior_path),
+        "dataset": dataset, "split": held_out_split(dataset, data_dir), "image_size": image_size,
+        **evaluate(model, prior, images, variance), "commit": commit(),
+    }
+    if output:
+        with atomic_file(output) as temporary:
+            temporary.write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def table(results):
+    """The results as a Markdown table: the image figures, then a row per level."""
+    lines = [
+        f"{results['dataset']} {results['split']} split, {results['num_images']} images:",
+        "",
+        "| MSE / variance | PSNR (dB) | SSIM |",
+        "| ---: | ---: | ---: |",
+        f"| {results['mse_over_variance']:.4f} | {results['psnr']:.2f} | {results['ssim']:.4f} |",
+        "",
+        "| level | codes | perplexity | codes used | bits per code |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, level in results["levels"].items():
+        bits = "-" if level["bits_per_code"] is None else f"{level['bits_per_code']:.3f}"
+        lines.append(
+            f"| {name} | {level['num_embeddings']} | {level['perplexity']:.1f} | {level['codebook_usage']:.1%} | {bits} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    FLAGS = flags.FLAGS
+    try:
+        results = run(FLAGS.model, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size,
+                      FLAGS.output)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(table(results))
+    if FLAGS.output:
+        print(f"\nWrote {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
