@@ -17,10 +17,12 @@ def image_grid(rows):
     return grid[None]
 
 
-def tile(images, columns=None):
+def tile(images, columns=None, scale=1):
     """(N, H, W, C) images -> one (1, rows*H, columns*W, C) grid, row by row, white
-    where the last row is short. `columns` defaults to ceil(sqrt(N))."""
+    where the last row is short. `columns` defaults to ceil(sqrt(N)). With `scale`, each
+    pixel is repeated scale x scale times (nearest neighbour: the pixels stay visible)."""
     images = np.asarray(images, np.float32)
+    images = np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)
     columns = columns or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / columns)
     blank = np.ones((rows * columns - len(images), *images.shape[1:]), np.float32)

@@ -17,7 +17,9 @@ folder, or a .keras file. Over the whole held-out split it measures
   above);
 
 prints them as a table and writes them as JSON with the commit, data set and split they were
-measured on. A prior that does not fit the model, or images the model cannot take, are an error
+measured on. `--card=README.md` also writes that table into a model card (between the markers
+CARD_BEGIN and CARD_END, appended if it has none), and `--picture=reconstructions.png` the first
+8 held-out images above their reconstructions, each pixel shown as --picture_scale pixels. A prior that does not fit the model, or images the model cannot take, are an error
 before any data is read.
 """
 
@@ -34,11 +36,13 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from keras import ops  # noqa: E402
 
 from training import model_files  # noqa: E402
+from training.callbacks import tile  # noqa: E402
 from training.data import held_out_split, image_spec_or_none, naming_bad_images, pixel_variance, read_splits  # noqa: E402
 from training.data.images import parse_image_size  # noqa: E402
 from training.errors import UsageError  # noqa: E402
@@ -48,6 +52,9 @@ from vq_keras.zoo import HierarchicalPrior  # noqa: E402
 from vq_keras.zoo.generation import generation_grids  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+CARD_BEGIN = "<!-- results table: written by training.evaluate --card from results.json -->"
+CARD_END = "<!-- end of results table -->"
+PICTURE_IMAGES = 8
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
 
 
@@ -59,6 +66,13 @@ def define_flags():
     flags.DEFINE_string("image_size", None, "N or HxW: bring the images to this size (as training.fit does).")
     flags.DEFINE_integer("batch_size", 100, "Images per evaluation batch.")
     flags.DEFINE_string("output", None, "Where to write the results as JSON (written atomically).")
+    flags.DEFINE_string("card", None, "A model card (Markdown) to write the results table into.")
+    flags.DEFINE_string("picture", None, "A PNG to write 8 held-out images and their reconstructions to.")
+    flags.DEFINE_integer("picture_scale", 4, "Screen pixels per image pixel in --picture (nearest neighbour).")
+
+
+def to_unit_interval(images):
+    return tf.cast(images, tf.float32) / 255.0
 
 
 def level_names(model):
@@ -170,12 +184,17 @@ def commit():
     return f"{head}-dirty" if dirty else head
 
 
-def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_size=100, output=None):
-    """Loads, checks, measures and (with `output`) writes the results; returns them."""
+def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_size=100, output=None, card=None,
+        picture=None, picture_scale=4):
+    """Loads, checks, measures and writes the results (to `output`, `card`, `picture` if given);
+    returns them."""
     if batch_size < 1:
         raise UsageError(f"--batch_size must be a positive integer. Received: --batch_size={batch_size}")
-    if output and why_not_writable(output):
-        raise UsageError(f"--output={output}: {why_not_writable(output)}. Pass a .json path in a folder you can write to.")
+    if picture_scale < 1:
+        raise UsageError(f"--picture_scale must be a positive integer. Received: --picture_scale={picture_scale}")
+    for flag, path, kind in (("--output", output, ".json"), ("--card", card, ".md"), ("--picture", picture, ".png")):
+        if path and why_not_writable(path):
+            raise UsageError(f"{flag}={path}: {why_not_writable(path)}. Pass a {kind} path in a folder you can write to.")
     model = model_files.load_autoencoder(model_path, "--model")
     prior = model_files.load_prior(prior_path, "--prior") if prior_path else None
     size = parse_image_size(image_size)
@@ -185,7 +204,7 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     train, held_out, _, _ = read_splits(dataset, data_dir, image_size=size)
     with naming_bad_images():
         variance = pixel_variance(train)
-    images = held_out.batch(batch_size).map(lambda x: tf.cast(x, tf.float32) / 255.0).prefetch(tf.data.AUTOTUNE)
+    images = held_out.batch(batch_size).map(to_unit_interval).prefetch(tf.data.AUTOTUNE)
     results = {
         "model": str(model_path), "prior": prior_path and str(prior_path),
         "dataset": dataset, "split": held_out_split(dataset, data_dir), "image_size": image_size,
@@ -194,6 +213,10 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     if output:
         with atomic_file(output) as temporary:
             temporary.write_text(json.dumps(results, indent=1) + "\n")
+    if card:
+        write_card(card, results)
+    if picture:
+        write_picture(model, images, picture, picture_scale)
     return results
 
 
@@ -217,19 +240,47 @@ def table(results):
     return "\n".join(lines)
 
 
+def write_card(card, results):
+    """Writes `table(results)` into the Markdown file `card` between CARD_BEGIN and CARD_END
+    (replacing what was there; appended with the markers if the card has none)."""
+    path = Path(card)
+    text = path.read_text() if path.exists() else ""
+    block = f"{CARD_BEGIN}\n{table(results)}\n{CARD_END}"
+    if CARD_BEGIN in text and CARD_END in text:
+        before, rest = text.split(CARD_BEGIN, 1)
+        text = before + block + rest.split(CARD_END, 1)[1]
+    else:
+        text = f"{text.rstrip()}\n\n{block}\n" if text.strip() else f"{block}\n"
+    with atomic_file(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_picture(model, images, path, scale):
+    """The first PICTURE_IMAGES held-out images (top row) above their reconstructions, each
+    pixel repeated `scale` times across and down (a 32x32 tile at 32 pixels is too small to see)."""
+    batch = next(iter(images.unbatch().batch(PICTURE_IMAGES)))
+    rows = np.concatenate([batch.numpy(), np.asarray(model.reconstruct(batch))])
+    grid = tile(rows, columns=len(batch), scale=scale)[0]
+    with atomic_file(path) as temporary:
+        tf.io.write_file(str(temporary), tf.io.encode_png(np.round(grid * 255).astype(np.uint8)))
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
     try:
-        results = run(FLAGS.model, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size,
-                      FLAGS.output)
+        results = run(
+            FLAGS.model, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, FLAGS.output,
+            FLAGS.card, FLAGS.picture, FLAGS.picture_scale,
+        )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     print(table(results))
-    if FLAGS.output:
-        print(f"\nWrote {FLAGS.output}")
+    written = [path for path in (FLAGS.output, FLAGS.card, FLAGS.picture) if path]
+    if written:
+        print(f"\nWrote {', '.join(written)}")
 
 
 if __name__ == "__main__":

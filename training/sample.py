@@ -34,6 +34,7 @@ from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.zoo import generate  # noqa: E402
 
 MAX_NUM = 1024  # one batch, one grid: more images need more runs (other --seed values)
+MAX_SCALE = 16
 
 
 def define_flags():
@@ -44,13 +45,14 @@ def define_flags():
     flags.DEFINE_float("temperature", 1.0, "Softmax temperature (> 0); below 1 sharpens the distribution.")
     flags.DEFINE_list("labels", None, "Class-conditional priors: the classes, one row each (default: all).")
     flags.DEFINE_integer("columns", None, "Images per row, 1 to --num (default: a square grid, or --num / classes).")
+    flags.DEFINE_integer("scale", 1, "Screen pixels per image pixel across and down (nearest neighbour), 1 to 16.")
     flags.DEFINE_string("out", "samples.png", "The PNG file to write (written atomically; checked before sampling).")
 
 
-def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None):
+def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None, scale=1):
     """Writes `num` new images as a PNG grid at `out`; returns its path and the
     seconds sampling and decoding took (tracing included)."""
-    check_flags(num, seed, temperature, columns, out)
+    check_flags(num, seed, temperature, columns, out, scale)
     autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
     prior = model_files.load_prior(prior_path, "--prior")
     row_labels, columns = _rows(prior.num_classes, labels, num, columns)
@@ -64,15 +66,19 @@ def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, l
         raise UsageError(str(error)) from None
     images = np.asarray(images)
     seconds = time.perf_counter() - started
-    grid = tile(images, columns)[0]
+    grid = tile(images, columns, scale)[0]
     png = tf.io.encode_png(np.round(grid * 255).astype(np.uint8))
     with atomic_file(out) as temporary:
         tf.io.write_file(str(temporary), png)
     return Path(out), seconds
 
 
-def check_flags(num, seed, temperature, columns, out):
+def check_flags(num, seed, temperature, columns, out, scale=1):
     """UsageErrors for the flags that need no model, before minutes of sampling."""
+    if not 1 <= scale <= MAX_SCALE:
+        raise UsageError(
+            f"--scale must be an integer in [1, {MAX_SCALE}] (screen pixels per image pixel). Received: --scale={scale}"
+        )
     if not 1 <= num <= MAX_NUM:
         raise UsageError(
             f"--num must be in [1, {MAX_NUM}]: the images are sampled as one batch and written as one grid. "
@@ -129,7 +135,7 @@ def main(argv):
     try:
         path, seconds = sample_grid(
             FLAGS.autoencoder, FLAGS.prior, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.temperature,
-            FLAGS.labels, FLAGS.columns,
+            FLAGS.labels, FLAGS.columns, FLAGS.scale,
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

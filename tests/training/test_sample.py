@@ -4,6 +4,7 @@ loaded or any image sampled; the grid is written atomically."""
 import math
 
 import keras
+import numpy as np
 import pytest
 
 from tests.training.conftest import run_module
@@ -40,6 +41,8 @@ FLAG_ERRORS = {
                          "square grid. Received: --columns=-2"),
     "columns_over_num": (dict(columns=7), "--columns must be in [1, --num=6] (images per row), or left out for a "
                          "square grid. Received: --columns=7"),
+    "scale_zero": (dict(scale=0), "--scale must be an integer in [1, 16] (screen pixels per image pixel). "
+                   "Received: --scale=0"),
     "out_empty": (dict(out=""), "--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: "
                   "--out="),
     "out_not_png": (dict(out="grid.jpg"), "--out names the PNG file to write, ending in .png (e.g. --out=grid.png). "
@@ -94,6 +97,16 @@ def test_the_grid_replaces_the_out_file_atomically(tiny_model_files, tmp_path):
     assert seconds > 0
     assert path == out and [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary file left
     assert keras.utils.img_to_array(keras.utils.load_img(out)).shape == (3 * 32, 2 * 32, 3)
+
+
+def test_scale_repeats_each_pixel(tiny_model_files, tmp_path):
+    paths = [
+        sample_grid(str(tiny_model_files / "model.keras"), str(tiny_model_files / "prior.keras"), 4, 0,
+                    str(tmp_path / f"x{scale}.png"), scale=scale)[0]
+        for scale in (1, 3)
+    ]
+    small, large = (keras.utils.img_to_array(keras.utils.load_img(path)) for path in paths)
+    np.testing.assert_array_equal(large, np.repeat(np.repeat(small, 3, axis=0), 3, axis=1))
 
 
 def test_cli_prints_the_error_without_a_traceback(tiny_model_files, read_only_folder):

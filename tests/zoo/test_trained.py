@@ -1,0 +1,120 @@
+"""Trained presets: names, folders and files; errors; the wheel and sdist carry the entries."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+from vq_keras.zoo._trained import trained_entries
+
+TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+SHIPPED = {"vqvae_cifar10": VQVAE, "vqvae2_cifar10": VQVAE2, "pixelcnn_vqvae_cifar10": PixelCNNPrior,
+           "pixelcnn_vqvae2_cifar10": HierarchicalPrior}
+
+
+def test_each_class_lists_its_own_entries_beside_its_architectures():
+    for name, cls in SHIPPED.items():
+        assert cls.presets()[name].startswith("trained: ")
+        assert all(kind.startswith("architecture") for other, kind in cls.presets().items() if other in cls.PRESETS)
+        assert [other for other in SHIPPED if other in cls.presets()] == [name]
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_a_run_folder_or_its_file_loads_as_saved(tmp_path, as_file):
+    model = VQVAE(**TINY)
+    model.build_if_needed()
+    model.save(tmp_path / "model.keras")
+    loaded = VQVAE.from_preset(tmp_path / "model.keras" if as_file else str(tmp_path))
+    images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    np.testing.assert_array_equal(loaded.encode(images), model.encode(images))
+
+
+def test_an_entry_of_another_class_names_the_class_that_loads_it():
+    with pytest.raises(ValueError, match="holds a VQVAE2, not a VQVAE. Load it with VQVAE2.from_preset"):
+        VQVAE.from_preset("vqvae2_cifar10")
+
+
+def test_an_unknown_name_lists_architectures_and_trained_entries():
+    with pytest.raises(ValueError, match="Unknown VQVAE preset 'vqvae_cifar100'. Architecture presets: cifar10; "
+                                         "trained: vqvae_cifar10; or a folder holding model.keras."):
+        VQVAE.from_preset("vqvae_cifar100")
+
+
+def test_trained_weights_take_no_overrides():
+    with pytest.raises(ValueError, match=r"takes no overrides. Received: \['num_embeddings'\]"):
+        VQVAE.from_preset("vqvae_cifar10", num_embeddings=1024)
+
+
+def test_a_folder_without_the_weights_file_says_what_it_expected(tmp_path):
+    with pytest.raises(ValueError, match=f"No prior.keras at {tmp_path}/prior.keras: expected a zoo entry folder"):
+        PixelCNNPrior.from_preset(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def built_package(tmp_path_factory):
+    """The wheel and sdist built from a copy of the repository's packaged files (the build
+    writes build/ and egg-info where it runs)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
+    for name in ("vq_keras", "zoo", "training"):
+        shutil.copytree(REPO / name, source / name, ignore=ignore)
+    dist = tmp_path_factory.mktemp("dist")
+    for command in (["-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), "."],
+                    ["setup.py", "-q", "sdist", "-d", str(dist)]):
+        result = subprocess.run([sys.executable, *command], cwd=source, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return next(dist.glob("*.whl")), next(dist.glob("*.tar.gz"))
+
+
+def shipped_files():
+    return [
+        path.relative_to(REPO / "zoo").as_posix() for path in sorted((REPO / "zoo").glob("*/*"))
+        if path.name in ("model.keras", "prior.keras", "results.json", "recipe.flags", "README.md")
+    ]
+
+
+def test_the_wheel_and_sdist_carry_every_entry(built_package):
+    wheel, sdist = built_package
+    assert set(trained_entries()) == set(SHIPPED) | {path.split("/")[0] for path in shipped_files()}
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {f"vq_keras/trained/{path}" for path in shipped_files()} <= names
+    with tarfile.open(sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {f"zoo/{path}" for path in shipped_files()} <= members
+
+
+def test_the_installed_wheel_loads_the_presets_by_name_outside_the_repository(built_package, tmp_path):
+    wheel, _ = built_package
+    target = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    script = (
+        "import vq_keras, numpy as np\n"
+        "from vq_keras.zoo import VQVAE, VQVAE2, PixelCNNPrior, HierarchicalPrior, generate\n"
+        "print(vq_keras.__file__)\n"
+        "model = VQVAE2.from_preset('vqvae2_cifar10')\n"
+        "images = generate(model, HierarchicalPrior.from_preset('pixelcnn_vqvae2_cifar10'), num=2, seed=0)\n"
+        "assert images.shape == (2, 32, 32, 3), images.shape\n"
+        "VQVAE.from_preset('vqvae_cifar10'); PixelCNNPrior.from_preset('pixelcnn_vqvae_cifar10')\n"
+        "print(VQVAE.presets()['vqvae_cifar10'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    installed_at, headline = result.stdout.strip().splitlines()[-2:]
+    assert installed_at.startswith(str(target))
+    assert headline.startswith("trained: MSE/variance 0.05")
