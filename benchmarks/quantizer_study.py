@@ -7,11 +7,11 @@ plus the entry's quantizer flags. For each entry this script
 1. trains it with `python -m training.fit` (a subprocess, as a user runs it) under
    `<root>/<entry>/`, with the recipe written beside it as `recipe.flags`; a finished
    entry is not trained again (training.fit reports it), an interrupted one resumes;
-2. evaluates `<root>/<entry>/model.keras` on the held-out split with `model.evaluate`:
-   validation MSE / training pixel variance, the mean batch perplexity and the fraction
-   of the codes used over the whole split (RVQ: its stages' codes pooled), written to
-   `<root>/<entry>/results.json` (`mse_over_variance`, `perplexity`, `codes_used`,
-   `num_embeddings`);
+2. evaluates `<root>/<entry>/model.keras` on the held-out split with training.evaluate:
+   MSE / training pixel variance, PSNR, SSIM, the perplexity and the fraction of the codes
+   used over the whole split (RVQ: its stages' codes pooled), written to the entry's
+   `results.json`, its card's table (`README.md`) and `reconstructions.png`, and the
+   study's rows to `<root>/results.json`;
 3. times `--speed_steps` training steps of every entry's model (after warm-up) in this
    process, the entries in turn for `--speed_rounds` rounds so that load changes touch
    them alike, and reports each entry's median in images per second and relative to
@@ -42,6 +42,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from training.data import load_image_data  # noqa: E402
+from training.evaluate import run as run_evaluation  # noqa: E402
 from training.fit import build_model, codebook_overrides  # noqa: E402
 from training.optimizer import make_optimizer  # noqa: E402
 from vq_keras.atomic import atomic_file  # noqa: E402
@@ -109,21 +110,18 @@ def train(name, logdir):
         raise SystemExit(f"[{name}] training.fit failed with exit code {result.returncode}.")
 
 
-def evaluate(name, logdir, data):
-    model = keras.saving.load_model(logdir / "model.keras")
-    validation = data.validation.take(FLAGS.eval_batches) if FLAGS.eval_batches else data.validation
-    logs = model.evaluate(validation, verbose=0, return_dict=True)
-    results = {
-        "entry": name,
-        "quantizer": type(model.quantizer).__name__,
-        "steps": FLAGS.steps,
-        "mse_over_variance": float(logs["reconstruction_loss"]) * model.data_variance / data.data_variance,
-        "perplexity": float(logs["perplexity"]),
-        "codes_used": float(logs["epoch_codebook_usage"]),
-        "num_embeddings": int(model.num_embeddings),
+def evaluate(name, logdir):
+    """training.evaluate on the held-out split, written to the entry's results.json and card."""
+    results = run_evaluation(
+        logdir, None, FLAGS.dataset, FLAGS.data_dir, output=logdir / "results.json", card=logdir / "README.md",
+        picture=logdir / "reconstructions.png",
+    )
+    level = results["levels"]["codes"]
+    return {
+        "entry": name, "mse_over_variance": results["mse_over_variance"], "perplexity": level["perplexity"],
+        "codes_used": level["codebook_usage"], "num_embeddings": level["num_embeddings"],
+        "quantizer": type(keras.saving.load_model(logdir / "model.keras").quantizer).__name__,
     }
-    write_text(logdir / "results.json", json.dumps(results, indent=1) + "\n")
-    return results
 
 
 def train_step(name, data):
@@ -184,14 +182,17 @@ def main(argv):
             train(name, root / name)
     if not {"evaluate", "speed"} & set(FLAGS.phases):
         return
-    data = load_image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.batch_size, seed=0)
     if "evaluate" in FLAGS.phases:
-        rows = [evaluate(name, root / name, data) for name in FLAGS.entries]
+        rows = [evaluate(name, root / name) for name in FLAGS.entries]
+        write_text(root / "results.json", json.dumps(rows, indent=1) + "\n")
     else:
-        rows = [json.loads((root / name / "results.json").read_text()) for name in FLAGS.entries]
+        rows = json.loads((root / "results.json").read_text())
     if "speed" in FLAGS.phases:
-        for row, speed in zip(rows, median_speeds(FLAGS.entries, data).values()):
-            row["images_per_second"] = speed
+        data = load_image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.batch_size, seed=0)
+        speeds = median_speeds([row["entry"] for row in rows], data)
+        for row in rows:
+            row["images_per_second"] = speeds[row["entry"]]
+        write_text(root / "results.json", json.dumps(rows, indent=1) + "\n")
     print_table(rows)
 
 
