@@ -3,11 +3,12 @@ its real errors kept.
 
 TF_CPP_MIN_LOG_LEVEL=2 no longer silences everything it did: TensorFlow's C++ code writes some
 lines to the process's standard error before its logging is set up ("All log messages before
-absl::InitializeLog() ...", oneDNN and CUDA-stub notes at import), and two ERROR lines that are
-not failures on a CPU-only machine: the failed `cuInit` (there is no GPU), grappler's "remapper
-failed" (that optimizer pass is skipped, the graph runs unoptimized by it) and, when a cached
-data set is read, a dataset attribute this TensorFlow build does not know ("Unknown attributes
-will be ignored", it says). The level cannot drop those without dropping every real error, so `quiet_native_logs` puts a filter on
+absl::InitializeLog() ...", oneDNN and CUDA-stub notes at import), and ERROR lines that are not
+failures on a CPU-only machine: the failed `cuInit` (there is no GPU); grappler's "remapper
+failed" (that optimizer pass is skipped, the graph runs unoptimized by it); a dataset attribute
+this build does not know, when a cached data set is read ("Unknown attributes will be ignored",
+it says); oneDNN's note that an integer op falls back to Eigen on this CPU. The level cannot drop
+those without dropping every real error, so `quiet_native_logs` puts a filter on
 file descriptor 2 that leaves out exactly these lines and passes every other line through;
 Python's own `sys.stderr` (tracebacks, warnings, absl logging) goes around it, straight to the
 terminal. Called by each tool's `__main__` only, before TensorFlow is imported: a library or a
@@ -25,7 +26,8 @@ HARMLESS = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|[IW]\d{4} "  # glog-style INFO and WARNING lines, which TF_CPP_MIN_LOG_LEVEL=2 means to hide
     r"|E\d{4} .*(failed call to cuInit|remapper failed: "
-    r"|NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition))"
+    r"|NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition"
+    r"|oneDNN supports DT_\w+ only on platforms with AVX-512. Falling back))"
 )
 
 

@@ -67,10 +67,12 @@ def headline(folder):
         return "trained (no results.json)"
     where = f"{results.get('dataset', '?')} {results.get('split', '?')}"
     levels = results.get("levels", {})
+    # A single level ("codes") needs no name.
+    named = lambda level, text: text if len(levels) == 1 else f"{level} {text}"  # noqa: E731
     if any(values.get("bits_per_code") is not None for values in levels.values()):
-        bits = ", ".join(f"{level} {values['bits_per_code']:.2f}" for level, values in levels.items())
-        return f"trained: bits per code {bits} on {where}"
-    usage = ", ".join(f"{level} {values['codebook_usage']:.0%}" for level, values in levels.items())
+        bits = ", ".join(named(level, f"{values['bits_per_code']:.2f}") for level, values in levels.items())
+        return f"trained: {bits} bits per code on {where}"
+    usage = ", ".join(named(level, f"{values['codebook_usage']:.0%}") for level, values in levels.items())
     return (
         f"trained: MSE/variance {results['mse_over_variance']:.4f}, PSNR {results['psnr']:.2f} dB, "
         f"SSIM {results['ssim']:.3f}, codes used {usage} on {where}"
