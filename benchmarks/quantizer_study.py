@@ -17,7 +17,11 @@ plus the entry's quantizer flags. For each entry this script
    them alike, and reports each entry's median in images per second and relative to
    the EMA entry;
 
-then prints a Markdown table. The full study (10,000 steps each, on the real CIFAR-10):
+then prints a Markdown table. With `--phases=promote --promote=rvq,fsq_16k`, each named entry
+becomes the zoo entry `zoo/vqvae_cifar10_<kind>/`: its weights, its recipe.flags (logging to
+runs/), results.json and reconstructions.png from training.evaluate on the held-out split, and
+a card with the results table and the validation curve every 1,000 steps from its TensorBoard
+logs. The full study (10,000 steps each, on the real CIFAR-10):
 
     python -m benchmarks.quantizer_study --data_dir=../shared/tfds
 
@@ -30,8 +34,13 @@ A check that every part runs (a few steps on the bundled sample, no XLA):
 import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+if __name__ == "__main__":
+    from training.console import quiet_native_logs
+
+    quiet_native_logs()
 
 import json  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -42,6 +51,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from training.data import load_image_data  # noqa: E402
+from training.evaluate import CARD_BEGIN, CARD_END  # noqa: E402
 from training.evaluate import run as run_evaluation  # noqa: E402
 from training.fit import build_model, codebook_overrides  # noqa: E402
 from training.optimizer import make_optimizer  # noqa: E402
@@ -73,8 +83,11 @@ flags.DEFINE_integer("steps", 10_000, "Training steps of every entry.")
 flags.DEFINE_integer("speed_steps", 50, "Timed training steps per entry (after as many warm-up steps).")
 flags.DEFINE_string("root", "runs/quantizer_study", "Where each entry's run folder goes.")
 flags.DEFINE_integer("eval_batches", None, "Held-out batches to evaluate (default: the whole split).")
+PHASES = ("train", "evaluate", "speed", "promote")
 flags.DEFINE_list("phases", ["train", "evaluate", "speed"],
-                  "Phases to run, of: train, evaluate, speed (speed reads results.json of evaluate).")
+                  "Phases to run, of: train, evaluate, speed (speed reads results.json of evaluate), promote.")
+flags.DEFINE_list("promote", [], "Entries the promote phase makes zoo entries (<zoo>/vqvae_cifar10_<kind>).")
+flags.DEFINE_string("zoo", str(REPO / "zoo"), "The zoo folder the promote phase writes entries into.")
 flags.DEFINE_integer("speed_rounds", 3, "Timing rounds; each round times every entry once, in turn.")
 
 
@@ -124,6 +137,74 @@ def evaluate(name, logdir):
     }
 
 
+def zoo_name(name):
+    """The zoo entry of a study entry: vqvae_cifar10_<kind> (rvq, fsq, ...)."""
+    return f"vqvae_cifar10_{name.split('_')[0]}"
+
+
+def validation_curve(logdir, steps_per_epoch):
+    """Markdown rows of the validation figures training.fit logged at each epoch end."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir / "validation"), size_guidance={"tensors": 0})
+    events.Reload()
+    values = lambda tag: {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}  # noqa: E731
+    loss, perplexity, usage = (values(f"epoch_{tag}") for tag in ("reconstruction_loss", "perplexity", "epoch_codebook_usage"))
+    rows = [
+        "| steps | validation MSE / variance | perplexity (mean over batches) | codes used (whole split) |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for epoch in sorted(loss):
+        rows.append(f"| {(epoch + 1) * steps_per_epoch:,} | {loss[epoch]:.4f} | {perplexity[epoch]:.1f} | {usage[epoch]:.1%} |")
+    return "\n".join(rows)
+
+
+def promote(name, logdir):
+    """Makes the trained study entry `name` the zoo entry zoo/<zoo_name(name)>/."""
+    entry = zoo_name(name)
+    folder = Path(os.path.relpath(Path(FLAGS.zoo) / entry))
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(logdir / "model.keras", folder / "model.keras")
+    write_text(folder / "recipe.flags", "\n".join([*recipe(name), f"--logdir=runs/{entry}"]) + "\n")
+    flags_text = " ".join(f"--{flag}" if value is True else f"--{flag}={value}" for flag, value in ENTRIES[name].items())
+    epochs = max(1, FLAGS.steps // 1000)
+    write_text(folder / "README.md", f"""# {entry}: the cifar10 VQ-VAE with {type(keras.saving.load_model(logdir / "model.keras").quantizer).__name__}
+
+`VQVAE.from_preset("{entry}")`: the encoder and decoder of `VQVAE.from_preset("cifar10")` unchanged,
+with the quantizer of `{flags_text}`; the recipe of
+[vqvae_cifar10](../vqvae_cifar10/README.md) otherwise (batch 32, Adam 1e-3 decayed to zero by a cosine,
+{FLAGS.steps:,} steps on the real CIFAR-10 `train` split, validated on `test`). The quantizer study
+(benchmarks/RESULTS.md, `python -m benchmarks.quantizer_study`) trained it beside the other kinds.
+
+## Measured on the CIFAR-10 test split
+
+`training.evaluate` on all 10,000 `test` images (perplexity and codes used over the whole split, a
+residual quantizer's stages pooled; MSE over the pixel variance of the whole `train` split):
+
+    python -m training.evaluate --model={entry} --dataset=cifar10 \\
+        --data_dir=../shared/tfds --output=zoo/{entry}/results.json --card=zoo/{entry}/README.md
+
+{CARD_BEGIN}
+{CARD_END}
+
+## Training
+
+    python -m training.fit --flagfile=zoo/{entry}/recipe.flags
+
+Logged by training.fit at each epoch end (its MSE normaliser is the variance of the first 1,000
+training images, 0.4% below the whole split's):
+
+{validation_curve(logdir, FLAGS.steps // epochs)}
+
+![8 test images (top) and their reconstructions (bottom), each pixel shown 4x4](reconstructions.png)
+""")
+    run_evaluation(
+        folder, None, FLAGS.dataset, FLAGS.data_dir, output=folder / "results.json", card=folder / "README.md",
+        picture=folder / "reconstructions.png",
+    )
+    print(f"[{name}] zoo entry written: {folder}")
+
+
 def train_step(name, data):
     """The entry's compiled train step (the model training.fit builds), warmed up."""
     values = {"model": "vqvae", "preset": "cifar10", **ENTRIES[name]}
@@ -170,16 +251,19 @@ def print_table(rows):
 def main(argv):
     del argv
     unknown = [name for name in FLAGS.entries if name not in ENTRIES]
-    unknown_phases = [phase for phase in FLAGS.phases if phase not in ("train", "evaluate", "speed")]
+    unknown += [name for name in FLAGS.promote if name not in ENTRIES]
+    unknown_phases = [phase for phase in FLAGS.phases if phase not in PHASES]
     if unknown or unknown_phases:
         raise app.UsageError(
             f"Unknown entries {unknown} or phases {unknown_phases}. "
-            f"Known entries: {', '.join(ENTRIES)}; phases: train, evaluate, speed."
+            f"Known entries: {', '.join(ENTRIES)}; phases: {', '.join(PHASES)}."
         )
     root = Path(FLAGS.root)
     if "train" in FLAGS.phases:
         for name in FLAGS.entries:
             train(name, root / name)
+    for name in FLAGS.promote if "promote" in FLAGS.phases else []:
+        promote(name, root / name)
     if not {"evaluate", "speed"} & set(FLAGS.phases):
         return
     if "evaluate" in FLAGS.phases:
