@@ -91,6 +91,8 @@ def check_model_file(path, flag, what):
         inside = sorted(p.name for p in file.glob("*.keras"))
         hint = f" It holds {', '.join(inside)}: e.g. {flag}={file / inside[0]}." if inside else ""
         raise UsageError(f"{flag}={path} is a folder, not a .keras file. Pass {what}.{hint}")
+    if not file.exists() and looks_like_path(str(path)):
+        raise UsageError(f"{flag}={path}: no such file. Pass {what}.")
     if not file.exists():
         shipped = ", ".join(trained_entries()) or "none"
         raise UsageError(f"{flag}={path}: no such file or trained preset (shipped: {shipped}). Pass {what}.")

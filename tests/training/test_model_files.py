@@ -40,15 +40,17 @@ def files(tiny_model_files, tmp_path_factory):
     flipped[data.index(b"\x89HDF") + 2000] ^= 0x01  # inside the weights member (stored, not deflated)
     (root / "bit_flip.keras").write_bytes(bytes(flipped))
     (root / "folder").mkdir()
-    (root / "folder" / "model.keras").write_bytes(data)
+    (root / "folder" / "final.keras").write_bytes(data)  # a folder without model.keras
+    (root / "run").mkdir()
+    (root / "run" / "model.keras").write_bytes(data)
     return root
 
 
 CASES = {
     "missing.keras": "--model={path}: no such file. Pass the autoencoder's .keras file written by training.fit",
     "folder": "--model={path} is a folder, not a .keras file. Pass the autoencoder's .keras file written by "
-    "training.fit (<logdir>/model.keras, e.g. runs/latest/model.keras). It holds model.keras: e.g. "
-    "--model={path}/model.keras.",
+    "training.fit (<logdir>/model.keras, e.g. runs/latest/model.keras). It holds final.keras: e.g. "
+    "--model={path}/final.keras.",
     "model.h5": "--model={path}: expected a .keras file (as training.fit and model.save write).",
     "empty.keras": "--model={path} is empty (0 bytes): the save or copy that wrote it did not finish.",
     "truncated.keras": "--model={path} is truncated: a zip archive whose end is missing",
@@ -63,6 +65,12 @@ CASES = {
     "'NoSuchModel'.",
     "prior.keras": "--model={path} holds a PixelCNNPrior, not a VQVAE or VQVAE2. Pass the autoencoder's .keras file",
 }
+
+
+def test_a_run_folder_or_a_zoo_entry_name_gives_its_model_file(files):
+    assert model_files.located(str(files / "run"), "model.keras") == str(files / "run" / "model.keras")
+    assert model_files.located("vqvae_cifar10", "model.keras").endswith("vqvae_cifar10/model.keras")
+    assert model_files.load_autoencoder(str(files / "run"), "--model").count_params() > 0
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
