@@ -75,10 +75,6 @@ def to_unit_interval(images):
     return tf.cast(images, tf.float32) / 255.0
 
 
-def level_names(model):
-    return [level or "codes" for level in model.level_names]
-
-
 def level_priors(prior):
     return None if prior is None else (prior.priors if isinstance(prior, HierarchicalPrior) else [prior])
 
@@ -124,7 +120,7 @@ def evaluate(model, prior, images, data_variance):
     if not sums["images"]:
         raise UsageError("The held-out split holds no images: nothing to evaluate.")
     levels = {}
-    for i, (name, level_counts) in enumerate(zip(level_names(model), counts)):
+    for i, (name, level_counts) in enumerate(zip(model_files.level_labels(model), counts)):
         levels[name] = {
             "perplexity": float(metrics.perplexity_of_counts(level_counts)),
             "codebook_usage": float(metrics.codebook_usage_of_counts(level_counts)),

@@ -78,7 +78,7 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir):
     )
     settings = resume_settings(hparams)
     trained = []
-    for level, (name, prior) in enumerate(zip(_level_names(autoencoder), priors)):
+    for level, (name, prior) in enumerate(zip(model_files.level_labels(autoencoder), priors)):
         path = logdir / f"{name}_prior.keras"
         if path.exists():
             print(f"The {name} prior is already trained: {path} (delete it to train it again).")
@@ -170,7 +170,7 @@ def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=N
             f"--preset={preset}. Known PixelCNNPrior presets: {', '.join(PixelCNNPrior.presets())}."
         )
     priors = []
-    for level, (name, level_name) in enumerate(zip(names, _level_names(autoencoder))):
+    for level, (name, level_name) in enumerate(zip(names, model_files.level_labels(autoencoder))):
         config = {**PixelCNNPrior.PRESETS[name], **(overrides or {}), "num_embeddings": autoencoder.num_embeddings}
         config.update(grid_shape=tuple(int(s) for s in grids[level]), num_classes=num_classes)
         if level > 0:
@@ -228,7 +228,7 @@ def _sampler(autoencoder, trained_above, prior, data, seed):
     trained priors above it, and (below it, untrained yet) nothing: the images
     are decoded only once every level has a prior, so for a VQVAE2 the top
     prior's epochs show none."""
-    if len(trained_above) + 1 < len(_level_names(autoencoder)):
+    if len(trained_above) + 1 < len(model_files.level_labels(autoencoder)):
         return None
     labels = None if data.num_classes is None else np.arange(MONITOR_SAMPLES) % data.num_classes
     priors = [*trained_above, prior]
@@ -248,7 +248,4 @@ def _report(name, prior, data, level, batch_size):
         f"(uniform: {math.log2(prior.num_embeddings):.3f}), accuracy {results['accuracy']:.3f}."
     )
 
-
-def _level_names(autoencoder):
-    return [level or "codes" for level in autoencoder.level_names]
 
