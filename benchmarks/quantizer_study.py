@@ -266,17 +266,22 @@ def main(argv):
         promote(name, root / name)
     if not {"evaluate", "speed"} & set(FLAGS.phases):
         return
+    # The study's rows, one per entry evaluated so far (a later run updates its own entries).
+    rows_path = root / "results.json"
+    rows = {row["entry"]: row for row in json.loads(rows_path.read_text())} if rows_path.exists() else {}
     if "evaluate" in FLAGS.phases:
-        rows = [evaluate(name, root / name) for name in FLAGS.entries]
-        write_text(root / "results.json", json.dumps(rows, indent=1) + "\n")
-    else:
-        rows = json.loads((root / "results.json").read_text())
+        for name in FLAGS.entries:
+            rows[name] = {**rows.get(name, {}), **evaluate(name, root / name)}
+        write_text(rows_path, json.dumps([rows[name] for name in ENTRIES if name in rows], indent=1) + "\n")
+    missing = [name for name in FLAGS.entries if name not in rows]
+    if missing:
+        raise app.UsageError(f"Entries {missing} have no results yet: run --phases=evaluate for them first.")
     if "speed" in FLAGS.phases:
         data = load_image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.batch_size, seed=0)
-        speeds = median_speeds([row["entry"] for row in rows], data)
-        for row in rows:
-            row["images_per_second"] = speeds[row["entry"]]
-        write_text(root / "results.json", json.dumps(rows, indent=1) + "\n")
+        for name, speed in median_speeds(FLAGS.entries, data).items():
+            rows[name]["images_per_second"] = speed
+        write_text(rows_path, json.dumps([rows[name] for name in ENTRIES if name in rows], indent=1) + "\n")
+    rows = [rows[name] for name in FLAGS.entries]
     print_table(rows)
 
 
