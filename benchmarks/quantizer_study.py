@@ -235,7 +235,7 @@ def median_speeds(names, data):
 
 
 def print_table(rows):
-    ema = next((row["images_per_second"] for row in rows if row["entry"] == "ema"), None)
+    ema = next((row.get("images_per_second") for row in rows if row["entry"] == "ema"), None)
     print(f"\n{FLAGS.dataset}, {FLAGS.steps} steps, batch {FLAGS.batch_size}, jit_compile={FLAGS.jit_compile}\n")
     print("| entry | quantizer | codes | val MSE/variance | perplexity | codes used | train images/s | vs EMA |")
     print("|---|---|---|---|---|---|---|---|")

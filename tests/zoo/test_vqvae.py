@@ -30,7 +30,7 @@ def test_cifar10_preset_is_the_papers_architecture():
 
 
 def test_unknown_preset_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"Unknown VQVAE preset 'imagenet'. Known presets: cifar10."):
+    with pytest.raises(ValueError, match=r"Unknown VQVAE preset 'imagenet'. Architecture presets: cifar10; trained: vqvae_cifar10"):
         VQVAE.from_preset("imagenet")
 
 

@@ -17,7 +17,7 @@ def _images(n=2, size=32, channels=3, seed=0):
 def test_presets():
     architectures = [name for name, kind in VQVAE2.presets().items() if kind.startswith("architecture")]
     assert architectures == ["cifar10", "ffhq1024", "imagenet256"]
-    with pytest.raises(ValueError, match="Unknown VQVAE2 preset 'celeba'. Known presets: cifar10, ffhq1024, imagenet256."):
+    with pytest.raises(ValueError, match="Unknown VQVAE2 preset 'celeba'. Architecture presets: cifar10, ffhq1024, imagenet256; trained: vqvae2_cifar10;"):
         VQVAE2.from_preset("celeba")
 
 
