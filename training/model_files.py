@@ -18,7 +18,7 @@ import keras
 from training.errors import UsageError
 from vq_keras.models import Prior
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
-from vq_keras.zoo._trained import looks_like_path, trained_entries
+from vq_keras.zoo._trained import looks_like_path, resolve, trained_entries
 
 AUTOENCODER_FILE = (
     "the autoencoder's .keras file written by training.fit (<logdir>/model.keras, e.g. runs/latest/model.keras)"
@@ -57,11 +57,12 @@ def fitting_size(model, height, width):
 def located(path, file_name):
     """The file `file_name` of a shipped zoo entry named `path` or of a folder `path` holding it;
     any other `path` as it is (check_model_file explains what is wrong with it)."""
-    if path and not looks_like_path(path) and path in trained_entries():
-        return str(trained_entries()[path] / file_name)
-    if path and (Path(path) / file_name).is_file():
-        return str(Path(path) / file_name)
-    return path
+    if not path:
+        return path
+    try:
+        return str(resolve(path, file_name))
+    except ValueError:
+        return path
 
 
 def load_model_file(path, flag, kinds, what):

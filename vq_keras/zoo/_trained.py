@@ -49,7 +49,7 @@ def trained_entries(class_name=None):
     entries = {}
     for folder in sorted(path for path in root.iterdir() if path.is_dir()):
         weights = weights_of(folder)
-        if weights is not None and class_name in (None, saved_class_name(weights)):
+        if weights is not None and (class_name is None or saved_class_name(weights) == class_name):
             entries[folder.name] = folder
     return entries
 
