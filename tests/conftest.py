@@ -8,6 +8,11 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# The sample's 300 test images are real CIFAR-10 test images, so their reconstruction error lies
+# near the full split's: measured within 4% (vqvae_cifar10 0.0523 against 0.0543); 10% leaves room
+# for other entries without hiding a model that is not the card's.
+SAMPLE_MSE_MARGIN = 0.10
+SAMPLE_BITS_MARGIN = 0.3  # bits per code (measured within 0.17)
 SHARED_TFDS = REPO.parent / "shared" / "tfds"
 
 

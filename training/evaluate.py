@@ -4,23 +4,14 @@
         --dataset=cifar10 --data_dir=../shared/tfds --output=results.json
 
 --model and --prior take a shipped zoo entry's name (VQVAE.presets() lists them), an entry or run
-folder, or a .keras file. Over the whole held-out split it measures
-
-- `mse_over_variance`: the mean squared error of the model's output (as trained: the loss Sonnet
-  and the papers report) over the pixel variance of the whole training split;
-- `psnr` and `ssim`: means over the images of `tf.image.psnr` and `tf.image.ssim` (max_val 1) of
-  the reconstructions clipped to [0, 1] (as `reconstruct` returns them);
-- per level (`levels`, top first; a VQVAE's one level is "codes"): `perplexity` (exp of the
-  entropy of the code frequencies over the split), `codebook_usage` (the fraction of the codes
-  used at least once; a residual quantizer's stages pooled) and, with a prior, `bits_per_code`
-  (its negative log-likelihood per code, in bits; the prior of a lower level given the true codes
-  above);
-
-prints them as a table and writes them as JSON with the commit, data set and split they were
-measured on. `--card=README.md` also writes that table into a model card (between the markers
-CARD_BEGIN and CARD_END, appended if it has none), and `--picture=reconstructions.png` the first
-8 held-out images above their reconstructions, each pixel shown as --picture_scale pixels. A prior that does not fit the model, or images the model cannot take, are an error
-before any data is read.
+folder, or a .keras file. Over the whole held-out split it measures what
+`vq_keras.evaluation.evaluate` does (reconstruction MSE / training pixel variance, PSNR, SSIM; per
+level perplexity, codes used and, with a prior, bits per code), prints them as a table and writes
+them as JSON with the commit, data set and split they were measured on. `--card=README.md` also
+writes that table into a model card (between the markers CARD_BEGIN and CARD_END, appended if it
+has none), and `--picture=reconstructions.png` the first 8 held-out images above their
+reconstructions, each pixel shown as --picture_scale pixels. A prior that does not fit the model,
+or images the model cannot take, are an error before any data is read.
 """
 
 import os
@@ -39,23 +30,20 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
-from keras import ops  # noqa: E402
 
 from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.data import held_out_split, image_spec_or_none, naming_bad_images, pixel_variance, read_splits  # noqa: E402
 from training.data.images import parse_image_size  # noqa: E402
 from training.errors import UsageError  # noqa: E402
-from vq_keras import metrics  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
-from vq_keras.zoo import HierarchicalPrior  # noqa: E402
+from vq_keras.evaluation import evaluate  # noqa: E402
 from vq_keras.zoo.generation import generation_grids  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CARD_BEGIN = "<!-- results table: written by training.evaluate --card from results.json -->"
 CARD_END = "<!-- end of results table -->"
 PICTURE_IMAGES = 8
-SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
 
 
 def define_flags():
@@ -75,66 +63,13 @@ def to_unit_interval(images):
     return tf.cast(images, tf.float32) / 255.0
 
 
-def level_priors(prior):
-    return None if prior is None else (prior.priors if isinstance(prior, HierarchicalPrior) else [prior])
-
-
-def evaluate(model, prior, images, data_variance):
-    """The figures of the module docstring over `images`, batches of float32 images in [0, 1]."""
-    priors = level_priors(prior)
-    counts = [ops.zeros((quantizer.num_embeddings,), "float32") for quantizer in model.quantizers]
-    sums = {"squared_error": 0.0, "psnr": 0.0, "ssim": 0.0, "images": 0, "pixels": 0}
-    nats = [0.0] * len(counts)
-    positions = [0] * len(counts)
-
-    @tf.function
-    def measure(batch):
-        output, codes = model(batch, training=False, return_codes=True)
-        output = tf.cast(output, tf.float32)
-        clipped = tf.clip_by_value(output, 0.0, 1.0)
-        filter_size = min(SSIM_FILTER_SIZE, batch.shape[1], batch.shape[2])
-        level_nats = []
-        for i, level_prior in enumerate(priors or []):
-            condition = codes[i - 1] if i else None
-            level_nats.append(-tf.reduce_sum(level_prior.log_prob(codes[i], condition=condition)))
-        return (
-            tf.reduce_sum(tf.square(tf.cast(output, tf.float64) - tf.cast(batch, tf.float64))),
-            tf.reduce_sum(tf.image.psnr(batch, clipped, max_val=1.0)),
-            tf.reduce_sum(tf.image.ssim(batch, clipped, max_val=1.0, filter_size=filter_size)),
-            [metrics.code_counts(level, quantizer.num_embeddings) for level, quantizer in zip(codes, model.quantizers)],
-            [tf.size(level) for level in codes],
-            level_nats,
-        )
-
-    with naming_bad_images():
-        for batch in images:
-            squared_error, psnr, ssim, batch_counts, sizes, level_nats = measure(batch)
-            sums["squared_error"] += float(squared_error)
-            sums["psnr"] += float(psnr)
-            sums["ssim"] += float(ssim)
-            sums["images"] += int(batch.shape[0])
-            sums["pixels"] += int(tf.size(batch))
-            counts = [total + level for total, level in zip(counts, batch_counts)]
-            positions = [total + int(size) for total, size in zip(positions, sizes)]
-            nats = [total + float(value) for total, value in zip(nats, level_nats)] if priors else nats
-    if not sums["images"]:
-        raise UsageError("The held-out split holds no images: nothing to evaluate.")
-    levels = {}
-    for i, (name, level_counts) in enumerate(zip(model_files.level_labels(model), counts)):
-        levels[name] = {
-            "perplexity": float(metrics.perplexity_of_counts(level_counts)),
-            "codebook_usage": float(metrics.codebook_usage_of_counts(level_counts)),
-            "num_embeddings": int(level_counts.shape[0]),
-            "bits_per_code": float(metrics.bits_per_code(nats[i] / positions[i])) if priors else None,
-        }
-    return {
-        "mse_over_variance": sums["squared_error"] / sums["pixels"] / data_variance,
-        "psnr": sums["psnr"] / sums["images"],
-        "ssim": sums["ssim"] / sums["images"],
-        "levels": levels,
-        "num_images": sums["images"],
-        "training_pixel_variance": data_variance,
-    }
+def measured(model, prior, images, variance):
+    """`evaluate`'s figures, with an undecodable image or an empty split as a UsageError."""
+    try:
+        with naming_bad_images():
+            return evaluate(model, images, variance, prior=prior)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def check_images_fit(model, image_shape, dataset):
@@ -204,7 +139,7 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     results = {
         "model": str(model_path), "prior": prior_path and str(prior_path),
         "dataset": dataset, "split": held_out_split(dataset, data_dir), "image_size": image_size,
-        **evaluate(model, prior, images, variance), "commit": commit(),
+        **measured(model, prior, images, variance), "commit": commit(),
     }
     if output:
         with atomic_file(output) as temporary:

@@ -30,6 +30,7 @@ from training.optimizer import extendable_settings, make_optimizer, resume_setti
 from training.resume import Backups, configure_determinism, fit_resumable
 from training.run_dir import claim_run_dir
 from vq_keras.atomic import save_model
+from vq_keras.evaluation import level_labels
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 from vq_keras.zoo._common import require_one_code_per_position
 
@@ -78,7 +79,7 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir):
     )
     settings = resume_settings(hparams)
     trained = []
-    for level, (name, prior) in enumerate(zip(model_files.level_labels(autoencoder), priors)):
+    for level, (name, prior) in enumerate(zip(level_labels(autoencoder), priors)):
         path = logdir / f"{name}_prior.keras"
         if path.exists():
             print(f"The {name} prior is already trained: {path} (delete it to train it again).")
@@ -170,7 +171,7 @@ def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=N
             f"--preset={preset}. Known PixelCNNPrior presets: {', '.join(PixelCNNPrior.presets())}."
         )
     priors = []
-    for level, (name, level_name) in enumerate(zip(names, model_files.level_labels(autoencoder))):
+    for level, (name, level_name) in enumerate(zip(names, level_labels(autoencoder))):
         config = {**PixelCNNPrior.PRESETS[name], **(overrides or {}), "num_embeddings": autoencoder.num_embeddings}
         config.update(grid_shape=tuple(int(s) for s in grids[level]), num_classes=num_classes)
         if level > 0:
@@ -228,7 +229,7 @@ def _sampler(autoencoder, trained_above, prior, data, seed):
     trained priors above it, and (below it, untrained yet) nothing: the images
     are decoded only once every level has a prior, so for a VQVAE2 the top
     prior's epochs show none."""
-    if len(trained_above) + 1 < len(model_files.level_labels(autoencoder)):
+    if len(trained_above) + 1 < len(level_labels(autoencoder)):
         return None
     labels = None if data.num_classes is None else np.arange(MONITOR_SAMPLES) % data.num_classes
     priors = [*trained_above, prior]

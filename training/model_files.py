@@ -42,12 +42,6 @@ def load_prior(path, flag):
     return load_model_file(located(path, PixelCNNPrior.PRESET_FILE), flag, (Prior, HierarchicalPrior), PRIOR_FILE)
 
 
-def level_labels(autoencoder):
-    """The names the tools give the autoencoder's code levels, top first: a VQVAE's one level
-    (named "" in the model, for unprefixed metrics) is "codes"."""
-    return [level or "codes" for level in autoencoder.level_names]
-
-
 def fitting_size(model, height, width):
     """The largest square size, at most the images' shorter side, that `model` takes."""
     step = model.downsampling

@@ -1,5 +1,6 @@
 """Trained presets: names, folders and files; errors; the wheel and sdist carry the entries."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SAMPLE_BITS_MARGIN, SAMPLE_MSE_MARGIN
+from training.data.pipeline import SAMPLE_PATH
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
 from vq_keras.zoo._trained import trained_entries
 
@@ -114,11 +116,22 @@ def test_the_installed_wheel_loads_the_presets_by_name_outside_the_repository(bu
         "assert images.shape == (2, 32, 32, 3), images.shape\n"
         "VQVAE.from_preset('vqvae_cifar10'); PixelCNNPrior.from_preset('pixelcnn_vqvae_cifar10')\n"
         "print(VQVAE.presets()['vqvae_cifar10'])\n"
+        # The card's figures through the installed library, on the bundled real CIFAR-10 sample.
+        "from vq_keras.evaluation import evaluate\n"
+        f"arrays = np.load({str(SAMPLE_PATH)!r})\n"
+        "variance = (arrays['train_images'] / 255.0).var()\n"
+        "results = evaluate(VQVAE.from_preset('vqvae_cifar10'), [arrays['test_images'].astype('float32') / 255.0],\n"
+        "                   variance, prior=PixelCNNPrior.from_preset('pixelcnn_vqvae_cifar10'))\n"
+        "print(results['mse_over_variance'], results['levels']['codes']['bits_per_code'])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    installed_at, headline = result.stdout.strip().splitlines()[-2:]
+    installed_at, headline, figures = result.stdout.strip().splitlines()[-3:]
     assert installed_at.startswith(str(target))
     assert headline.startswith("trained: MSE/variance 0.05")
+    card = json.loads((REPO / "zoo" / "pixelcnn_vqvae_cifar10" / "results.json").read_text())
+    mse, bits = map(float, figures.split())
+    assert mse == pytest.approx(card["mse_over_variance"], rel=SAMPLE_MSE_MARGIN)
+    assert abs(bits - card["levels"]["codes"]["bits_per_code"]) < SAMPLE_BITS_MARGIN

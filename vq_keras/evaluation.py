@@ -1,0 +1,106 @@
+"""Measures an autoencoder, and a prior over its codes, on held-out images.
+
+The figures the zoo's cards and `python -m training.evaluate` report, here in the library so that
+an installed package (which carries the trained entries but not the repository's tools) measures
+them too:
+
+    >>> from vq_keras.evaluation import evaluate
+    >>> results = evaluate(VQVAE.from_preset("vqvae_cifar10"), test_batches, data_variance=0.0633,
+    ...                    prior=PixelCNNPrior.from_preset("pixelcnn_vqvae_cifar10"))
+
+- `mse_over_variance`: the mean squared error of the model's output (as trained: the loss Sonnet
+  and the papers report) over `data_variance`, the pixel variance of the training images;
+- `psnr` and `ssim`: means over the images of `tf.image.psnr` and `tf.image.ssim` (max_val 1) of
+  the reconstructions clipped to [0, 1] (as `reconstruct` returns them);
+- per level (`levels`, top first; a VQVAE's one level is "codes"): `perplexity` (exp of the
+  entropy of the code frequencies over all the images), `codebook_usage` (the fraction of the
+  codes used at least once; a residual quantizer's stages pooled) and, with a prior,
+  `bits_per_code` (its negative log-likelihood per code, in bits; the prior of a lower level given
+  the true codes above).
+"""
+
+import tensorflow as tf
+from keras import ops
+
+from vq_keras import metrics
+from vq_keras.zoo import HierarchicalPrior
+
+SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
+
+
+def level_labels(autoencoder):
+    """The names results give the autoencoder's code levels, top first: a VQVAE's one level
+    (named "" in the model, for unprefixed metrics) is "codes"."""
+    return [level or "codes" for level in autoencoder.level_names]
+
+
+def level_priors(prior):
+    """The prior of each level, top first (a HierarchicalPrior's, or a PixelCNNPrior alone)."""
+    return None if prior is None else (prior.priors if isinstance(prior, HierarchicalPrior) else [prior])
+
+
+def evaluate(model, images, data_variance, prior=None):
+    """The figures of the module docstring over `images`, an iterable of float32 NHWC batches in
+    [0, 1]; returns a dict with them, `num_images` and `training_pixel_variance`.
+
+    Raises ValueError if `images` holds no batch, or `data_variance` is not positive.
+    """
+    if not data_variance > 0:
+        raise ValueError(
+            "evaluate expects data_variance, the pixel variance of the training images in [0, 1] scale, "
+            f"to be positive. Received: data_variance={data_variance}"
+        )
+    priors = level_priors(prior)
+    counts = [ops.zeros((quantizer.num_embeddings,), "float32") for quantizer in model.quantizers]
+    sums = {"squared_error": 0.0, "psnr": 0.0, "ssim": 0.0, "images": 0, "pixels": 0}
+    nats = [0.0] * len(counts)
+    positions = [0] * len(counts)
+    measure = tf.function(lambda batch: _measure(model, priors, batch))
+    for batch in images:
+        squared_error, psnr, ssim, batch_counts, sizes, level_nats = measure(batch)
+        sums["squared_error"] += float(squared_error)
+        sums["psnr"] += float(psnr)
+        sums["ssim"] += float(ssim)
+        sums["images"] += int(batch.shape[0])
+        sums["pixels"] += int(tf.size(batch))
+        counts = [total + level for total, level in zip(counts, batch_counts)]
+        positions = [total + int(size) for total, size in zip(positions, sizes)]
+        nats = [total + float(value) for total, value in zip(nats, level_nats)] if priors else nats
+    if not sums["images"]:
+        raise ValueError("evaluate received no images: `images` yielded no batch. Pass the held-out images.")
+    levels = {}
+    for i, (name, level_counts) in enumerate(zip(level_labels(model), counts)):
+        levels[name] = {
+            "perplexity": float(metrics.perplexity_of_counts(level_counts)),
+            "codebook_usage": float(metrics.codebook_usage_of_counts(level_counts)),
+            "num_embeddings": int(level_counts.shape[0]),
+            "bits_per_code": float(metrics.bits_per_code(nats[i] / positions[i])) if priors else None,
+        }
+    return {
+        "mse_over_variance": sums["squared_error"] / sums["pixels"] / data_variance,
+        "psnr": sums["psnr"] / sums["images"],
+        "ssim": sums["ssim"] / sums["images"],
+        "levels": levels,
+        "num_images": sums["images"],
+        "training_pixel_variance": data_variance,
+    }
+
+
+def _measure(model, priors, batch):
+    """One batch's sums: squared error, PSNR, SSIM, code counts and sizes, and nats per level."""
+    output, codes = model(batch, training=False, return_codes=True)
+    output = tf.cast(output, tf.float32)
+    clipped = tf.clip_by_value(output, 0.0, 1.0)
+    filter_size = min(SSIM_FILTER_SIZE, batch.shape[1], batch.shape[2])
+    level_nats = []
+    for i, level_prior in enumerate(priors or []):
+        condition = codes[i - 1] if i else None
+        level_nats.append(-tf.reduce_sum(level_prior.log_prob(codes[i], condition=condition)))
+    return (
+        tf.reduce_sum(tf.square(tf.cast(output, tf.float64) - tf.cast(batch, tf.float64))),
+        tf.reduce_sum(tf.image.psnr(batch, clipped, max_val=1.0)),
+        tf.reduce_sum(tf.image.ssim(batch, clipped, max_val=1.0, filter_size=filter_size)),
+        [metrics.code_counts(level, quantizer.num_embeddings) for level, quantizer in zip(codes, model.quantizers)],
+        [tf.size(level) for level in codes],
+        level_nats,
+    )
