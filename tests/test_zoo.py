@@ -12,7 +12,7 @@ from absl import flags
 from tests.conftest import REPO, SAMPLE_BITS_MARGIN, SAMPLE_MSE_MARGIN
 from training import evaluate
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
-from vq_keras.zoo._trained import WEIGHT_FILES, saved_class_name
+from vq_keras.zoo._trained import WEIGHT_FILES, resolve, saved_class_name, trained_entries
 
 ZOO = REPO / "zoo"
 ENTRIES = sorted(folder.name for folder in ZOO.iterdir() if any((folder / name).is_file() for name in WEIGHT_FILES))
@@ -42,6 +42,13 @@ def test_loads_by_name_and_by_folder_with_the_same_weights(name):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def measured_model(results):
+    """The model.keras an entry's results were measured with (`--model` took a name or a path)."""
+    if results["model"] in trained_entries():
+        return resolve(results["model"], "model.keras")
+    return REPO / results["model"] / "model.keras" if (REPO / results["model"]).is_dir() else REPO / results["model"]
+
+
 @pytest.mark.parametrize("name", ENTRIES)
 def test_recipe_parses_with_training_fit_flags(name):
     import training.fit  # noqa: F401  (defines the flags)
@@ -52,7 +59,8 @@ def test_recipe_parses_with_training_fit_flags(name):
     results = results_of(name)
     assert parsed.dataset == results["dataset"]
     if entry_class(name) in (PixelCNNPrior, HierarchicalPrior):
-        assert parsed.stage == "prior" and parsed.autoencoder == f"{results['model']}/model.keras"
+        assert parsed.stage == "prior"  # trained on the codes of the autoencoder its results were measured with
+        assert (REPO / parsed.autoencoder).resolve() == measured_model(results).resolve()
 
 
 @pytest.mark.parametrize("name", ENTRIES)
@@ -72,7 +80,7 @@ def test_results_are_training_evaluate_on_the_full_test_split_and_the_card_shows
 def test_on_the_bundled_sample_it_measures_what_the_card_implies(name):
     card = results_of(name)
     prior = card["prior"] and ZOO / name
-    sample = evaluate.run(REPO / card["model"], prior, "cifar10_sample")
+    sample = evaluate.run(measured_model(card), prior, "cifar10_sample")
     assert sample["mse_over_variance"] == pytest.approx(card["mse_over_variance"], rel=SAMPLE_MSE_MARGIN)
     for level, figures in card["levels"].items():
         if figures["bits_per_code"] is not None:
