@@ -1,5 +1,5 @@
 """Reusable layers: the quantizers (and their registry), the residual stack and the
-PixelCNN prior's layers."""
+PixelCNN and transformer priors' layers."""
 
 from vq_keras.layers._registry import QUANTIZERS, make_quantizer
 from vq_keras.layers.causal_self_attention import CausalSelfAttention
@@ -8,6 +8,7 @@ from vq_keras.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 from vq_keras.layers.masked_conv2d import MaskedConv2D
 from vq_keras.layers.residual_stack import ResidualStack
 from vq_keras.layers.residual_vector_quantizer import ResidualVectorQuantizer
+from vq_keras.layers.transformer_block import TransformerBlock
 from vq_keras.layers.vector_quantizer import VectorQuantizer
 from vq_keras.layers.vector_quantizer_ema import VectorQuantizerEMA
 
@@ -19,6 +20,7 @@ __all__ = [
     "QUANTIZERS",
     "ResidualStack",
     "ResidualVectorQuantizer",
+    "TransformerBlock",
     "VectorQuantizer",
     "VectorQuantizerEMA",
     "make_quantizer",
