@@ -1,4 +1,6 @@
 import keras
+import numpy as np
+import tensorflow as tf
 
 SMALL = dict(num_hiddens=32, num_residual_hiddens=16, num_residual_layers=1, embedding_dim=16, num_embeddings=128)
 
@@ -13,3 +15,28 @@ def train_on_real_images(model_class, steps):
     before = model.evaluate(data.validation, verbose=0, return_dict=True)
     model.fit(data.train, steps_per_epoch=steps, epochs=1, verbose=0)
     return before, model.evaluate(data.validation, verbose=0, return_dict=True)
+
+
+def prior_inputs(prior, num, height, width, seed=0):
+    """Random codes, labels and condition for `prior`, as tensors."""
+    rng = np.random.default_rng(seed)
+    codes = tf.constant(rng.integers(0, prior.num_embeddings, (num, height, width)), tf.int32)
+    labels = None if prior.num_classes is None else tf.constant(rng.integers(0, prior.num_classes, num), tf.int32)
+    condition = None
+    if prior.condition_num_embeddings is not None:
+        u = prior.condition_upsampling
+        condition = tf.constant(
+            rng.integers(0, prior.condition_num_embeddings, (num, height // u, width // u)), tf.int32
+        )
+    return codes, labels, condition
+
+
+def cached_logits(prior, codes, labels, condition):
+    """The cached sampler's logits at every position, fed the codes before it (teacher forcing)."""
+    num, height, width = codes.shape
+    state, step = prior.cached_sampler(num, height, width, labels, condition)
+    logits = []
+    for position in range(height * width):
+        position_logits, state = step(state, codes, tf.constant(position))
+        logits.append(position_logits.numpy())
+    return np.stack(logits, axis=1).reshape(num, height, width, -1)

@@ -5,8 +5,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from tests.zoo.conftest import cached_logits, prior_inputs
 from vq_keras.zoo import HierarchicalPrior, PixelCNNPrior
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
@@ -34,46 +34,21 @@ def _spread(prior, seed=0):
     return prior
 
 
-def _inputs(prior, num, height, width, seed=0):
-    """Random codes, labels and condition for `prior`, as tensors."""
-    rng = np.random.default_rng(seed)
-    codes = tf.constant(rng.integers(0, prior.num_embeddings, (num, height, width)), tf.int32)
-    labels = None if prior.num_classes is None else tf.constant(rng.integers(0, prior.num_classes, num), tf.int32)
-    condition = None
-    if prior.condition_num_embeddings is not None:
-        u = prior.condition_upsampling
-        condition = tf.constant(
-            rng.integers(0, prior.condition_num_embeddings, (num, height // u, width // u)), tf.int32
-        )
-    return codes, labels, condition
-
-
-def _cached_logits(prior, codes, labels, condition):
-    """The cached sampler's logits at every position, fed the codes before it (teacher forcing)."""
-    num, height, width = codes.shape
-    state, step = prior.cached_sampler(num, height, width, labels, condition)
-    logits = []
-    for position in range(height * width):
-        position_logits, state = step(state, codes, tf.constant(position))
-        logits.append(position_logits.numpy())
-    return np.stack(logits, axis=1).reshape(num, height, width, -1)
-
-
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
 @pytest.mark.parametrize("num, height, width", [(2, 4, 6), (1, 6, 2), (3, 1, 1)], ids=["wide", "tall", "one code"])
 def test_cached_logits_equal_the_networks_at_every_position(config, num, height, width):
     prior = _spread(PixelCNNPrior(10, **{**TINY, **config}))
     if config.get("condition_upsampling", 1) > 1 and (height % 2 or width % 2):
         height, width = 2 * height, 2 * width
-    codes, labels, condition = _inputs(prior, num, height, width)
+    codes, labels, condition = prior_inputs(prior, num, height, width)
     expected = prior(codes, labels=labels, condition=condition).numpy()
-    np.testing.assert_allclose(_cached_logits(prior, codes, labels, condition), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cached_logits(prior, codes, labels, condition), expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
 def test_cached_and_full_sampling_draw_the_same_codes(config):
     prior = _spread(PixelCNNPrior(10, **{**TINY, **config}))
-    _, labels, condition = _inputs(prior, 3, 6, 4)
+    _, labels, condition = prior_inputs(prior, 3, 6, 4)
     for seed in range(3):
         arguments = dict(labels=labels, condition=condition, temperature=3.0, seed=seed, grid_shape=(6, 4))
         cached = prior.sample(3, method="cached", **arguments).numpy()
@@ -100,10 +75,10 @@ def test_cached_sampling_under_mixed_precision(policy):
         prior = _spread(PixelCNNPrior(10, **{**TINY, **CONFIGS["all"]}))
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    codes, labels, condition = _inputs(prior, 2, 3, 4)
+    codes, labels, condition = prior_inputs(prior, 2, 3, 4)
     expected = prior(codes, labels=labels, condition=condition).numpy()
     # Half-precision features: the orders of the sums differ, so tolerances are wider.
-    np.testing.assert_allclose(_cached_logits(prior, codes, labels, condition), expected, rtol=0.05, atol=0.1)
+    np.testing.assert_allclose(cached_logits(prior, codes, labels, condition), expected, rtol=0.05, atol=0.1)
 
 
 def _zoo_prior(entry):
@@ -130,3 +105,17 @@ def test_the_zoo_vqvae2_priors_draw_the_same_codes_either_way():
         full = prior.sample(4, seed=seed, method="full")
         for cached_level, full_level in zip(cached, full):
             np.testing.assert_array_equal(cached_level.numpy(), full_level.numpy())
+
+
+def test_the_zoo_priors_draw_the_codes_and_score_the_log_prob_they_did_before_the_transformer_priors():
+    # Recorded at bad1c43, the commit before the prior contract took transformers and sampling filters
+    # (tests/zoo/data/pixelcnn_before_transformers.npz): same weights, same seeds -> same codes.
+    with np.load(Path(__file__).parent / "data" / "pixelcnn_before_transformers.npz") as recorded:
+        recorded = dict(recorded)
+    prior, levels = _zoo_prior("pixelcnn_vqvae_cifar10"), _zoo_prior("pixelcnn_vqvae2_cifar10")
+    np.testing.assert_array_equal(prior.sample(4, seed=0).numpy(), recorded["vqvae_seed0"])
+    np.testing.assert_array_equal(prior.sample(4, seed=1, temperature=0.8).numpy(), recorded["vqvae_seed1_t08"])
+    top, bottom = levels.sample(4, seed=0)
+    np.testing.assert_array_equal(top.numpy(), recorded["vqvae2_top_seed0"])
+    np.testing.assert_array_equal(bottom.numpy(), recorded["vqvae2_bottom_seed0"])
+    np.testing.assert_allclose(prior.log_prob(recorded["random_codes"]).numpy(), recorded["log_prob"], rtol=1e-5)

@@ -22,18 +22,23 @@ QUANTIZERS = {
 }
 
 
-def _parameters(kind):
-    """The constructor parameters of quantizer `kind`: its own and its bases'."""
+def constructor_parameters(cls, stop):
+    """The named constructor parameters of `cls`: its own and those of its bases below `stop`."""
     parameters = []
-    for cls in QUANTIZERS[kind].__mro__:
-        if cls is keras.layers.Layer:
+    for base in cls.__mro__:
+        if base is stop:
             break
-        if "__init__" in vars(cls):
+        if "__init__" in vars(base):
             parameters += [
-                p for p in inspect.signature(cls.__init__).parameters.values()
+                p for p in inspect.signature(base.__init__).parameters.values()
                 if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"
             ]
     return parameters
+
+
+def _parameters(kind):
+    """The constructor parameters of quantizer `kind`: its own and its bases'."""
+    return constructor_parameters(QUANTIZERS[kind], keras.layers.Layer)
 
 
 def quantizer_arguments(kind):

@@ -5,7 +5,7 @@ import tensorflow as tf
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.models.prior import Prior, check_sampling_method
 from vq_keras.zoo._common import PresetMixin, require_one_code_per_position
-from vq_keras.zoo.pixelcnn_prior import PixelCNNPrior
+from vq_keras.zoo._registry import prior_class
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
@@ -47,7 +47,7 @@ class HierarchicalPrior(PresetMixin, keras.Model):
 
     Example:
         >>> vqvae2 = VQVAE2.from_preset("cifar10")
-        >>> prior = HierarchicalPrior.from_autoencoder(vqvae2, num_attention_layers=2)
+        >>> prior = HierarchicalPrior.from_autoencoder(vqvae2, "pixelcnn", num_attention_layers=2)
         >>> top, bottom = vqvae2.encode(images)
         >>> for level_prior in prior.priors:
         ...     level_prior.compile(optimizer=keras.optimizers.Adam(3e-4))
@@ -108,46 +108,39 @@ class HierarchicalPrior(PresetMixin, keras.Model):
             self.build_if_needed()
 
     @classmethod
-    def from_autoencoder(
-        cls,
-        autoencoder,
-        num_layers=12,
-        num_filters=128,
-        kernel_size=3,
-        num_classes=None,
-        num_attention_layers=2,
-        num_heads=4,
-        dropout=0.0,
-        **kwargs,
-    ):
-        """One prior per code level of a `VQVAE2`, attention in the top prior only.
+    def from_autoencoder(cls, autoencoder, prior="pixelcnn", grid_shape=None, **arguments):
+        """One prior per code level of a `VQVAE2`, top first.
 
-        Each prior models `autoencoder.num_embeddings` codes; each lower one is
-        conditioned on the level above, upsampled by 2 (VQVAE2's level ratio).
+        Each level's prior is of kind `prior` (a name in `vq_keras.zoo.PRIORS`:
+        "pixelcnn", "transformer") and models `autoencoder.num_embeddings`
+        codes; each lower one is conditioned on the level above, upsampled by
+        2 (VQVAE2's level ratio). `grid_shape` is the top grid's (height,
+        width), each lower grid twice the one above (a TransformerPrior needs
+        it). `arguments` go to every level's constructor (num_layers,
+        num_classes, dropout, ...); for "pixelcnn", `num_attention_layers`
+        (default 2) goes to the top level only, as in the paper.
         """
         levels = list(getattr(autoencoder, "level_names", ()))
         if len(levels) < 2:
             raise ValueError(
                 "HierarchicalPrior.from_autoencoder expects an autoencoder with several code "
                 f"levels (a VQVAE2). Received: {type(autoencoder).__name__} with {len(levels)} "
-                "level(s). For a VQVAE use one PixelCNNPrior."
+                "level(s). For a VQVAE use one prior (e.g. PixelCNNPrior)."
             )
         require_one_code_per_position(autoencoder, "HierarchicalPrior.from_autoencoder")
-        common = dict(
-            num_embeddings=autoencoder.num_embeddings, num_layers=num_layers, num_filters=num_filters,
-            kernel_size=kernel_size, num_classes=num_classes, num_heads=num_heads, dropout=dropout,
-        )
-        priors = [
-            PixelCNNPrior(
-                **common,
-                num_attention_layers=num_attention_layers if i == 0 else 0,
-                condition_num_embeddings=None if i == 0 else autoencoder.num_embeddings,
-                condition_upsampling=1 if i == 0 else 2,
-                name=f"{level}_prior",
+        prior_type = prior_class(prior)
+        top_only = {"num_attention_layers": arguments.pop("num_attention_layers", 2)} if prior == "pixelcnn" else {}
+        priors = []
+        for i, level in enumerate(levels):
+            shape = None if grid_shape is None else tuple(s * 2**i for s in grid_shape)
+            upper = {} if i == 0 else {"condition_num_embeddings": autoencoder.num_embeddings, "condition_upsampling": 2}
+            priors.append(
+                prior_type(
+                    num_embeddings=autoencoder.num_embeddings, grid_shape=shape, **arguments,
+                    **(top_only if i == 0 else {}), **upper, name=f"{level}_prior",
+                )
             )
-            for i, level in enumerate(levels)
-        ]
-        return cls(priors, downsampling=autoencoder.downsampling, **kwargs)
+        return cls(priors, downsampling=autoencoder.downsampling)
 
     def build(self, codes_shape=None, labels_shape=None):
         for prior in self.priors:
@@ -207,7 +200,10 @@ class HierarchicalPrior(PresetMixin, keras.Model):
             shapes.append(tuple(s * prior.condition_upsampling for s in shapes[-1]))
         return shapes
 
-    def sample(self, num, labels=None, temperature=1.0, seed=0, image_size=None, grid_shape=None, method="cached"):
+    def sample(
+        self, num, labels=None, temperature=1.0, seed=0, image_size=None, grid_shape=None, method="cached",
+        top_k=None, top_p=None,
+    ):
         """Samples every level top-down: the top grid, then each lower grid
         conditioned on the one above. Level i uses the stateless key (seed, i).
 
@@ -222,6 +218,7 @@ class HierarchicalPrior(PresetMixin, keras.Model):
             grid_shape: (height, width) of the top grid.
             method: "cached" (default) or "full", as in `Prior.sample`; both
                 draw the same codes.
+            top_k, top_p: the sampling filters of every level, as in `Prior.sample`.
 
         Returns:
             A list of int32 code grids (num, h_i, w_i), top first.
@@ -244,6 +241,8 @@ class HierarchicalPrior(PresetMixin, keras.Model):
                     seed=(seed, level),
                     grid_shape=shapes[level],
                     method=method,
+                    top_k=top_k,
+                    top_p=top_p,
                 )
             )
         return codes
@@ -253,14 +252,14 @@ class HierarchicalPrior(PresetMixin, keras.Model):
         """The classes every level is conditioned on (None: unconditional)."""
         return self.priors[0].num_classes
 
-    def draw_levels(self, num, grid_shapes, labels, temperature, seed, method="cached"):
+    def draw_levels(self, num, grid_shapes, labels, temperature, seed, method="cached", top_k=None, top_p=None):
         """`sample` as graph ops (see `Prior.draw`): int32 scalar `seed`, the
         grids of every level, top first; the codes of `sample(seed=seed)`."""
         codes = []
         for level, (prior, shape) in enumerate(zip(self.priors, grid_shapes)):
             key = tf.stack([tf.cast(seed, tf.int32), tf.constant(level, tf.int32)])
             condition = codes[-1] if codes else None
-            codes.append(prior.draw(num, shape, labels, condition, temperature, key, method))
+            codes.append(prior.draw(num, shape, labels, condition, temperature, key, method, top_k, top_p))
         return codes
 
     def get_config(self):
