@@ -15,11 +15,12 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import vq_keras.export
 from vq_keras.export import export_saved_model
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, TransformerPrior, generate
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
 K = TINY["num_embeddings"]
 TINY_PRIOR = dict(num_layers=2, num_filters=8, kernel_size=3)
+TINY_TRANSFORMER = dict(num_layers=2, hidden_dim=16, num_heads=2)
 CLASSES = 3
 PY_FUNC_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -108,11 +109,17 @@ def exports(tmp_path_factory):
     # Random priors: generate must match the library whatever the weights.
     prior = PixelCNNPrior(K, num_classes=CLASSES, grid_shape=(4, 4), **TINY_PRIOR)
     prior2 = HierarchicalPrior.from_autoencoder(vqvae2, num_attention_layers=1, num_heads=2, **TINY_PRIOR)
+    transformer = TransformerPrior(K, grid_shape=(4, 4), num_classes=CLASSES, **TINY_TRANSFORMER)
+    transformer2 = HierarchicalPrior.from_autoencoder(vqvae2, "transformer", grid_shape=(2, 3), **TINY_TRANSFORMER)
     exports.update(
         prior=prior,
         prior2=prior2,
+        transformer=transformer,
+        transformer2=transformer2,
         generate=export_saved_model(vqvae, root / "generate", prior=prior),  # 16x16 from the prior's 4x4 grid
         generate2=export_saved_model(vqvae2, root / "generate2", prior=prior2, image_size=(16, 24)),
+        generate_transformer=export_saved_model(vqvae, root / "generate_transformer", prior=transformer),
+        generate2_transformer=export_saved_model(vqvae2, root / "generate2_transformer", prior=transformer2),
     )
     return dict(exports, before=before, after=after)
 
@@ -150,9 +157,11 @@ def _requests(exports):
         seed7=np.int32(7), seed_negative=np.int32(-1), t1=np.float32(1.0), t07=np.float32(0.7), t0=np.float32(0.0),
         t_nan=np.float32(np.nan), labels3=np.array([2, 0, 1], "int32"), labels1=np.array([1], "int32"),
         labels_out=np.array([0, 3, 1], "int32"), labels_short=np.array([0, 1], "int32"),
+        k0=np.int32(0), k5=np.int32(5), k33=np.int32(33), k_negative=np.int32(-1), p1=np.float32(1.0),
+        p08=np.float32(0.8), p0=np.float32(0.0),
     )
-    generate_labels = dict(num="n3", seed="seed7", temperature="t07", labels="labels3")
-    generate2 = dict(num="n3", seed="seed7", temperature="t1")
+    generate_labels = dict(num="n3", seed="seed7", temperature="t07", top_k="k0", top_p="p1", labels="labels3")
+    generate2 = dict(num="n3", seed="seed7", temperature="t1", top_k="k0", top_p="p1")
     requests = {
         # Good requests.
         "default": ("any_size", "serving_default", "function", dict(images="x")),
@@ -174,6 +183,16 @@ def _requests(exports):
         "generate_one": ("generate", "generate", "function", dict(generate_labels, num="n1", labels="labels1")),
         "v2_generate": ("generate2", "generate", "function", generate2),
         "v2_generate_session": ("generate2", "generate", "session", generate2),
+        "generate_filtered": ("generate", "generate", "function", dict(generate_labels, top_k="k5", top_p="p08")),
+        "v2_generate_filtered": ("generate2", "generate", "session", dict(generate2, top_k="k5", top_p="p08")),
+        "transformer_generate": ("generate_transformer", "generate", "function", generate_labels),
+        "transformer_generate_filtered": (
+            "generate_transformer", "generate", "session", dict(generate_labels, top_k="k5", top_p="p08")
+        ),
+        "v2_transformer_generate": ("generate2_transformer", "generate", "session", generate2),
+        "v2_transformer_generate_filtered": (
+            "generate2_transformer", "generate", "function", dict(generate2, top_k="k5", top_p="p08")
+        ),
         # Bad requests.
         "size_not_multiple": ("any_size", "encode", "function", dict(images="x_18x16")),
         "uint8_size_not_multiple": ("any_size", "reconstruct_uint8", "function", dict(images="x_uint8_16x10")),
@@ -211,6 +230,9 @@ def _requests(exports):
         "generate_cold": ("generate2", "generate", "function", dict(generate2, temperature="t0")),
         "generate_nan_temperature": ("generate", "generate", "session", dict(generate_labels, temperature="t_nan")),
         "generate_label_out": ("generate", "generate", "function", dict(generate_labels, labels="labels_out")),
+        "generate_top_k_too_large": ("generate2", "generate", "function", dict(generate2, top_k="k33")),
+        "generate_top_k_negative": ("generate", "generate", "session", dict(generate_labels, top_k="k_negative")),
+        "generate_top_p_zero": ("generate2", "generate", "function", dict(generate2, top_p="p0")),
         "generate_labels_short": ("generate", "generate", "session", dict(generate_labels, labels="labels_short")),
         # Empty batches: nothing to compute, refused with a clear message.
         "empty_batch": ("any_size", "serving_default", "function", dict(images="x_0")),
@@ -235,6 +257,12 @@ BAD_REQUESTS = {
     "generate_nan_temperature": "[generate expects temperature > 0 and finite (1 samples the prior as trained). "
     "Received temperature:] [nan]",
     "generate_label_out": "[generate expects labels in [0, 3) (the classes of the prior). Received labels:] [0 3 1]",
+    "generate_top_k_too_large": "[generate expects top_k in [0, 32] (0: no filter; else draw among the top_k most "
+    "probable codes). Received top_k:] [33]",
+    "generate_top_k_negative": "[generate expects top_k in [0, 32] (0: no filter; else draw among the top_k most "
+    "probable codes). Received top_k:] [-1]",
+    "generate_top_p_zero": "[generate expects top_p in (0, 1] (1: no filter; else nucleus sampling). Received "
+    "top_p:] [0]",
     "generate_labels_short": "[generate expects one label per image: labels of shape (num,). Received num and "
     "labels shape:] [3] [2]",
     "size_not_multiple": "[encode expects image height and width to be positive multiples of 4 (the model "
@@ -361,7 +389,7 @@ def test_signatures_match_the_keras_model(exports, served):
     assert not {name: served["errors"][name] for name in good if name in served["errors"]}
     for name in good:
         export, signature, _, inputs = requests[name]
-        model = exports["vqvae2" if export.startswith("vqvae2") or export == "generate2" else "vqvae"]
+        model = exports["vqvae2" if export.startswith(("vqvae2", "generate2")) else "vqvae"]
         received = {key.split("/", 1)[1]: value for key, value in outputs.items() if key.startswith(name + "/")}
         if signature == "generate":
             _check_generated(exports, export, model, {key: arrays[value] for key, value in inputs.items()}, received)
@@ -386,10 +414,19 @@ def test_signatures_match_the_keras_model(exports, served):
         assert np.abs(received["images"] - np.asarray(expected)).max() <= 1e-5, name
 
 
+GENERATE_PRIORS = {
+    "generate": "prior", "generate2": "prior2", "generate_transformer": "transformer",
+    "generate2_transformer": "transformer2",
+}
+
+
 def _check_generated(exports, export, model, request, received):
     """The served images and codes are those of the library's generate for the same request."""
-    prior = exports["prior2" if export == "generate2" else "prior"]
+    prior = exports[GENERATE_PRIORS[export]]
     arguments = dict(seed=int(request["seed"]), temperature=float(request["temperature"]))
+    # The signature's "off" values stand for the library's None.
+    arguments["top_k"] = int(request["top_k"]) or None
+    arguments["top_p"] = None if float(request["top_p"]) == 1.0 else float(request["top_p"])
     if "labels" in request:
         arguments["labels"] = request["labels"]
     image_size = (16, 24) if export == "generate2" else None
@@ -448,7 +485,7 @@ def test_saved_model_cli_lists_the_signatures(served):
 
 
 def test_the_graphs_hold_no_python_functions(exports):
-    for name in ("any_size", "size16", "vqvae2_any_size", "generate", "generate2"):
+    for name in ("any_size", "size16", "vqvae2_any_size", *GENERATE_PRIORS):
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((Path(exports[name]) / "saved_model.pb").read_bytes())
         ops = set()

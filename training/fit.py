@@ -40,9 +40,8 @@ from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_deter
 from vq_keras.atomic import save_model  # noqa: E402
 from vq_keras.layers import QUANTIZERS, make_quantizer  # noqa: E402
 from vq_keras.layers._base_quantizer import GRADIENTS  # noqa: E402
-from vq_keras.zoo import VQVAE, VQVAE2  # noqa: E402
-
-MODELS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
+from vq_keras.zoo import AUTOENCODERS as MODELS  # noqa: E402
+from vq_keras.zoo import PRIORS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -127,12 +126,19 @@ flags.DEFINE_boolean("random_flip", False, "Training only: flip each image left-
 flags.DEFINE_integer("monitor_images", 8, "Validation images shown beside their reconstructions in TensorBoard.")
 flags.DEFINE_enum(
     "stage", "autoencoder", ["autoencoder", "prior"],
-    "autoencoder: train --model (stage 1). prior: train PixelCNN priors over the codes of --autoencoder (stage 2).",
+    "autoencoder: train --model (stage 1). prior: train priors (--prior) over the codes of --autoencoder (stage 2).",
 )
 flags.DEFINE_string("autoencoder", None, "--stage=prior: the model.keras stage 1 saved.")
 flags.DEFINE_string("code_cache_dir", None, "--stage=prior: where the encoded data set is cached (default: <logdir>/codes).")
-flags.DEFINE_integer("num_layers", None, "--stage=prior: gated blocks per prior (default: the prior preset's).")
-flags.DEFINE_integer("num_filters", None, "--stage=prior: channels per prior (default: the prior preset's).")
+flags.DEFINE_enum(
+    "prior", "pixelcnn", list(PRIORS),
+    "--stage=prior: the kind of prior of every level: pixelcnn (gated PixelCNN) or transformer "
+    "(decoder-only, key/value-cached sampling).",
+)
+flags.DEFINE_integer("num_layers", None, "--stage=prior: gated blocks or transformer blocks per prior (default: the prior preset's).")
+flags.DEFINE_integer("num_filters", None, "--stage=prior --prior=pixelcnn: channels per prior (default: the prior preset's).")
+flags.DEFINE_integer("hidden_dim", None, "--stage=prior --prior=transformer: the width of each prior (default: the prior preset's).")
+flags.DEFINE_integer("num_heads", None, "--stage=prior: attention heads per attention layer (default: the prior preset's).")
 flags.DEFINE_float("dropout", None, "--stage=prior: dropout rate of the priors (default: the prior preset's).")
 flags.DEFINE_boolean("class_conditional", False, "--stage=prior: condition the priors on the data set's class labels.")
 flags.DEFINE_string(
@@ -147,7 +153,8 @@ flags.DEFINE_boolean(
     "when the folder holds a run with other settings.",
 )
 for _name, _low in (("epochs", 1), ("batch_size", 1), ("steps_per_epoch", 1), ("validation_steps", 1),
-                    ("monitor_images", 1), ("num_embeddings", 1), ("num_layers", 1), ("num_filters", 1)):
+                    ("monitor_images", 1), ("num_embeddings", 1), ("num_layers", 1), ("num_filters", 1),
+                    ("hidden_dim", 1), ("num_heads", 1)):
     flags.register_validator(
         _name, lambda value, low=_low: value is None or value >= low,
         message=f"--{_name} must be at least {_low}"
@@ -170,7 +177,8 @@ AUTOENCODER_SETTINGS = (
     "strategy", "mixed_precision", "deterministic", "jit_compile",
 )
 PRIOR_SETTINGS = (
-    "stage", "dataset", "model", "preset", "image_size", "autoencoder", "class_conditional", "num_layers", "num_filters", "dropout",
+    "stage", "dataset", "model", "preset", "image_size", "autoencoder", "class_conditional", "prior", "num_layers", "num_filters",
+    "hidden_dim", "num_heads", "dropout",
     "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed", "deterministic",
     "jit_compile",
 )

@@ -1,8 +1,8 @@
 """Stage 2 of VQ-VAE: `python -m training.fit --stage=prior --autoencoder=PATH.keras`.
 
 Freezes a trained autoencoder, encodes the data set to code grids once
-(cached atomically on disk, reused by the next run), and trains a gated
-PixelCNN prior per code level with `model.fit`: for a VQVAE one prior, for a
+(cached atomically on disk, reused by the next run), and trains a prior
+per code level (`--prior`: a gated PixelCNN or a transformer) with `model.fit`: for a VQVAE one prior, for a
 VQVAE2 the top prior and then each lower prior conditioned on the codes above.
 Each level logs to TensorBoard under <logdir>/<level>_prior, backs up there
 (a killed run resumes exactly, as stage 1 does: training/resume.py), and is saved as <logdir>/<level>_prior.keras as soon
@@ -31,11 +31,14 @@ from training.resume import Backups, configure_determinism, fit_resumable
 from training.run_dir import claim_run_dir
 from vq_keras.atomic import save_model
 from vq_keras.evaluation import level_labels
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
+from vq_keras.zoo import AUTOENCODERS, PRIORS, HierarchicalPrior, generate
 from vq_keras.zoo._common import require_one_code_per_position
+from vq_keras.zoo._registry import prior_arguments
 
-AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
 MONITOR_SAMPLES = 16
+# The flags that override a prior preset's architecture; each applies to the kinds whose
+# constructor takes an argument of its name.
+ARCHITECTURE_FLAGS = ("num_layers", "num_filters", "hidden_dim", "num_heads", "dropout")
 
 
 # What stage 2 leaves in its log directory: trained work, then logs (see training/run_dir.py).
@@ -72,10 +75,9 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir):
         image_size=parse_image_size(argv_flags.image_size),
     )
     grids = [codes.shape[1:] for codes in data.codes["train"]]
-    overrides = {"num_layers": argv_flags.num_layers, "num_filters": argv_flags.num_filters, "dropout": argv_flags.dropout}
     priors = make_priors(
         autoencoder, argv_flags.model, argv_flags.preset, grids, data.num_classes,
-        {name: value for name, value in overrides.items() if value is not None},
+        architecture_overrides(argv_flags), argv_flags.prior,
     )
     settings = resume_settings(hparams)
     trained = []
@@ -148,7 +150,7 @@ def load_autoencoder(path, model_name):
 
 
 def prior_preset_names(model_name, preset, num_levels):
-    """The PixelCNNPrior preset of every level, top first, for an autoencoder preset name."""
+    """The prior preset of every level, top first, for an autoencoder preset name."""
     if num_levels == 1:
         return [preset]
     if num_levels == 2:
@@ -159,20 +161,37 @@ def prior_preset_names(model_name, preset, num_levels):
     )
 
 
-def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=None):
-    """One PixelCNNPrior per level from its preset, fitted to the autoencoder's
-    codebook sizes and grids (and to the data set's classes if class-conditional),
-    with `overrides` (e.g. num_layers) applied to every level."""
+def architecture_overrides(argv_flags):
+    """The prior arguments the architecture flags set (only those given), checked against --prior."""
+    kind = argv_flags.prior
+    if kind not in PRIORS:
+        raise UsageError(f"Unknown prior {kind!r} (--prior). Known priors: {', '.join(PRIORS)}.")
+    given = {name: getattr(argv_flags, name) for name in ARCHITECTURE_FLAGS if getattr(argv_flags, name) is not None}
+    for name in given:
+        if name not in prior_arguments(kind):
+            kinds = [other for other in PRIORS if name in prior_arguments(other)]
+            raise UsageError(
+                f"--{name} does not apply to --prior={kind} ({PRIORS[kind].__name__}), which would ignore it: "
+                f"it sets --prior={'|'.join(kinds)}. Drop it, or pass --prior={kinds[0]}."
+            )
+    return given
+
+
+def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=None, kind="pixelcnn"):
+    """One prior of kind `kind` (a name in PRIORS) per level from its preset, fitted to the
+    autoencoder's codebook sizes and grids (and to the data set's classes if
+    class-conditional), with `overrides` (e.g. num_layers) applied to every level."""
+    prior_type = PRIORS[kind]
     names = prior_preset_names(model_name, preset, len(grids))
-    unknown = [name for name in names if name not in PixelCNNPrior.PRESETS]
+    unknown = [name for name in names if name not in prior_type.PRESETS]
     if unknown:
         raise UsageError(
-            f"No prior preset {', '.join(map(repr, unknown))} for --stage=prior --model={model_name} "
-            f"--preset={preset}. Known PixelCNNPrior presets: {', '.join(PixelCNNPrior.presets())}."
+            f"No prior preset {', '.join(map(repr, unknown))} for --stage=prior --prior={kind} --model={model_name} "
+            f"--preset={preset}. Known {prior_type.__name__} presets: {', '.join(prior_type.PRESETS)}."
         )
     priors = []
     for level, (name, level_name) in enumerate(zip(names, level_labels(autoencoder))):
-        config = {**PixelCNNPrior.PRESETS[name], **(overrides or {}), "num_embeddings": autoencoder.num_embeddings}
+        config = {**prior_type.PRESETS[name], **(overrides or {}), "num_embeddings": autoencoder.num_embeddings}
         config.update(grid_shape=tuple(int(s) for s in grids[level]), num_classes=num_classes)
         if level > 0:
             config.update(
@@ -180,9 +199,9 @@ def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=N
                 condition_upsampling=grids[level][0] // grids[level - 1][0],
             )
         try:
-            priors.append(PixelCNNPrior(**config, name=f"{level_name}_prior"))
+            priors.append(prior_type(**config, name=f"{level_name}_prior"))
         except ValueError as error:
-            raise UsageError(f"The {level_name} prior ({name} with {overrides}): {error}") from None
+            raise UsageError(f"The {level_name} prior ({kind} preset {name} with {overrides}): {error}") from None
     return priors
 
 

@@ -43,23 +43,28 @@ def define_flags():
     flags.DEFINE_integer("num", 64, f"Number of images, at most {MAX_NUM} (one batch, one grid).")
     flags.DEFINE_integer("seed", 0, "Sampling seed in [0, 2**31); the same seed gives the same images.")
     flags.DEFINE_float("temperature", 1.0, "Softmax temperature (> 0); below 1 sharpens the distribution.")
+    flags.DEFINE_integer("top_k", None, "Draw each code among its top_k most probable codes (default: all).")
+    flags.DEFINE_float("top_p", None, "Nucleus sampling: draw among the most probable codes whose probabilities sum to top_p, in (0, 1].")
     flags.DEFINE_list("labels", None, "Class-conditional priors: the classes, one row each (default: all).")
     flags.DEFINE_integer("columns", None, "Images per row, 1 to --num (default: a square grid, or --num / classes).")
     flags.DEFINE_integer("scale", 1, "Screen pixels per image pixel across and down (nearest neighbour), 1 to 16.")
     flags.DEFINE_string("out", "samples.png", "The PNG file to write (written atomically; checked before sampling).")
 
 
-def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None, scale=1):
+def sample_grid(
+    autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None, scale=1,
+    top_k=None, top_p=None,
+):
     """Writes `num` new images as a PNG grid at `out`; returns its path and the
     seconds sampling and decoding took (tracing included)."""
-    check_flags(num, seed, temperature, columns, out, scale)
+    check_flags(num, seed, temperature, columns, out, scale, top_k, top_p)
     autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
     prior = model_files.load_prior(prior_path, "--prior")
     row_labels, columns = _rows(prior.num_classes, labels, num, columns)
     started = time.perf_counter()
     try:
         images = generate(
-            autoencoder, prior, num, seed=seed, temperature=temperature,
+            autoencoder, prior, num, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
             labels=None if row_labels is None else np.repeat(row_labels, columns),
         )
     except (ValueError, TypeError) as error:
@@ -73,7 +78,7 @@ def sample_grid(autoencoder_path, prior_path, num, seed, out, temperature=1.0, l
     return Path(out), seconds
 
 
-def check_flags(num, seed, temperature, columns, out, scale=1):
+def check_flags(num, seed, temperature, columns, out, scale=1, top_k=None, top_p=None):
     """UsageErrors for the flags that need no model, before minutes of sampling."""
     if not 1 <= scale <= MAX_SCALE:
         raise UsageError(
@@ -90,6 +95,16 @@ def check_flags(num, seed, temperature, columns, out, scale=1):
         raise UsageError(
             "--temperature must be a finite number > 0 (1 samples the prior as trained; below 1 sharpens it, "
             f"above 1 flattens it). Received: --temperature={temperature}"
+        )
+    if top_k is not None and top_k < 1:
+        raise UsageError(
+            f"--top_k must be at least 1 (draw each code among its top_k most probable codes), or left out to draw "
+            f"among all. Received: --top_k={top_k}"
+        )
+    if top_p is not None and not 0 < top_p <= 1:
+        raise UsageError(
+            "--top_p must be in (0, 1] (draw among the most probable codes whose probabilities sum to top_p), or "
+            f"left out to draw among all. Received: --top_p={top_p}"
         )
     if columns is not None and not 1 <= columns <= num:
         raise UsageError(
@@ -135,7 +150,7 @@ def main(argv):
     try:
         path, seconds = sample_grid(
             FLAGS.autoencoder, FLAGS.prior, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.temperature,
-            FLAGS.labels, FLAGS.columns, FLAGS.scale,
+            FLAGS.labels, FLAGS.columns, FLAGS.scale, FLAGS.top_k, FLAGS.top_p,
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -18,16 +18,19 @@ top first) or "codes" for VQVAE's single grid.
                         or "top", "bottom", ...)
     generate            int32 scalars "num", "seed"; -> float32 images in [0, 1]
       (with a prior)    float32 scalar "temperature";  "images" (num, H, W, C), and the
-                        int32 "labels" (num,) for a    int32 code grids of every level
-                        class-conditional prior        ("codes", or "top", "bottom", ...)
+                        int32 scalar "top_k" (0: off), int32 code grids of every level
+                        float32 scalar "top_p" (1: off); ("codes", or "top", "bottom", ...)
+                        int32 "labels" (num,) for a
+                        class-conditional prior
 
 `generate` (exported when a prior is given) draws new images: the prior's
 cached sampling loop, every level top-down, then the decoder, all in the
-graph. For the same num, seed, temperature and labels it returns the images of
-`vq_keras.zoo.generate(model, prior, num, seed=seed, ...)`. Its image size is
-`image_size`, else the one the prior's grid_shape implies. num must be in
-[1, MAX_GENERATE_NUM], seed in [0, 2**31), temperature > 0 and finite, and
-labels in [0, num_classes), one per image.
+graph. For the same num, seed, temperature, top_k, top_p and labels it returns
+the images of `vq_keras.zoo.generate(model, prior, num, seed=seed, ...)` (top_k
+0 and top_p 1 stand for None: no filter). Its image size is `image_size`, else
+the one the prior's grid_shape implies. num must be in [1, MAX_GENERATE_NUM],
+seed in [0, 2**31), temperature > 0 and finite, top_k in [0, num_embeddings],
+top_p in (0, 1], and labels in [0, num_classes), one per image.
 
 Bad requests fail inside the graph (`InvalidArgumentError`) however the
 signature is run (`tf.saved_model.load`, or a session fed with the request as
@@ -480,25 +483,31 @@ class _Generator:
         self.prior = prior
         self.num_classes = prior.num_classes
         self.grid_names = code_grid_names(model)
+        # top_k may not exceed any level's number of codes.
+        self.max_top_k = min(level.num_embeddings for level in getattr(prior, "priors", [prior]))
 
     def specs(self):
         specs = [
             tf.TensorSpec((), tf.int32, name="num"),
             tf.TensorSpec((), tf.int32, name="seed"),
             tf.TensorSpec((), tf.float32, name="temperature"),
+            tf.TensorSpec((), tf.int32, name="top_k"),
+            tf.TensorSpec((), tf.float32, name="top_p"),
         ]
         return specs + ([tf.TensorSpec((None,), tf.int32, name="labels")] if self.num_classes else [])
 
-    def generate(self, num, seed, temperature, labels=None):
-        num, seed, temperature, labels = self._checked(num, seed, temperature, labels)
+    def generate(self, num, seed, temperature, top_k, top_p, labels=None):
+        num, seed, temperature, top_k, top_p, labels = self._checked(num, seed, temperature, top_k, top_p, labels)
         with keras.StatelessScope():
-            grids = self.prior.draw_levels(num, self.grid_shapes, labels, temperature, seed)
+            grids = self.prior.draw_levels(
+                num, self.grid_shapes, labels, temperature, seed, top_k=top_k, top_p=top_p
+            )
             images = tf.cast(self.model.decode_levels(grids), tf.float32)
         return {"images": images, **dict(zip(self.grid_names, grids))}
 
-    def _checked(self, num, seed, temperature, labels):
+    def _checked(self, num, seed, temperature, top_k, top_p, labels):
         ranks_ok = []
-        for name, value in (("num", num), ("seed", seed), ("temperature", temperature)):
+        for name, value in (("num", num), ("seed", seed), ("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
             rank = _rank_of(value)
             ranks_ok.append(_assert(tf.equal(rank, 0), f"generate expects {name} to be a scalar. Received rank:", rank))
         if labels is not None:
@@ -521,6 +530,17 @@ class _Generator:
                     "Received temperature:",
                     temperature,
                 ),
+                _assert(
+                    tf.logical_and(top_k >= 0, top_k <= self.max_top_k),
+                    f"generate expects top_k in [0, {self.max_top_k}] (0: no filter; else draw among the top_k "
+                    "most probable codes). Received top_k:",
+                    top_k,
+                ),
+                _assert(
+                    tf.logical_and(top_p > 0, top_p <= 1),
+                    "generate expects top_p in (0, 1] (1: no filter; else nucleus sampling). Received top_p:",
+                    top_p,
+                ),
             ]
             if labels is not None:
                 checks += [
@@ -539,7 +559,7 @@ class _Generator:
                 ]
         with tf.control_dependencies(checks):
             identity = lambda value: None if value is None else tf.identity(value)  # noqa: E731
-            return identity(num), identity(seed), identity(temperature), identity(labels)
+            return tuple(identity(value) for value in (num, seed, temperature, top_k, top_p, labels))
 
 
 def _build_archive(model, image_size, generator=None):

@@ -7,13 +7,14 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from vq_keras.models import Prior
+from vq_keras.models import AutoregressivePrior
+from vq_keras.models.prior import filter_logits
 from vq_keras.zoo import VQVAE, HierarchicalPrior, PixelCNNPrior, generate
 
 K = 6  # codes
 
 
-class PreviousCodePrior(Prior):
+class PreviousCodePrior(AutoregressivePrior):
     """p(code at p | code at p - 1) in raster order: a table of logits per previous
     code (row K: the first position). A network of one lookup, on the base alone."""
 
@@ -99,3 +100,67 @@ def test_hierarchical_prior_and_generate_take_any_prior():
     hierarchical = HierarchicalPrior([PreviousCodePrior(K, grid_shape=(2, 3)), bottom])
     top_codes, bottom_codes = hierarchical.sample(2, seed=4)
     assert tuple(top_codes.shape) == (2, 2, 3) and tuple(bottom_codes.shape) == (2, 4, 6)
+
+
+def _filtered_by_numpy(logits, top_k, top_p):
+    """Which codes the filters keep, row by row: the top_k largest, then the most probable
+    whose probabilities (renormalised over those) first reach top_p."""
+    kept = np.zeros(logits.shape, bool)
+    for row, values in enumerate(logits):
+        order = np.argsort(-values, kind="stable")[: top_k or len(values)]
+        probabilities = np.exp(values[order] - values[order].max())
+        probabilities /= probabilities.sum()
+        count = len(order) if top_p is None else int(np.searchsorted(np.cumsum(probabilities), top_p) + 1)
+        kept[row, order[: min(count, len(order))]] = True
+    return kept
+
+
+@pytest.mark.parametrize("top_k, top_p", [(1, None), (3, None), (None, 0.5), (None, 0.9), (4, 0.7), (6, None)])
+def test_filter_logits_against_a_numpy_recomputation(top_k, top_p):
+    logits = np.random.default_rng(0).normal(scale=2.0, size=(16, K)).astype("float32")
+    filtered = filter_logits(
+        tf.constant(logits), None if top_k is None else tf.constant(top_k), None if top_p is None else tf.constant(top_p)
+    ).numpy()
+    kept = _filtered_by_numpy(logits, top_k, top_p)
+    np.testing.assert_array_equal(np.isfinite(filtered), kept)
+    np.testing.assert_array_equal(filtered[kept], logits[kept])
+
+
+def test_filters_given_their_off_values_leave_the_logits_unchanged_bit_for_bit():
+    logits = tf.constant(np.random.default_rng(1).normal(size=(8, K)).astype("float32"))
+    off = filter_logits(logits, tf.constant(0), tf.constant(1.0)).numpy()
+    np.testing.assert_array_equal(off, logits.numpy())
+    assert filter_logits(logits) is logits
+
+
+def test_sampling_draws_only_codes_the_filters_keep():
+    prior = PreviousCodePrior(K, grid_shape=(2, 3))
+    prior.build_if_needed()
+    prior.table.embeddings.assign(np.random.default_rng(2).normal(scale=2.0, size=(K + 1, K)).astype("float32"))
+    greedy = prior.sample(50, seed=0, grid_shape=(2, 3), top_k=1).numpy().reshape(50, 6)
+    np.testing.assert_array_equal(greedy, np.tile(greedy[:1], (50, 1)))  # one most probable chain
+    logits = prior.table.embeddings.numpy()
+    nucleus = prior.sample(200, seed=1, grid_shape=(2, 3), top_p=0.6, temperature=2.0).numpy().reshape(200, 6)
+    previous = np.concatenate([np.full((200, 1), K), nucleus[:, :-1]], axis=1)
+    allowed = _filtered_by_numpy(logits / 2.0, None, 0.6)
+    assert allowed[previous, nucleus].all()
+    assert len(np.unique(nucleus)) > 1
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(top_k=0), "top_k to be None (no filter) or an integer in [1, num_embeddings=6]"),
+        (dict(top_k=7), "Received: top_k=7"),
+        (dict(top_k=2.0), "Received: top_k=2.0"),
+        (dict(top_p=0.0), "top_p to be None (no filter) or a number in (0, 1]: draw each code among the most "
+         "probable codes whose probabilities sum to top_p (nucleus sampling). Received: top_p=0.0"),
+        (dict(top_p=1.5), "Received: top_p=1.5"),
+        (dict(top_p=float("nan")), "Received: top_p=nan"),
+    ],
+)
+def test_bad_filters_are_refused(arguments, message):
+    prior = PreviousCodePrior(K, grid_shape=(2, 2))
+    with pytest.raises(ValueError) as error:
+        prior.sample(2, **arguments)
+    assert message in str(error.value) and str(error.value).startswith("PreviousCodePrior.sample expects top_")

@@ -1,5 +1,7 @@
 """`python -m training.fit --stage=prior` end to end on the bundled real sample, with tiny models."""
 
+import types
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +9,9 @@ import pytest
 import vq_keras  # noqa: F401  (registers the classes the .keras files name)
 from tests.training.conftest import run_module
 from tests.training.test_callbacks import _tensor_events
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+from training.errors import UsageError
+from training.fit_prior import architecture_overrides
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, TransformerPrior
 
 TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 TINY_PRIOR = ("--num_layers=2", "--num_filters=8", "--batch_size=8", "--validation_steps=2", "--jit_compile=false")
@@ -162,3 +166,41 @@ def test_stage2_usage_errors(tmp_path):
         result = run_module("training.fit", *args, f"--logdir={tmp_path / 'run'}")
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
+
+
+def test_stage2_trains_transformer_priors_for_each_level_of_a_vqvae2(tmp_path):
+    autoencoder = save_autoencoder(VQVAE2(**TINY), tmp_path / "vqvae2.keras")
+    result = run_module(
+        "training.fit", "--stage=prior", "--prior=transformer", "--model=vqvae2", f"--autoencoder={autoencoder}",
+        "--class_conditional", "--epochs=1", "--steps_per_epoch=2", "--num_layers=1", "--hidden_dim=8",
+        "--num_heads=2", "--batch_size=8", "--validation_steps=2", f"--logdir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    prior = keras.saving.load_model(tmp_path / "run" / "prior.keras")
+    top, bottom = prior.priors
+    assert isinstance(top, TransformerPrior) and isinstance(bottom, TransformerPrior)
+    assert (top.grid_shape, bottom.grid_shape, bottom.condition_upsampling) == ((4, 4), (8, 8), 2)
+    assert top.num_classes == bottom.num_classes == 10 and top.hidden_dim == 8 and top.num_layers == 1
+    sampled = run_module(
+        "training.sample", f"--autoencoder={autoencoder}", f"--prior={tmp_path / 'run' / 'prior.keras'}",
+        "--num=4", "--labels=3,7", "--top_k=5", f"--out={tmp_path / 'rows.png'}",
+    )
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    assert keras.utils.img_to_array(keras.utils.load_img(tmp_path / "rows.png")).shape == (2 * 32, 2 * 32, 3)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (dict(prior="transformer", num_filters=8), "--num_filters does not apply to --prior=transformer "
+         "(TransformerPrior), which would ignore it: it sets --prior=pixelcnn. Drop it, or pass --prior=pixelcnn."),
+        (dict(prior="pixelcnn", hidden_dim=8), "--hidden_dim does not apply to --prior=pixelcnn (PixelCNNPrior), "
+         "which would ignore it: it sets --prior=transformer. Drop it, or pass --prior=transformer."),
+    ],
+)
+def test_architecture_flags_that_do_not_fit_the_prior_kind_are_refused(flags, message):
+    given = {**dict(num_layers=None, num_filters=None, hidden_dim=None, num_heads=None, dropout=None), **flags}
+    with pytest.raises(UsageError) as error:
+        architecture_overrides(types.SimpleNamespace(**given))
+    assert str(error.value) == message
+    assert architecture_overrides(types.SimpleNamespace(**{**given, "num_filters": None, "hidden_dim": None})) == {}

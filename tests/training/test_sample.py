@@ -11,6 +11,7 @@ from tests.training.conftest import run_module
 from training import model_files
 from training.errors import UsageError
 from training.sample import sample_grid
+from vq_keras.zoo import generate
 
 
 @pytest.fixture
@@ -41,6 +42,12 @@ FLAG_ERRORS = {
                          "square grid. Received: --columns=-2"),
     "columns_over_num": (dict(columns=7), "--columns must be in [1, --num=6] (images per row), or left out for a "
                          "square grid. Received: --columns=7"),
+    "top_k_zero": (dict(top_k=0), "--top_k must be at least 1 (draw each code among its top_k most probable codes), "
+                   "or left out to draw among all. Received: --top_k=0"),
+    "top_p_zero": (dict(top_p=0.0), "--top_p must be in (0, 1] (draw among the most probable codes whose "
+                   "probabilities sum to top_p), or left out to draw among all. Received: --top_p=0.0"),
+    "top_p_nan": (dict(top_p=math.nan), "--top_p must be in (0, 1] (draw among the most probable codes whose "
+                  "probabilities sum to top_p), or left out to draw among all. Received: --top_p=nan"),
     "scale_zero": (dict(scale=0), "--scale must be an integer in [1, 16] (screen pixels per image pixel). "
                    "Received: --scale=0"),
     "out_empty": (dict(out=""), "--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: "
@@ -97,6 +104,19 @@ def test_the_grid_replaces_the_out_file_atomically(tiny_model_files, tmp_path):
     assert seconds > 0
     assert path == out and [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary file left
     assert keras.utils.img_to_array(keras.utils.load_img(out)).shape == (3 * 32, 2 * 32, 3)
+
+
+def test_the_filters_reach_the_sampler_and_a_top_k_over_the_codes_is_refused(tiny_model_files, tmp_path):
+    files = (str(tiny_model_files / "model.keras"), str(tiny_model_files / "prior.keras"))
+    path, _ = sample_grid(*files, 4, 3, str(tmp_path / "filtered.png"), columns=4, top_k=2, top_p=0.5)
+    autoencoder, prior = (keras.saving.load_model(file) for file in files)
+    expected = generate(autoencoder, prior, 4, seed=3, top_k=2, top_p=0.5).numpy()
+    unfiltered = generate(autoencoder, prior, 4, seed=3).numpy()
+    grid = keras.utils.img_to_array(keras.utils.load_img(path))
+    np.testing.assert_array_equal(grid, np.round(np.concatenate(list(expected), axis=1) * 255))
+    assert np.abs(expected - unfiltered).max() > 0.01
+    with pytest.raises(UsageError, match=r"expects top_k to be None \(no filter\) or an integer in \[1, num_embeddings=16\]"):
+        sample_grid(*files, 4, 0, str(tmp_path / "x.png"), top_k=17)
 
 
 def test_scale_repeats_each_pixel(tiny_model_files, tmp_path):

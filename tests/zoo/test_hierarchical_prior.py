@@ -134,7 +134,7 @@ def test_bad_arguments_are_clear_errors():
         HierarchicalPrior.from_autoencoder(VQVAE(num_embeddings=16, **TINY_AUTOENCODER))
     assert str(error.value) == (
         "HierarchicalPrior.from_autoencoder expects an autoencoder with several code levels (a VQVAE2). "
-        "Received: VQVAE with 1 level(s). For a VQVAE use one PixelCNNPrior."
+        "Received: VQVAE with 1 level(s). For a VQVAE use one prior (e.g. PixelCNNPrior)."
     )
     prior = HierarchicalPrior([top, conditioned])
     with pytest.raises(ValueError) as error:

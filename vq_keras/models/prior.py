@@ -1,24 +1,21 @@
 """The base class of every prior over code grids: `Prior`.
 
-A prior models p(codes) over an int (batch, height, width) grid in raster
-order, optionally given class labels and the codes of the level above
-(VQ-VAE-2). What every prior shares lives here once: the input checks, the
-dataset unpacking, the negative log-likelihood train and test steps with their
-metrics, `log_prob`, the seeds and the compiled sampling loop. A network (one
-file, e.g. `PixelCNNPrior`) supplies `call` (the logits of every position)
-and, for sampling, the logits of the next position through two hooks:
+A prior models p(codes) over an int (batch, height, width) grid, optionally
+given class labels and the codes of the level above (VQ-VAE-2). What every
+prior shares lives here once: the input checks, the dataset unpacking, the
+train and test steps with their metrics (over the codes its objective scores),
+the seeds, the sampling filters (temperature, top_k, top_p) and the compiled
+sampling function. Two families build on it:
 
-- `full_sampler(num, height, width, labels, condition)`: the reference;
-  by default it runs `call` on the whole grid at every position.
-- `cached_sampler(...)`: the fast way, which computes only the new features
-  of each position from a cache (no default: a network provides it).
+- autoregressive priors (`vq_keras.models.AutoregressivePrior`: the gated
+  PixelCNN, the transformer): raster order, the cross-entropy of every code,
+  an exact `log_prob`, cached and full sampling that draw the same codes;
+- masked priors (`MaskGITPrior`): a bidirectional network that fills the grid
+  in `num_steps` parallel steps, trained on the cross-entropy of masked codes,
+  with no exact likelihood.
 
-Each hook returns `(state, step)`: `step(state, codes, position)` ->
-`(logits, state)` gives the float32 (num, num_embeddings) logits of raster
-position `position` from the codes drawn before it (later codes are zero) and
-the state (a nest of tensors: the cache) carried to the next position. Both
-methods draw with the same stateless RNG, so a cached sampler that computes the
-same logits draws the same codes.
+A prior supplies `call` (logits of every position), `per_code_loss` (its
+training objective) and `draw` (its sampling loop as graph ops).
 """
 
 import keras
@@ -35,7 +32,6 @@ from vq_keras.layers._validation import require_number, require_positive_int
 tfd = tfp.distributions
 
 DATA_KEYS = ("codes", "labels", "condition")
-SAMPLING_METHODS = ("cached", "full")
 
 
 class _CompiledSamplers:
@@ -59,31 +55,65 @@ def seed_pair(seed, owner="sample"):
     return tf.constant(pair, tf.int32)
 
 
-def check_sampling_method(owner, method):
-    if method not in SAMPLING_METHODS:
+def check_filters(owner, top_k, top_p, num_embeddings):
+    """Checks the sampling filters: top_k None or an int in [1, num_embeddings], top_p None or in (0, 1]."""
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= num_embeddings
+    ):
         raise ValueError(
-            f'{owner} expects method to be "cached" (only the new position\'s features per step, the '
-            f'default) or "full" (the whole network per step, the reference). Received: method={method!r}'
+            f"{owner} expects top_k to be None (no filter) or an integer in [1, num_embeddings={num_embeddings}]: "
+            f"draw each code among the top_k most probable. Received: top_k={top_k!r}"
+        )
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating)) or not 0 < top_p <= 1
+    ):
+        raise ValueError(
+            f"{owner} expects top_p to be None (no filter) or a number in (0, 1]: draw each code among the "
+            f"most probable codes whose probabilities sum to top_p (nucleus sampling). Received: top_p={top_p!r}"
         )
 
 
+def filter_logits(logits, top_k=None, top_p=None):
+    """float32 (batch, K) logits with the codes outside the filters set to -inf.
+
+    top_k: int32 scalar; keeps the top_k largest logits (0 or None: no filter).
+    top_p: float32 scalar; keeps the smallest set of the most probable codes
+        (after top_k) whose probabilities reach top_p (1 or None: no filter).
+    Ties with the smallest kept logit are kept. With both filters off the logits
+    come back unchanged (bit for bit), so a filter given as a tensor of its
+    "off" value samples what no filter samples.
+    """
+    if top_k is None and top_p is None:
+        return logits
+    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
+    size = tf.shape(logits)[-1]
+    k = size if top_k is None else tf.where(top_k > 0, tf.minimum(tf.cast(top_k, tf.int32), size), size)
+    threshold = tf.gather(ordered, k - 1, axis=-1)[:, None]
+    if top_p is not None:
+        kept = tf.where(ordered >= threshold, ordered, -np.inf)
+        before = tf.cumsum(tf.nn.softmax(kept, axis=-1), axis=-1, exclusive=True)  # mass before each code
+        inside = tf.logical_or(before < tf.cast(top_p, tf.float32), tf.cast(top_p, tf.float32) >= 1.0)
+        threshold = tf.maximum(threshold, tf.reduce_min(tf.where(inside, ordered, np.inf), axis=-1, keepdims=True))
+    return tf.where(logits >= threshold, logits, -np.inf)
+
+
 class Prior(keras.Model):
-    """Base class of the priors: p(codes) in raster order, trained by `fit`, sampled by `sample`.
+    """Base class of the priors: p(codes) over a grid, trained by `fit`, sampled by `sample`.
 
     Subclasses build their network in `__init__`/`build`, implement
     `call(codes, labels=None, condition=None, training=None)` -> float32
-    logits (batch, height, width, num_embeddings), and `cached_sampler` (see
-    the module docstring); they pass the arguments below to
-    `super().__init__` by keyword and extend `get_config`.
+    logits (batch, height, width, num_embeddings), `per_code_loss` (the
+    training objective) and `draw` (the sampling loop); they pass the
+    arguments below to `super().__init__` by keyword and extend `get_config`.
 
     Training: `model.fit` on a tf.data dataset of dict batches
     {"codes": int (N, H, W), "labels": int (N,), "condition": int (N, H/u, W/u)}
     ("labels" only with num_classes, "condition" only with
     condition_num_embeddings, u = condition_upsampling); an unconditional
     prior also accepts plain code batches. The loss is the mean cross-entropy
-    of the codes (nats). Metrics: loss (nats per code), bits_per_code
-    (loss / ln 2; a uniform guess scores log2(num_embeddings)) and accuracy
-    (of the most probable code). Compile with an optimizer only.
+    (nats) of the codes the objective scores; the metrics are METRIC_NAMES
+    (loss, accuracy of the most probable code, and for priors with an exact
+    likelihood bits_per_code = loss / ln 2). Compile with an optimizer only.
 
     Args:
         num_embeddings: K, the number of codes of this grid (the codebook size).
@@ -97,6 +127,9 @@ class Prior(keras.Model):
             meant for; the default of `sample(grid_shape=...)` and `generate`.
         **kwargs: standard `keras.Model` arguments (name, ...).
     """
+
+    METRIC_NAMES = ("loss", "bits_per_code", "accuracy")
+
 
     def __init__(
         self,
@@ -136,7 +169,7 @@ class Prior(keras.Model):
         self.condition_num_embeddings = condition_num_embeddings
         self.condition_upsampling = condition_upsampling
         self.grid_shape = grid_shape
-        self._trackers = [keras.metrics.Mean(name=n) for n in ("loss", "bits_per_code", "accuracy")]
+        self._trackers = [keras.metrics.Mean(name=n) for n in self.METRIC_NAMES]
         self._samplers = _CompiledSamplers()
 
     def build_if_needed(self):
@@ -162,6 +195,10 @@ class Prior(keras.Model):
         message = f"{name} expects {argument} in [0, {limit_name}={limit})."
         return checked_range(codes, limit, message, what=argument)
 
+    def _code_range(self):
+        """(limit, its name): the codes `call` takes lie in [0, limit)."""
+        return self.num_embeddings, "num_embeddings"
+
     def _check_presence(self, argument, value, setting, setting_value, what):
         if (value is None) != (setting_value is None):
             expected = "not expected" if setting_value is None else "required"
@@ -180,7 +217,7 @@ class Prior(keras.Model):
             return ops.convert_to_tensor(value)
 
         codes, labels, condition = tensor(codes), tensor(labels), tensor(condition)
-        codes = self._check_codes("codes", codes, 3, self.num_embeddings, "num_embeddings")
+        codes = self._check_codes("codes", codes, 3, *self._code_range())
         self._check_presence("labels", labels, "num_classes", self.num_classes, "labels (dataset key 'labels') are")
         if labels is not None:
             labels = self._check_codes("labels", labels, 1, self.num_classes, "num_classes")
@@ -234,67 +271,59 @@ class Prior(keras.Model):
             )
         return data["codes"], data.get("labels"), data.get("condition")
 
-    def _nll_and_logits(self, data, training):
-        codes, labels, condition = self._unpack(data)
-        logits = self(codes, labels=labels, condition=condition, training=training)
-        nll = -tfd.Categorical(logits=logits).log_prob(codes)  # nats, (N, H, W)
-        return codes, logits, nll
+    def per_code_loss(self, codes, labels, condition, training):
+        """The training objective: (logits, nll, weights), the float32 logits
+        (N, H, W, K) the network gave, the cross-entropy (nats, (N, H, W)) of
+        each code and the float32 (N, H, W) weights of the codes it scores (None:
+        every code, equally)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement per_code_loss.")
 
-    def _record(self, codes, logits, nll):
+    def _loss_and_record(self, data, training):
+        codes, labels, condition = self._unpack(data)
+        logits, nll, weights = self.per_code_loss(codes, labels, condition, training)
+        if weights is None:
+            loss = ops.mean(nll)
+        else:
+            loss = ops.sum(nll * weights) / ops.maximum(ops.sum(weights), 1.0)
+        return loss, (codes, logits, nll, weights)
+
+    def _record(self, codes, logits, nll, weights):
         predicted = ops.cast(ops.argmax(logits, axis=-1), codes.dtype)
-        values = [nll, metrics.bits_per_code(nll), ops.cast(ops.equal(predicted, codes), "float32")]
-        for tracker, value in zip(self._trackers, values):
-            tracker.update_state(value)
+        values = {
+            "loss": nll,
+            "bits_per_code": metrics.bits_per_code(nll),
+            "accuracy": ops.cast(ops.equal(predicted, codes), "float32"),
+        }
+        for tracker in self._trackers:
+            tracker.update_state(values[tracker.name], sample_weight=weights)
         return {tracker.name: tracker.result() for tracker in self._trackers}
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            codes, logits, nll = self._nll_and_logits(data, training=True)
-            loss = ops.mean(nll)
+            loss, scored = self._loss_and_record(data, training=True)
             if self.losses:
                 loss = loss + ops.sum(ops.stack([ops.cast(x, "float32") for x in self.losses]))
             scaled = loss_for_gradients(self.optimizer, loss)
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        return self._record(codes, logits, nll)
+        return self._record(*scored)
 
     def test_step(self, data):
-        return self._record(*self._nll_and_logits(data, training=False))
-
-    def log_prob(self, codes, labels=None, condition=None):
-        """float32 (batch,) log-probability of each code grid, in nats."""
-        codes = ops.convert_to_tensor(codes)
-        logits = self(codes, labels=labels, condition=condition, training=False)
-        return ops.sum(tfd.Categorical(logits=logits).log_prob(codes), axis=(1, 2))
+        return self._record(*self._loss_and_record(data, training=False)[1])
 
     # -------------------------------------------------------------- sampling
 
-    def full_sampler(self, num, height, width, labels, condition):
-        """The reference sampler's `(state, step)`: `call` on the whole grid at
-        every position (see the module docstring). Subclasses may narrow it to
-        the part of the grid the position depends on."""
+    def check_sampling_options(self, owner, method, num_steps):
+        """Refuses the sampling options this kind of prior cannot use; returns the method
+        to sample with (the compiled functions are cached per method)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement check_sampling_options.")
 
-        def step(state, codes, position):
-            logits = self.call(codes, labels=labels, condition=condition, training=False)
-            return logits[:, position // width, position % width], state
-
-        return (), step
-
-    def cached_sampler(self, num, height, width, labels, condition):
-        """The fast sampler's `(state, step)`: only the new position's features
-        per step, from a cache carried in `state` (see the module docstring)."""
-        raise NotImplementedError(
-            f'{type(self).__name__} has no cached sampler; sample with method="full".'
-        )
-
-    def draw(self, num, grid_shape, labels, condition, temperature, key, method="cached"):
+    def draw(
+        self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
+        num_steps=None,
+    ):
         """The sampling loop as graph ops (`sample` compiles it; the generate
-        signature of an export traces it with a scalar tensor `num`).
-
-        A tf.while_loop over the height * width positions in raster order: the
-        method's step gives the logits of position p, and p is drawn from
-        Categorical(logits / temperature) with the stateless RNG key folded
-        from (key, p).
+        signature of an export traces it with scalar tensors).
 
         Args:
             num: int or int32 scalar tensor, the number of grids.
@@ -302,38 +331,30 @@ class Prior(keras.Model):
             labels, condition: int32 tensors or None, checked by the caller.
             temperature: float32 scalar tensor, > 0.
             key: int32 (2,) stateless RNG key.
-            method: "cached" or "full".
+            method: the kind's sampling method (see `check_sampling_options`).
+            top_k, top_p: None, or int32 / float32 scalar tensors (see `filter_logits`).
+            num_steps: None, or an int32 scalar tensor: the steps of a masked prior.
 
         Returns:
             int32 codes (num, height, width).
         """
-        check_sampling_method(f"{type(self).__name__}.sample", method)
-        height, width = grid_shape
-        sampler = self.cached_sampler if method == "cached" else self.full_sampler
-        state, step = sampler(num, height, width, labels, condition)
+        raise NotImplementedError(f"{type(self).__name__} must implement draw.")
 
-        def draw_one(position, codes, state):
-            logits, state = step(state, codes, position)
-            step_key = tf.random.experimental.stateless_fold_in(key, position)
-            drawn = tfd.Categorical(logits=logits / temperature).sample(seed=step_key)
-            batch = tf.shape(codes)[0]
-            where = tf.stack(
-                [tf.range(batch), tf.fill([batch], position // width), tf.fill([batch], position % width)], axis=1
-            )
-            return position + 1, tf.tensor_scatter_nd_update(codes, where, tf.cast(drawn, tf.int32)), state
+    def draw_codes(self, logits, temperature, top_k, top_p, key):
+        """int32 codes drawn from Categorical(logits / temperature) filtered by top_k and
+        top_p, for float32 logits (..., K), with the stateless RNG key `key`."""
+        shape = tf.shape(logits)
+        flat = tf.reshape(logits, (-1, shape[-1]))
+        drawn = tfd.Categorical(logits=filter_logits(flat / temperature, top_k, top_p)).sample(seed=key)
+        return tf.reshape(tf.cast(drawn, tf.int32), shape[:-1])
 
-        _, codes, _ = tf.while_loop(
-            lambda position, *_: position < height * width,
-            draw_one,
-            (tf.constant(0), tf.zeros((num, height, width), tf.int32), state),
-        )
-        return codes
-
-    def draw_levels(self, num, grid_shapes, labels, temperature, seed, method="cached"):
+    def draw_levels(
+        self, num, grid_shapes, labels, temperature, seed, method=None, top_k=None, top_p=None, num_steps=None
+    ):
         """`sample(seed=seed)` as graph ops for an int32 scalar `seed`: [codes] of the one
         grid `grid_shapes[0]`, as `HierarchicalPrior.draw_levels` gives every level's."""
         key = tf.stack([tf.zeros_like(seed), seed])  # the key seed_pair makes of an int seed
-        return [self.draw(num, grid_shapes[0], labels, None, temperature, key, method)]
+        return [self.draw(num, grid_shapes[0], labels, None, temperature, key, method, top_k, top_p, num_steps)]
 
     def _sampling_inputs(self, num, labels, condition, grid_shape):
         """Checked int32 labels and condition tensors (or None) and the (height, width) grid."""
@@ -376,21 +397,25 @@ class Prior(keras.Model):
         key = (num, *grid_shape, has_labels, has_condition, method)
         if key not in self._samplers.functions:
 
-            def sample_codes(labels, condition, temperature, seed):
-                return self.draw(num, grid_shape, labels, condition, temperature, seed, method)
+            def sample_codes(labels, condition, temperature, seed, top_k, top_p, num_steps):
+                return self.draw(num, grid_shape, labels, condition, temperature, seed, method, top_k, top_p, num_steps)
 
             self._samplers.functions[key] = tf.function(sample_codes, reduce_retracing=True)
         return self._samplers.functions[key]
 
-    def sample(self, num, labels=None, condition=None, temperature=1.0, seed=0, grid_shape=None, method="cached"):
-        """Draws `num` code grids in raster order in one compiled call.
+    def sample(
+        self, num, labels=None, condition=None, temperature=1.0, seed=0, grid_shape=None, method=None,
+        top_k=None, top_p=None, num_steps=None,
+    ):
+        """Draws `num` code grids in one compiled call.
 
-        A tf.while_loop over the height * width positions runs inside one
-        tf.function (see `draw`); position p is drawn from
-        Categorical(logits / temperature) with a stateless RNG key folded from
-        (seed, p). The same seed gives the same codes (on the same machine and
-        TF version), with either method; the compiled function is cached on
-        this instance per (num, grid, conditioning, method).
+        The kind's sampling loop (`draw`: raster order for autoregressive
+        priors, `num_steps` parallel steps for masked ones) runs inside one
+        tf.function; codes are drawn from Categorical(logits / temperature),
+        filtered by top_k and top_p, with stateless RNG keys folded from the
+        seed. The same seed gives the same codes (on the same machine and TF
+        version); the compiled function is cached on this instance per (num,
+        grid, conditioning, method).
 
         Args:
             num: the number of code grids.
@@ -401,21 +426,31 @@ class Prior(keras.Model):
             seed: an int in [0, 2**31), or a pair of them.
             grid_shape: (height, width) of the grid; defaults to the condition's
                 grid times condition_upsampling, else to the prior's grid_shape.
-            method: "cached" (default): each step computes only the new
-                position's features; "full": each step runs the network (the
-                reference, for tests and benchmarks).
+            method: autoregressive priors: "cached" (None, the default): each
+                step computes only the new position's features; "full": each
+                step runs the network (the reference, for tests and benchmarks).
+                Masked priors take None only.
+            top_k: None, or draw each code among its top_k most probable codes.
+            top_p: None, or draw each code among the most probable codes whose
+                probabilities (after temperature and top_k) sum to top_p, in (0, 1].
+            num_steps: masked priors: the parallel decoding steps (None: the
+                prior's num_steps); autoregressive priors take None only.
 
         Returns:
             int32 codes (num, height, width) in [0, num_embeddings).
         """
         name = f"{type(self).__name__}.sample"
         require_number(name, "temperature", temperature, low=0, low_inclusive=False)
-        check_sampling_method(name, method)
+        method = self.check_sampling_options(name, method, num_steps)
+        check_filters(name, top_k, top_p, self.num_embeddings)
         key = seed_pair(seed, name)
         self.build_if_needed()
         labels, condition, grid_shape = self._sampling_inputs(num, labels, condition, grid_shape)
         function = self._sampler(num, grid_shape, labels is not None, condition is not None, method)
-        return function(labels, condition, tf.constant(temperature, tf.float32), key)
+        top_k = None if top_k is None else tf.constant(top_k, tf.int32)
+        top_p = None if top_p is None else tf.constant(top_p, tf.float32)
+        num_steps = None if num_steps is None else tf.constant(num_steps, tf.int32)
+        return function(labels, condition, tf.constant(temperature, tf.float32), key, top_k, top_p, num_steps)
 
     # ------------------------------------------------------------ serialising
 

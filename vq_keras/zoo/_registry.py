@@ -8,13 +8,14 @@ grids stage 2 trains on) and one line in PRIORS.
 import keras
 
 from vq_keras.layers._registry import constructor_parameters
+from vq_keras.zoo.maskgit_prior import MaskGITPrior
 from vq_keras.zoo.pixelcnn_prior import PixelCNNPrior
 from vq_keras.zoo.transformer_prior import TransformerPrior
 from vq_keras.zoo.vqvae import VQVAE
 from vq_keras.zoo.vqvae2 import VQVAE2
 
 AUTOENCODERS = {"vqvae": VQVAE, "vqvae2": VQVAE2}
-PRIORS = {"pixelcnn": PixelCNNPrior, "transformer": TransformerPrior}
+PRIORS = {"pixelcnn": PixelCNNPrior, "transformer": TransformerPrior, "maskgit": MaskGITPrior}
 
 
 def prior_class(kind):

@@ -7,7 +7,10 @@ from vq_keras.zoo._common import require_one_code_per_position
 from vq_keras.zoo.hierarchical_prior import HierarchicalPrior
 
 
-def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temperature=1.0, method="cached"):
+def generate(
+    autoencoder, prior, num, seed=0, labels=None, image_size=None, temperature=1.0, method=None,
+    top_k=None, top_p=None, num_steps=None,
+):
     """Samples codes from `prior` and decodes them into new images.
 
     Args:
@@ -20,8 +23,13 @@ def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temp
         image_size: (height, width) of the images; by default the prior's
             `grid_shape` (the top prior's for a HierarchicalPrior) sets it.
         temperature: > 0, the sampling temperature.
-        method: "cached" (default) or "full", as in `Prior.sample`; both give
-            the same images.
+        method: autoregressive priors: "cached" (None, the default) or
+            "full", as in `Prior.sample`; both give the same images.
+        top_k: None, or draw each code among its top_k most probable codes.
+        top_p: None, or nucleus sampling: among the most probable codes whose
+            probabilities sum to top_p, in (0, 1].
+        num_steps: masked priors (MaskGITPrior): the parallel decoding steps
+            (None: the prior's own).
 
     Returns:
         float32 images (num, height, width, channels) in [0, 1].
@@ -31,7 +39,8 @@ def generate(autoencoder, prior, num, seed=0, labels=None, image_size=None, temp
     """
     shapes = generation_grids(autoencoder, prior, image_size)
     codes = prior.sample(
-        num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0], method=method
+        num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0], method=method,
+        top_k=top_k, top_p=top_p, **({} if num_steps is None else {"num_steps": num_steps}),
     )
     return ops.cast(autoencoder.decode(codes), "float32")
 

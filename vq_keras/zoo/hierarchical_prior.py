@@ -3,7 +3,8 @@ import keras
 import tensorflow as tf
 
 from vq_keras.layers._validation import require_number, require_positive_int
-from vq_keras.models.prior import Prior, check_sampling_method
+from vq_keras.models.autoregressive_prior import AutoregressivePrior, check_sampling_method
+from vq_keras.models.prior import Prior
 from vq_keras.zoo._common import PresetMixin, require_one_code_per_position
 from vq_keras.zoo._registry import prior_class
 
@@ -201,8 +202,8 @@ class HierarchicalPrior(PresetMixin, keras.Model):
         return shapes
 
     def sample(
-        self, num, labels=None, temperature=1.0, seed=0, image_size=None, grid_shape=None, method="cached",
-        top_k=None, top_p=None,
+        self, num, labels=None, temperature=1.0, seed=0, image_size=None, grid_shape=None, method=None,
+        top_k=None, top_p=None, num_steps=None,
     ):
         """Samples every level top-down: the top grid, then each lower grid
         conditioned on the one above. Level i uses the stateless key (seed, i).
@@ -216,15 +217,16 @@ class HierarchicalPrior(PresetMixin, keras.Model):
                 `downsampling`); or give the top `grid_shape`; by default the
                 top prior's grid_shape.
             grid_shape: (height, width) of the top grid.
-            method: "cached" (default) or "full", as in `Prior.sample`; both
-                draw the same codes.
+            method: the autoregressive levels' method: "cached" (None, the
+                default) or "full", as in `Prior.sample`; both draw the same codes.
             top_k, top_p: the sampling filters of every level, as in `Prior.sample`.
+            num_steps: the masked levels' parallel steps (None: each prior's own).
 
         Returns:
             A list of int32 code grids (num, h_i, w_i), top first.
         """
         require_number("HierarchicalPrior.sample", "temperature", temperature, low=0, low_inclusive=False)
-        check_sampling_method("HierarchicalPrior.sample", method)
+        self._check_level_options(method, num_steps)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
             raise ValueError(
                 f"HierarchicalPrior.sample expects seed to be an integer in [0, 2**31). Received: seed={seed!r}"
@@ -240,26 +242,52 @@ class HierarchicalPrior(PresetMixin, keras.Model):
                     temperature=temperature,
                     seed=(seed, level),
                     grid_shape=shapes[level],
-                    method=method,
                     top_k=top_k,
                     top_p=top_p,
+                    **self._level_options(prior, method, num_steps),
                 )
             )
         return codes
+
+    def _check_level_options(self, method, num_steps):
+        """Refuses a method when no level is autoregressive, and num_steps when none is masked."""
+        autoregressive = [isinstance(prior, AutoregressivePrior) for prior in self.priors]
+        if method is not None:
+            if not any(autoregressive):
+                raise ValueError(
+                    "HierarchicalPrior.sample: method applies to autoregressive levels, and this prior has none. "
+                    f"Received: method={method!r}. Leave it out."
+                )
+            check_sampling_method("HierarchicalPrior.sample", method)
+        if num_steps is not None and all(autoregressive):
+            raise ValueError(
+                "HierarchicalPrior.sample: num_steps is the number of parallel steps of masked levels "
+                f"(MaskGITPrior), and every level of this prior is autoregressive. Received: num_steps={num_steps!r}"
+            )
+
+    @staticmethod
+    def _level_options(prior, method, num_steps):
+        """The sampling option a level takes: its method if autoregressive, else num_steps."""
+        return {"method": method} if isinstance(prior, AutoregressivePrior) else {"num_steps": num_steps}
 
     @property
     def num_classes(self):
         """The classes every level is conditioned on (None: unconditional)."""
         return self.priors[0].num_classes
 
-    def draw_levels(self, num, grid_shapes, labels, temperature, seed, method="cached", top_k=None, top_p=None):
+    def draw_levels(
+        self, num, grid_shapes, labels, temperature, seed, method=None, top_k=None, top_p=None, num_steps=None
+    ):
         """`sample` as graph ops (see `Prior.draw`): int32 scalar `seed`, the
         grids of every level, top first; the codes of `sample(seed=seed)`."""
         codes = []
         for level, (prior, shape) in enumerate(zip(self.priors, grid_shapes)):
             key = tf.stack([tf.cast(seed, tf.int32), tf.constant(level, tf.int32)])
             condition = codes[-1] if codes else None
-            codes.append(prior.draw(num, shape, labels, condition, temperature, key, method, top_k, top_p))
+            options = self._level_options(prior, method, num_steps)
+            codes.append(
+                prior.draw(num, shape, labels, condition, temperature, key, top_k=top_k, top_p=top_p, **options)
+            )
         return codes
 
     def get_config(self):

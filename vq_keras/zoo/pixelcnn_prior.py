@@ -9,12 +9,12 @@ from vq_keras.layers._window_matmul import conv_at_one_position
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.layers.causal_self_attention import CausalSelfAttention
 from vq_keras.layers.gated_pixelcnn_block import GatedPixelCNNBlock
-from vq_keras.models.prior import Prior
+from vq_keras.models.autoregressive_prior import AutoregressivePrior
 from vq_keras.zoo._common import PresetMixin
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
-class PixelCNNPrior(PresetMixin, Prior):
+class PixelCNNPrior(PresetMixin, AutoregressivePrior):
     """A gated PixelCNN over a grid of discrete codes: p(codes) in raster order.
 
     Codes are embedded (num_filters channels) and fed, as both the vertical
@@ -34,7 +34,7 @@ class PixelCNNPrior(PresetMixin, Prior):
       to this grid and passed through a 3x3 convolution. The condition is
       known in full, so it need not be causal.
 
-    Training, metrics, `log_prob` and `sample` come from `vq_keras.models.Prior`:
+    Training, metrics, `log_prob` and `sample` come from `vq_keras.models.AutoregressivePrior`:
     `model.fit` on dict batches {"codes", "labels"?, "condition"?}; the loss is
     the mean cross-entropy of the codes (nats), with bits_per_code and accuracy.
 

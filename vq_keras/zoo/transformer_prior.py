@@ -1,15 +1,13 @@
 import keras
-from keras import layers as keras_layers
 from keras import ops
 
-from vq_keras.layers._validation import require_number, require_positive_int
-from vq_keras.layers.transformer_block import TransformerBlock
-from vq_keras.models.prior import Prior
+from vq_keras.models.autoregressive_prior import AutoregressivePrior
 from vq_keras.zoo._common import PresetMixin
+from vq_keras.zoo._grid_transformer import GridTransformerMixin
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
-class TransformerPrior(PresetMixin, Prior):
+class TransformerPrior(PresetMixin, GridTransformerMixin, AutoregressivePrior):
     """A decoder-only transformer over a grid of discrete codes: p(codes) in raster order.
 
     The grid's H x W codes are read in raster order p = i * W + j. The input of
@@ -26,7 +24,7 @@ class TransformerPrior(PresetMixin, Prior):
     - aligned: the embedding of the condition code above position p
       (upsampled by condition_upsampling) is added to slot p's input.
 
-    Training, metrics, `log_prob` and `sample` come from `vq_keras.models.Prior`
+    Training, metrics, `log_prob` and `sample` come from `vq_keras.models.AutoregressivePrior`
     (the mean cross-entropy in nats, bits_per_code, accuracy). Sampling
     (`method="cached"`, the default) runs the prefix once and then one slot per
     step, each block keeping the keys and values of the slots before it (a
@@ -111,12 +109,6 @@ class TransformerPrior(PresetMixin, Prior):
         condition_upsampling=1,
         **kwargs,
     ):
-        name = "TransformerPrior"
-        if grid_shape is None:
-            raise ValueError(
-                f"{name} expects grid_shape=(height, width): its position embeddings are learned for "
-                "each row and column of the grid. Received: grid_shape=None"
-            )
         super().__init__(
             num_embeddings=num_embeddings,
             num_classes=num_classes,
@@ -125,114 +117,17 @@ class TransformerPrior(PresetMixin, Prior):
             grid_shape=grid_shape,
             **kwargs,
         )
-        require_positive_int(name, "num_layers", num_layers)
-        require_positive_int(name, "hidden_dim", hidden_dim)
-        require_positive_int(name, "num_heads", num_heads)
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"{name} expects num_heads to divide hidden_dim (each head has hidden_dim / num_heads "
-                f"channels). Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
-            )
-        if intermediate_dim is not None:
-            require_positive_int(name, "intermediate_dim", intermediate_dim)
-        require_number(name, "dropout", dropout, low=0, high=1)
-        height, width = self.grid_shape
-        if condition_num_embeddings and (height % condition_upsampling or width % condition_upsampling):
-            raise ValueError(
-                f"{name} expects condition_upsampling={condition_upsampling} to divide the grid "
-                f"{self.grid_shape}: the condition grid is the code grid / condition_upsampling."
-            )
-        self.num_layers = num_layers
-        self.hidden_dim = hidden_dim
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
-
-        dtype = self.dtype_policy  # sublayers follow the model's (mixed) precision
-        embedding = lambda count, layer_name: keras_layers.Embedding(  # noqa: E731
-            count, hidden_dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
-            name=layer_name, dtype=dtype,
-        )
-        self.code_embedding = embedding(num_embeddings, "code_embedding")
-        self.row_embedding = embedding(height, "row_embedding")
-        self.column_embedding = embedding(width, "column_embedding")
-        # Slot 0's input: the class token of a class-conditional prior, else one learned start vector.
-        self.start_embedding = embedding(num_classes or 1, "label_embedding" if num_classes else "start_embedding")
-        if condition_num_embeddings:
-            self.condition_embedding = embedding(condition_num_embeddings, "condition_embedding")
-            self.condition_row_embedding = embedding(height // condition_upsampling, "condition_row_embedding")
-            self.condition_column_embedding = embedding(width // condition_upsampling, "condition_column_embedding")
-        else:
-            self.condition_embedding = self.condition_row_embedding = self.condition_column_embedding = None
-        self.blocks = [
-            TransformerBlock(
-                num_heads, intermediate_dim or 4 * hidden_dim, "causal", dropout=dropout, name=f"block{i}", dtype=dtype
-            )
-            for i in range(num_layers)
-        ]
-        self.final_norm = keras_layers.LayerNormalization(epsilon=1e-5, name="final_norm", dtype=dtype)
-        self.head = keras_layers.Dense(num_embeddings, name="logits", dtype=dtype)
-
-    # ----------------------------------------------------------------- build
-
-    def build(self, codes_shape=None, labels_shape=None, condition_shape=None):
-        """Creates every weight; none depends on the batch, so any shapes do."""
-        for layer in (self.code_embedding, self.start_embedding):
-            layer.build((None, None))
-        for layer in (self.row_embedding, self.column_embedding):
-            layer.build((None,))
-        if self.condition_embedding is not None:
-            self.condition_embedding.build((None, None))
-            self.condition_row_embedding.build((None,))
-            self.condition_column_embedding.build((None,))
-        sequence = (None, None, self.hidden_dim)
-        for layer in (*self.blocks, self.final_norm, self.head):
-            layer.build(sequence)
+        self._make_transformer(num_embeddings, num_layers, hidden_dim, num_heads, intermediate_dim, dropout, "causal")
 
     # ------------------------------------------------------------- the model
-
-    def _check_inputs(self, codes, labels, condition):
-        checked = super()._check_inputs(codes, labels, condition)
-        height, width = checked[0].shape[1:3]
-        limit = self.grid_shape
-        if height is not None and width is not None and (height > limit[0] or width > limit[1]):
-            raise ValueError(
-                f"TransformerPrior has position embeddings for grids up to grid_shape={limit}. "
-                f"Received: a {height}x{width} code grid. Build the prior with a larger grid_shape."
-            )
-        return checked
-
-    def _positions(self, rows, columns, height, width):
-        """(1, height * width, hidden_dim): row plus column embeddings in raster order."""
-        grid = rows(ops.arange(height))[:, None] + columns(ops.arange(width))[None, :]
-        return ops.reshape(grid, (1, height * width, self.hidden_dim))
 
     def slot_inputs(self, batch, height, width, labels, condition):
         """(batch, height * width, hidden_dim): each slot's input apart from the previous code's
         embedding: its position, the start or class token at slot 0, the aligned condition."""
         length = height * width
-        start = self.start_embedding(ops.zeros((batch,), "int32") if labels is None else labels)
-        slots = self._positions(self.row_embedding, self.column_embedding, height, width)
-        slots = slots + ops.pad(start[:, None], [[0, 0], [0, length - 1], [0, 0]])
-        if condition is not None:
-            u = self.condition_upsampling
-            aligned = ops.repeat(ops.repeat(self.condition_embedding(condition), u, axis=1), u, axis=2)
-            slots = slots + ops.reshape(aligned, (batch, length, self.hidden_dim))
-        return slots
-
-    def prefix_inputs(self, condition):
-        """(batch, h * w, hidden_dim): the condition grid's tokens, or None without one."""
-        if condition is None:
-            return None
-        shape = ops.shape(condition)
-        positions = self._positions(
-            self.condition_row_embedding, self.condition_column_embedding, shape[1], shape[2]
-        )
-        return ops.reshape(self.condition_embedding(condition), (shape[0], -1, self.hidden_dim)) + positions
-
-    def logits_from_features(self, features):
-        """Block outputs (..., hidden_dim) -> float32 logits (..., num_embeddings)."""
-        return ops.cast(self.head(self.final_norm(features)), "float32")
+        start = self.start_tokens(labels, batch)
+        slots = self.grid_positions(height, width) + ops.pad(start[:, None], [[0, 0], [0, length - 1], [0, 0]])
+        return slots + self.aligned_condition(condition, batch, length)
 
     def call(self, codes, labels=None, condition=None, training=None):
         shape = ops.shape(codes)
@@ -279,12 +174,4 @@ class TransformerPrior(PresetMixin, Prior):
     # ------------------------------------------------------------ serialising
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_layers=self.num_layers,
-            hidden_dim=self.hidden_dim,
-            num_heads=self.num_heads,
-            intermediate_dim=self.intermediate_dim,
-            dropout=self.dropout,
-        )
-        return config
+        return {**super().get_config(), **self.transformer_config()}

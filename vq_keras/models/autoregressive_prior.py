@@ -1,0 +1,121 @@
+"""The base class of the priors that draw codes in raster order: `AutoregressivePrior`.
+
+An autoregressive prior factorises p(codes) = prod_p p(code_p | codes before p)
+in raster order p = i * width + j: its `call` gives, at every position, the
+logits of the code there from the codes before it. It is trained on the
+cross-entropy of every code, has an exact `log_prob`, and samples one position
+per step. A network (one file, e.g. `PixelCNNPrior`, `TransformerPrior`)
+supplies `call` and, for sampling, the logits of the next position through
+two hooks:
+
+- `full_sampler(num, height, width, labels, condition)`: the reference;
+  by default it runs `call` on the whole grid at every position.
+- `cached_sampler(...)`: the fast way, which computes only the new features
+  of each position from a cache (no default: a network provides it).
+
+Each hook returns `(state, step)`: `step(state, codes, position)` ->
+`(logits, state)` gives the float32 (num, num_embeddings) logits of raster
+position `position` from the codes drawn before it (later codes are zero) and
+the state (a nest of tensors: the cache) carried to the next position. Both
+methods draw with the same stateless RNG, so a cached sampler that computes the
+same logits draws the same codes.
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+from keras import ops
+
+from vq_keras.models.prior import Prior
+
+tfd = tfp.distributions
+
+SAMPLING_METHODS = ("cached", "full")
+
+
+def check_sampling_method(owner, method):
+    if method not in SAMPLING_METHODS:
+        raise ValueError(
+            f'{owner} expects method to be "cached" (only the new position\'s features per step, the '
+            f'default) or "full" (the whole network per step, the reference). Received: method={method!r}'
+        )
+
+
+class AutoregressivePrior(Prior):
+    """Base class of the priors over codes in raster order (see the module docstring).
+
+    Subclasses implement `call` (the logits of every position from the codes
+    before it) and `cached_sampler`; training (the mean cross-entropy of every
+    code: loss in nats, bits_per_code, accuracy), `log_prob` and `sample`
+    (methods "cached" and "full", which draw the same codes) come from here and
+    from `Prior`, whose arguments it takes.
+    """
+
+    def per_code_loss(self, codes, labels, condition, training):
+        logits = self(codes, labels=labels, condition=condition, training=training)
+        return logits, -tfd.Categorical(logits=logits).log_prob(codes), None
+
+    def log_prob(self, codes, labels=None, condition=None):
+        """float32 (batch,) log-probability of each code grid, in nats."""
+        codes = ops.convert_to_tensor(codes)
+        logits = self(codes, labels=labels, condition=condition, training=False)
+        return ops.sum(tfd.Categorical(logits=logits).log_prob(codes), axis=(1, 2))
+
+    def full_sampler(self, num, height, width, labels, condition):
+        """The reference sampler's `(state, step)`: `call` on the whole grid at
+        every position (see the module docstring). Subclasses may narrow it to
+        the part of the grid the position depends on."""
+
+        def step(state, codes, position):
+            logits = self.call(codes, labels=labels, condition=condition, training=False)
+            return logits[:, position // width, position % width], state
+
+        return (), step
+
+    def cached_sampler(self, num, height, width, labels, condition):
+        """The fast sampler's `(state, step)`: only the new position's features
+        per step, from a cache carried in `state` (see the module docstring)."""
+        raise NotImplementedError(
+            f'{type(self).__name__} has no cached sampler; sample with method="full".'
+        )
+
+    def check_sampling_options(self, owner, method, num_steps):
+        method = "cached" if method is None else method
+        check_sampling_method(owner, method)
+        if num_steps is not None:
+            raise ValueError(
+                f"{owner} draws one code per step in raster order (height x width steps), so it takes no "
+                f"num_steps; that is the number of parallel steps of a masked prior (MaskGITPrior). "
+                f"Received: num_steps={num_steps!r}"
+            )
+        return method
+
+    def draw(
+        self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
+        num_steps=None,
+    ):
+        """The raster-order loop (see `Prior.draw`): a tf.while_loop over the
+        height * width positions; the method's step gives the logits of
+        position p, and p is drawn with the stateless RNG key folded from (key, p).
+        `num_steps` does not apply (`sample` refuses it)."""
+        method = "cached" if method is None else method
+        check_sampling_method(f"{type(self).__name__}.sample", method)
+        height, width = grid_shape
+        sampler = self.cached_sampler if method == "cached" else self.full_sampler
+        state, step = sampler(num, height, width, labels, condition)
+
+        def draw_one(position, codes, state):
+            logits, state = step(state, codes, position)
+            step_key = tf.random.experimental.stateless_fold_in(key, position)
+            drawn = self.draw_codes(logits, temperature, top_k, top_p, step_key)
+            batch = tf.shape(codes)[0]
+            where = tf.stack(
+                [tf.range(batch), tf.fill([batch], position // width), tf.fill([batch], position % width)], axis=1
+            )
+            return position + 1, tf.tensor_scatter_nd_update(codes, where, drawn), state
+
+        _, codes, _ = tf.while_loop(
+            lambda position, *_: position < height * width,
+            draw_one,
+            (tf.constant(0), tf.zeros((num, height, width), tf.int32), state),
+        )
+        return codes
