@@ -29,6 +29,21 @@ compiled call, no sampling loop).
 
     python -m benchmarks.sampling --cases=8:16,32:4 --rounds=3
     python -m benchmarks.sampling --cases=32:16,64:1 --contenders=cached,full --full_rows=16 --rounds=1
+
+`--compare=kinds` times the three kinds of prior side by side instead, each at its zoo preset
+(random weights, one process, interleaved rounds), for every GRID:NUM case:
+
+* PixelCNN cached: `PixelCNNPrior` (`--preset`, 64 channels as the zoo's entry with
+  `--pixelcnn_filters=64`), the whole grid;
+* transformer cached and transformer full: `TransformerPrior.from_preset("cifar10")`, with the
+  key/value cache and with the whole sequence through the network at every position. Both cost
+  the same at every position (the cache is allocated for the whole grid), so on grids of more than
+  `--positions` codes they are timed over the first `--positions` positions;
+* MaskGIT: `MaskGITPrior.from_preset("cifar10")` at `--num_steps` parallel steps, the whole grid.
+
+It also times one training step of each (batch `--train_batch` of 8x8 grids, Adam) in grids/s.
+
+    python -m benchmarks.sampling --compare=kinds --cases=8:16,32:16 --rounds=2
 """
 
 import os
@@ -42,7 +57,9 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from vq_keras.zoo import PixelCNNPrior  # noqa: E402
+import keras  # noqa: E402
+
+from vq_keras.zoo import MaskGITPrior, PixelCNNPrior, TransformerPrior  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["8:16", "32:4"], "GRID:NUM pairs: square grid size and code grids drawn per call.")
@@ -50,6 +67,11 @@ flags.DEFINE_integer("rounds", 3, "Interleaved timed rounds; the median is repor
 flags.DEFINE_string("preset", "cifar10", "The PixelCNNPrior preset.")
 flags.DEFINE_list("contenders", ["cached", "full", "Python loop"], "Which samplers to time.")
 flags.DEFINE_integer("python_loop_max_grid", 8, "Run the Python loop only on grids up to this size.")
+flags.DEFINE_enum("compare", "methods", ["methods", "kinds"], "methods: the PixelCNN's samplers; kinds: the prior kinds.")
+flags.DEFINE_integer("positions", 64, "--compare=kinds: autoregressive positions timed on larger grids.")
+flags.DEFINE_integer("num_steps", 8, "--compare=kinds: MaskGIT's decoding steps.")
+flags.DEFINE_integer("pixelcnn_filters", 64, "--compare=kinds: the PixelCNN's channels (64: the zoo entry's).")
+flags.DEFINE_integer("train_batch", 32, "--compare=kinds: the batch of the timed training steps.")
 flags.DEFINE_integer(
     "full_rows", None,
     "Time the full sampler on a grid of this many rows (and the case's width) when the case has more; "
@@ -121,8 +143,96 @@ def time_case(chosen, num, grid, rounds, full_rows):
     return rates, rows
 
 
+def first_positions(prior, method, num, grid, positions):
+    """A compiled function drawing the first `positions` codes of `num` grid x grid grids with the
+    autoregressive prior's `method` sampler (the others stay 0), as its `draw` loop does."""
+
+    @tf.function
+    def run(seed):
+        state, step = (prior.cached_sampler if method == "cached" else prior.full_sampler)(num, grid, grid, None, None)
+
+        def body(position, codes, state):
+            logits, state = step(state, codes, position)
+            drawn = prior.draw_codes(logits, 1.0, None, None, tf.stack([seed, position]))
+            rows = tf.stack([tf.range(num), tf.fill([num], position // grid), tf.fill([num], position % grid)], 1)
+            return position + 1, tf.tensor_scatter_nd_update(codes, rows, drawn), state
+
+        start = (tf.constant(0), tf.zeros((num, grid, grid), tf.int32), state)
+        return tf.while_loop(lambda position, *_: position < positions, body, start)[1]
+
+    return lambda seed: run(tf.constant(seed, tf.int32)).numpy()
+
+
+def kind_samplers(num, grid):
+    """name -> (function of a seed, codes it draws per call)."""
+    pixelcnn = PixelCNNPrior.from_preset(FLAGS.preset, num_filters=FLAGS.pixelcnn_filters, dropout=0.0)
+    transformer = TransformerPrior.from_preset("cifar10", dropout=0.0, grid_shape=(grid, grid))
+    maskgit = MaskGITPrior.from_preset("cifar10", dropout=0.0, grid_shape=(grid, grid))
+    positions = min(FLAGS.positions, grid * grid)
+    whole = lambda prior, **options: lambda seed: prior.sample(  # noqa: E731
+        num, seed=seed, grid_shape=(grid, grid), **options
+    ).numpy()
+    return {
+        "PixelCNN cached": (whole(pixelcnn), num * grid * grid),
+        "transformer cached": (first_positions(transformer, "cached", num, grid, positions), num * positions),
+        "transformer full": (first_positions(transformer, "full", num, grid, positions), num * positions),
+        f"MaskGIT {FLAGS.num_steps} steps": (whole(maskgit, num_steps=FLAGS.num_steps), num * grid * grid),
+    }
+
+
+def training_rates(batch, rounds, steps=10):
+    """grids/s of one Adam training step of each kind on 8x8 grids of 512 codes."""
+    codes = np.random.default_rng(0).integers(0, 512, (batch * steps, 8, 8)).astype(np.int32)
+    data = tf.data.Dataset.from_tensor_slices({"codes": codes}).batch(batch).repeat()
+    priors = {
+        "PixelCNN": PixelCNNPrior.from_preset(FLAGS.preset, num_filters=FLAGS.pixelcnn_filters, dropout=0.0),
+        "transformer": TransformerPrior.from_preset("cifar10"),
+        "MaskGIT": MaskGITPrior.from_preset("cifar10"),
+    }
+    for prior in priors.values():
+        prior.compile(optimizer=keras.optimizers.Adam(1e-3))
+        prior.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace
+    seconds = {name: [] for name in priors}
+    for round_index in range(rounds):
+        for name in priors if round_index % 2 == 0 else reversed(list(priors)):
+            start = time.perf_counter()
+            priors[name].fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+            seconds[name].append(time.perf_counter() - start)
+    return {name: batch * steps / float(np.median(times)) for name, times in seconds.items()}
+
+
+def compare_kinds():
+    print(f"The prior kinds at their cifar10 presets, random weights; load {os.getloadavg()}")
+    print("| grid | num | " + " | ".join(f"{name} codes/s" for name in kind_samplers(1, 8)) +
+          " | MaskGIT / PixelCNN cached | transformer cached / full |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for case in FLAGS.cases:
+        grid, num = (int(v) for v in case.split(":"))
+        chosen = kind_samplers(num, grid)
+        for function, _ in chosen.values():
+            function(0)  # trace and compile
+        seconds = {name: [] for name in chosen}
+        for round_index in range(FLAGS.rounds):
+            for name in chosen if round_index % 2 == 0 else reversed(list(chosen)):
+                start = time.perf_counter()
+                chosen[name][0](round_index + 1)
+                seconds[name].append(time.perf_counter() - start)
+        rates = {name: chosen[name][1] / float(np.median(times)) for name, times in seconds.items()}
+        names = list(rates)
+        print(
+            f"| {grid}x{grid} | {num} | " + " | ".join(f"{rates[name]:.0f}" for name in names)
+            + f" | {rates[names[3]] / rates[names[0]]:.2f} | {rates[names[1]] / rates[names[2]]:.1f} |",
+            flush=True,
+        )
+    rates = training_rates(FLAGS.train_batch, FLAGS.rounds)
+    print(f"Training step, batch {FLAGS.train_batch} of 8x8 grids: " + ", ".join(f"{n} {r:.0f} grids/s" for n, r in rates.items()))
+    print(f"load after: {os.getloadavg()}")
+
+
 def main(argv):
     del argv
+    if FLAGS.compare == "kinds":
+        return compare_kinds()
     prior = PixelCNNPrior.from_preset(FLAGS.preset, dropout=0.0)
     every = samplers(prior)
     unknown = set(FLAGS.contenders) - set(every)

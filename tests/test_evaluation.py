@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from training.data.pipeline import SAMPLE_PATH
 from vq_keras.evaluation import evaluate
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,37 @@ def test_a_vqvae2_and_its_hierarchical_prior_give_bits_per_level(sample):
     assert list(results["levels"]) == ["top", "bottom"]
     for level, nats in zip(results["levels"].values(), expected):
         assert level["bits_per_code"] == pytest.approx(nats / math.log(2), rel=1e-4)
+
+
+def test_a_class_conditional_prior_is_scored_with_the_labels_and_needs_them(sample):
+    variance, images = sample
+    labels = np.arange(len(images), dtype=np.int32) % 10
+    model = VQVAE(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+    prior = TransformerPrior(16, grid_shape=(8, 8), num_layers=1, hidden_dim=8, num_heads=2, num_classes=10)
+    results = evaluate(model, list(zip(batches(images, 100), batches(labels, 100))), variance, prior=prior)
+    codes = np.asarray(model.encode(images))
+    nats = -np.asarray(prior.log_prob(codes, labels=labels)).sum() / codes.size
+    assert results["levels"]["codes"]["bits_per_code"] == pytest.approx(nats / math.log(2), rel=1e-4)
+    with pytest.raises(ValueError, match="the prior is class-conditional, so `images` must yield"):
+        evaluate(model, batches(images, 100), variance, prior=prior)
+
+
+def test_a_masked_prior_reports_its_masked_token_loss_not_bits(sample):
+    variance, images = sample
+    model = VQVAE(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+    prior = MaskGITPrior(16, grid_shape=(8, 8), num_layers=1, hidden_dim=8, num_heads=2)
+    prior.build_if_needed()
+    state = prior.mask_seeds.state.numpy().copy()
+    level = evaluate(model, batches(images, 100), variance, prior=prior)["levels"]["codes"]
+    # The same masks again, from the same seed state: the mean cross-entropy of the masked codes.
+    prior.mask_seeds.state.assign(state)
+    nats, count = 0.0, 0.0
+    for batch in batches(images, 100):
+        _, nll, weights = prior.per_code_loss(model.encode(batch), None, None, training=False)
+        nats, count = nats + float(np.sum(nll * weights)), count + float(np.sum(weights))
+    assert level["bits_per_code"] is None
+    assert level["masked_token_loss"] == pytest.approx(nats / count, rel=1e-4)
+    assert 2.0 < level["masked_token_loss"] < 4.0  # about ln(16) = 2.77 untrained
 
 
 def test_without_a_prior_there_are_no_bits(sample):

@@ -15,7 +15,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import vq_keras.export
 from vq_keras.export import export_saved_model
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, TransformerPrior, generate
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior, generate
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
 K = TINY["num_embeddings"]
@@ -111,15 +111,23 @@ def exports(tmp_path_factory):
     prior2 = HierarchicalPrior.from_autoencoder(vqvae2, num_attention_layers=1, num_heads=2, **TINY_PRIOR)
     transformer = TransformerPrior(K, grid_shape=(4, 4), num_classes=CLASSES, **TINY_TRANSFORMER)
     transformer2 = HierarchicalPrior.from_autoencoder(vqvae2, "transformer", grid_shape=(2, 3), **TINY_TRANSFORMER)
+    maskgit = MaskGITPrior(K, grid_shape=(4, 4), num_classes=CLASSES, num_steps=4, **TINY_TRANSFORMER)
+    # A hierarchy of two kinds: num_steps reaches the masked bottom level only.
+    masked2 = HierarchicalPrior.from_autoencoder(vqvae2, "maskgit", grid_shape=(2, 3), **TINY_TRANSFORMER)
+    mixed2 = HierarchicalPrior([transformer2.priors[0], masked2.priors[1]])
     exports.update(
         prior=prior,
         prior2=prior2,
         transformer=transformer,
         transformer2=transformer2,
+        maskgit=maskgit,
+        mixed2=mixed2,
         generate=export_saved_model(vqvae, root / "generate", prior=prior),  # 16x16 from the prior's 4x4 grid
         generate2=export_saved_model(vqvae2, root / "generate2", prior=prior2, image_size=(16, 24)),
         generate_transformer=export_saved_model(vqvae, root / "generate_transformer", prior=transformer),
         generate2_transformer=export_saved_model(vqvae2, root / "generate2_transformer", prior=transformer2),
+        generate_maskgit=export_saved_model(vqvae, root / "generate_maskgit", prior=maskgit),
+        generate2_mixed=export_saved_model(vqvae2, root / "generate2_mixed", prior=mixed2),
     )
     return dict(exports, before=before, after=after)
 
@@ -157,11 +165,13 @@ def _requests(exports):
         seed7=np.int32(7), seed_negative=np.int32(-1), t1=np.float32(1.0), t07=np.float32(0.7), t0=np.float32(0.0),
         t_nan=np.float32(np.nan), labels3=np.array([2, 0, 1], "int32"), labels1=np.array([1], "int32"),
         labels_out=np.array([0, 3, 1], "int32"), labels_short=np.array([0, 1], "int32"),
-        k0=np.int32(0), k5=np.int32(5), k33=np.int32(33), k_negative=np.int32(-1), p1=np.float32(1.0),
+        s0=np.int32(0), s3=np.int32(3), s_negative=np.int32(-2), k0=np.int32(0), k5=np.int32(5), k33=np.int32(33), k_negative=np.int32(-1), p1=np.float32(1.0),
         p08=np.float32(0.8), p0=np.float32(0.0),
     )
-    generate_labels = dict(num="n3", seed="seed7", temperature="t07", top_k="k0", top_p="p1", labels="labels3")
-    generate2 = dict(num="n3", seed="seed7", temperature="t1", top_k="k0", top_p="p1")
+    generate_labels = dict(
+        num="n3", seed="seed7", temperature="t07", top_k="k0", top_p="p1", num_steps="s0", labels="labels3"
+    )
+    generate2 = dict(num="n3", seed="seed7", temperature="t1", top_k="k0", top_p="p1", num_steps="s0")
     requests = {
         # Good requests.
         "default": ("any_size", "serving_default", "function", dict(images="x")),
@@ -190,6 +200,11 @@ def _requests(exports):
             "generate_transformer", "generate", "session", dict(generate_labels, top_k="k5", top_p="p08")
         ),
         "v2_transformer_generate": ("generate2_transformer", "generate", "session", generate2),
+        "maskgit_generate": ("generate_maskgit", "generate", "function", generate_labels),
+        "maskgit_generate_3_steps": (
+            "generate_maskgit", "generate", "session", dict(generate_labels, num_steps="s3", top_k="k5")
+        ),
+        "v2_mixed_generate": ("generate2_mixed", "generate", "function", dict(generate2, num_steps="s3")),
         "v2_transformer_generate_filtered": (
             "generate2_transformer", "generate", "function", dict(generate2, top_k="k5", top_p="p08")
         ),
@@ -233,6 +248,8 @@ def _requests(exports):
         "generate_top_k_too_large": ("generate2", "generate", "function", dict(generate2, top_k="k33")),
         "generate_top_k_negative": ("generate", "generate", "session", dict(generate_labels, top_k="k_negative")),
         "generate_top_p_zero": ("generate2", "generate", "function", dict(generate2, top_p="p0")),
+        "generate_steps_autoregressive": ("generate", "generate", "function", dict(generate_labels, num_steps="s3")),
+        "generate_steps_negative": ("generate_maskgit", "generate", "session", dict(generate_labels, num_steps="s_negative")),
         "generate_labels_short": ("generate", "generate", "session", dict(generate_labels, labels="labels_short")),
         # Empty batches: nothing to compute, refused with a clear message.
         "empty_batch": ("any_size", "serving_default", "function", dict(images="x_0")),
@@ -263,6 +280,10 @@ BAD_REQUESTS = {
     "probable codes). Received top_k:] [-1]",
     "generate_top_p_zero": "[generate expects top_p in (0, 1] (1: no filter; else nucleus sampling). Received "
     "top_p:] [0]",
+    "generate_steps_autoregressive": "[generate expects num_steps 0: this prior draws one code per step in raster "
+    "order; num_steps is the number of parallel steps of a masked prior (MaskGITPrior). Received num_steps:] [3]",
+    "generate_steps_negative": "[generate expects num_steps >= 0 (0: the num_steps the prior was built with). "
+    "Received num_steps:] [-2]",
     "generate_labels_short": "[generate expects one label per image: labels of shape (num,). Received num and "
     "labels shape:] [3] [2]",
     "size_not_multiple": "[encode expects image height and width to be positive multiples of 4 (the model "
@@ -416,7 +437,7 @@ def test_signatures_match_the_keras_model(exports, served):
 
 GENERATE_PRIORS = {
     "generate": "prior", "generate2": "prior2", "generate_transformer": "transformer",
-    "generate2_transformer": "transformer2",
+    "generate2_transformer": "transformer2", "generate_maskgit": "maskgit", "generate2_mixed": "mixed2",
 }
 
 
@@ -427,6 +448,7 @@ def _check_generated(exports, export, model, request, received):
     # The signature's "off" values stand for the library's None.
     arguments["top_k"] = int(request["top_k"]) or None
     arguments["top_p"] = None if float(request["top_p"]) == 1.0 else float(request["top_p"])
+    arguments["num_steps"] = int(request["num_steps"]) or None
     if "labels" in request:
         arguments["labels"] = request["labels"]
     image_size = (16, 24) if export == "generate2" else None

@@ -11,12 +11,13 @@ from absl import flags
 
 from tests.conftest import REPO, SAMPLE_BITS_MARGIN, SAMPLE_MSE_MARGIN
 from training import evaluate
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior
 from vq_keras.zoo._trained import WEIGHT_FILES, resolve, saved_class_name, trained_entries
 
 ZOO = REPO / "zoo"
 ENTRIES = sorted(folder.name for folder in ZOO.iterdir() if any((folder / name).is_file() for name in WEIGHT_FILES))
-CLASSES = {cls.__name__: cls for cls in (VQVAE, VQVAE2, PixelCNNPrior, HierarchicalPrior)}
+PRIOR_CLASSES = (PixelCNNPrior, TransformerPrior, MaskGITPrior, HierarchicalPrior)
+CLASSES = {cls.__name__: cls for cls in (VQVAE, VQVAE2, *PRIOR_CLASSES)}
 CIFAR10_TEST_IMAGES = 10_000
 
 
@@ -58,7 +59,7 @@ def test_recipe_parses_with_training_fit_flags(name):
     parsed(["training.fit", f"--flagfile={ZOO / name / 'recipe.flags'}"])
     results = results_of(name)
     assert parsed.dataset == results["dataset"]
-    if entry_class(name) in (PixelCNNPrior, HierarchicalPrior):
+    if entry_class(name) in PRIOR_CLASSES:
         assert parsed.stage == "prior"  # trained on the codes of the autoencoder its results were measured with
         assert (REPO / parsed.autoencoder).resolve() == measured_model(results).resolve()
 
@@ -68,10 +69,12 @@ def test_results_are_training_evaluate_on_the_full_test_split_and_the_card_shows
     results = results_of(name)
     assert {"mse_over_variance", "psnr", "ssim", "levels", "commit", "dataset", "split"} <= set(results)
     assert (results["dataset"], results["split"], results["num_images"]) == ("cifar10", "test", CIFAR10_TEST_IMAGES)
-    is_prior = entry_class(name) in (PixelCNNPrior, HierarchicalPrior)
+    is_prior = entry_class(name) in PRIOR_CLASSES
+    masked = entry_class(name) is MaskGITPrior  # no exact likelihood: a masked-token loss instead of bits
     for level in results["levels"].values():
         assert {"perplexity", "codebook_usage", "bits_per_code"} <= set(level)
-        assert (level["bits_per_code"] is not None) == is_prior
+        assert (level["bits_per_code"] is not None) == (is_prior and not masked)
+        assert ("masked_token_loss" in level) == masked
     card = (ZOO / name / "README.md").read_text()
     assert f"{evaluate.CARD_BEGIN}\n{evaluate.table(results)}\n{evaluate.CARD_END}" in card
 
@@ -85,4 +88,6 @@ def test_on_the_bundled_sample_it_measures_what_the_card_implies(name):
     for level, figures in card["levels"].items():
         if figures["bits_per_code"] is not None:
             assert abs(sample["levels"][level]["bits_per_code"] - figures["bits_per_code"]) < SAMPLE_BITS_MARGIN
+        if "masked_token_loss" in figures:  # nats per masked code, within the same margin
+            assert abs(sample["levels"][level]["masked_token_loss"] - figures["masked_token_loss"]) < SAMPLE_BITS_MARGIN
 

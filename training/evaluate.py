@@ -93,11 +93,6 @@ def check_prior_fits(model, prior, image_shape):
         generation_grids(model, prior, image_shape[:2] if image_shape and None not in image_shape[:2] else None)
     except (TypeError, ValueError) as error:
         raise UsageError(f"--prior does not fit --model: {error}") from None
-    if getattr(prior, "num_classes", None) is not None:
-        raise UsageError(
-            "--prior is class-conditional; training.evaluate measures unconditional priors (the zoo's). "
-            "Pass a prior trained without --class_conditional."
-        )
 
 
 def commit():
@@ -132,10 +127,18 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     image_shape = image_spec_or_none(dataset, data_dir, size)
     check_images_fit(model, image_shape, dataset)
     check_prior_fits(model, prior, image_shape)
-    train, held_out, _, _ = read_splits(dataset, data_dir, image_size=size)
+    with_labels = getattr(prior, "num_classes", None) is not None
+    train, held_out, num_classes, _ = read_splits(dataset, data_dir, with_labels=with_labels, image_size=size)
+    if with_labels and num_classes != prior.num_classes:
+        raise UsageError(
+            f"--prior is conditioned on {prior.num_classes} classes, but --dataset={dataset} has {num_classes}."
+        )
+    if with_labels:
+        train = train.map(lambda image, label: image)
     with naming_bad_images():
         variance = pixel_variance(train)
-    images = held_out.batch(batch_size).map(to_unit_interval).prefetch(tf.data.AUTOTUNE)
+    unit = (lambda image, label: (to_unit_interval(image), tf.cast(label, tf.int32))) if with_labels else to_unit_interval
+    images = held_out.batch(batch_size).map(unit).prefetch(tf.data.AUTOTUNE)
     results = {
         "model": str(model_path), "prior": prior_path and str(prior_path),
         "dataset": dataset, "split": held_out_split(dataset, data_dir), "image_size": image_size,
@@ -165,6 +168,8 @@ def table(results):
     ]
     for name, level in results["levels"].items():
         bits = "-" if level["bits_per_code"] is None else f"{level['bits_per_code']:.3f}"
+        if "masked_token_loss" in level:  # a masked prior has no exact likelihood
+            bits = f"- (masked-token loss {level['masked_token_loss']:.3f} nats)"
         lines.append(
             f"| {name} | {level['num_embeddings']} | {level['perplexity']:.1f} | {level['codebook_usage']:.1%} | {bits} |"
         )
@@ -190,6 +195,7 @@ def write_picture(model, images, path, scale):
     """The first PICTURE_IMAGES held-out images (top row) above their reconstructions, each
     pixel repeated `scale` times across and down (a 32x32 tile at 32 pixels is too small to see)."""
     batch = next(iter(images.unbatch().batch(PICTURE_IMAGES)))
+    batch = batch[0] if isinstance(batch, tuple) else batch  # (images, labels) for a class-conditional prior
     rows = np.concatenate([batch.numpy(), np.asarray(model.reconstruct(batch))])
     grid = tile(rows, columns=len(batch), scale=scale)[0]
     with atomic_file(path) as temporary:

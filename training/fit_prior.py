@@ -221,7 +221,7 @@ def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
     optimizer = make_optimizer(argv_flags.learning_rate, argv_flags.learning_rate_decay, total_steps)
     prior.compile(optimizer=optimizer, jit_compile=argv_flags.jit_compile)
     print(
-        f"Training the {prior.name} ({prior.num_embeddings} codes on {prior.grid_shape[0]}x"
+        f"Training the {prior.name} ({type(prior).__name__}, {prior.num_embeddings} codes on {prior.grid_shape[0]}x"
         f"{prior.grid_shape[1]} grids) on {count} code grids; uniform guessing scores "
         f"log2({prior.num_embeddings}) = {math.log2(prior.num_embeddings):.2f} bits per code."
     )
@@ -263,9 +263,10 @@ def _sampler(autoencoder, trained_above, prior, data, seed):
 def _report(name, prior, data, level, batch_size):
     validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level)).batch(batch_size)
     results = prior.evaluate(validation, verbose=0, return_dict=True)
-    print(
-        f"The {name} prior on the validation codes: {results['bits_per_code']:.3f} bits per code "
-        f"(uniform: {math.log2(prior.num_embeddings):.3f}), accuracy {results['accuracy']:.3f}."
-    )
+    if "bits_per_code" in results:
+        score = f"{results['bits_per_code']:.3f} bits per code (uniform: {math.log2(prior.num_embeddings):.3f})"
+    else:  # a masked prior has no exact likelihood
+        score = f"masked-token loss {results['loss']:.3f} nats (uniform: {math.log(prior.num_embeddings):.3f})"
+    print(f"The {name} prior on the validation codes: {score}, accuracy {results['accuracy']:.3f}.")
 
 

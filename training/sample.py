@@ -45,6 +45,7 @@ def define_flags():
     flags.DEFINE_float("temperature", 1.0, "Softmax temperature (> 0); below 1 sharpens the distribution.")
     flags.DEFINE_integer("top_k", None, "Draw each code among its top_k most probable codes (default: all).")
     flags.DEFINE_float("top_p", None, "Nucleus sampling: draw among the most probable codes whose probabilities sum to top_p, in (0, 1].")
+    flags.DEFINE_integer("num_steps", None, "Masked priors (MaskGIT): parallel decoding steps (default: the prior's).")
     flags.DEFINE_list("labels", None, "Class-conditional priors: the classes, one row each (default: all).")
     flags.DEFINE_integer("columns", None, "Images per row, 1 to --num (default: a square grid, or --num / classes).")
     flags.DEFINE_integer("scale", 1, "Screen pixels per image pixel across and down (nearest neighbour), 1 to 16.")
@@ -53,18 +54,18 @@ def define_flags():
 
 def sample_grid(
     autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None, scale=1,
-    top_k=None, top_p=None,
+    top_k=None, top_p=None, num_steps=None,
 ):
     """Writes `num` new images as a PNG grid at `out`; returns its path and the
     seconds sampling and decoding took (tracing included)."""
-    check_flags(num, seed, temperature, columns, out, scale, top_k, top_p)
+    check_flags(num, seed, temperature, columns, out, scale, top_k, top_p, num_steps)
     autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
     prior = model_files.load_prior(prior_path, "--prior")
     row_labels, columns = _rows(prior.num_classes, labels, num, columns)
     started = time.perf_counter()
     try:
         images = generate(
-            autoencoder, prior, num, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
+            autoencoder, prior, num, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, num_steps=num_steps,
             labels=None if row_labels is None else np.repeat(row_labels, columns),
         )
     except (ValueError, TypeError) as error:
@@ -78,7 +79,7 @@ def sample_grid(
     return Path(out), seconds
 
 
-def check_flags(num, seed, temperature, columns, out, scale=1, top_k=None, top_p=None):
+def check_flags(num, seed, temperature, columns, out, scale=1, top_k=None, top_p=None, num_steps=None):
     """UsageErrors for the flags that need no model, before minutes of sampling."""
     if not 1 <= scale <= MAX_SCALE:
         raise UsageError(
@@ -105,6 +106,11 @@ def check_flags(num, seed, temperature, columns, out, scale=1, top_k=None, top_p
         raise UsageError(
             "--top_p must be in (0, 1] (draw among the most probable codes whose probabilities sum to top_p), or "
             f"left out to draw among all. Received: --top_p={top_p}"
+        )
+    if num_steps is not None and num_steps < 1:
+        raise UsageError(
+            f"--num_steps must be at least 1 (the parallel decoding steps of a masked prior), or left out for "
+            f"the prior's own. Received: --num_steps={num_steps}"
         )
     if columns is not None and not 1 <= columns <= num:
         raise UsageError(
@@ -150,7 +156,7 @@ def main(argv):
     try:
         path, seconds = sample_grid(
             FLAGS.autoencoder, FLAGS.prior, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.temperature,
-            FLAGS.labels, FLAGS.columns, FLAGS.scale, FLAGS.top_k, FLAGS.top_p,
+            FLAGS.labels, FLAGS.columns, FLAGS.scale, FLAGS.top_k, FLAGS.top_p, FLAGS.num_steps,
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

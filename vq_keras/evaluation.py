@@ -16,13 +16,18 @@ them too:
   entropy of the code frequencies over all the images), `codebook_usage` (the fraction of the
   codes used at least once; a residual quantizer's stages pooled) and, with a prior,
   `bits_per_code` (its negative log-likelihood per code, in bits; the prior of a lower level given
-  the true codes above).
+  the true codes above) for an autoregressive prior, or `masked_token_loss` (nats per masked code,
+  the masks drawn as in training from the prior's seed generator; no exact likelihood) for a
+  masked one (MaskGITPrior).
+
+A class-conditional prior needs the images' labels: `images` then yields (images, labels) batches.
 """
 
 import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
+from vq_keras.models.autoregressive_prior import AutoregressivePrior
 from vq_keras.zoo import HierarchicalPrior
 
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
@@ -41,9 +46,11 @@ def level_priors(prior):
 
 def evaluate(model, images, data_variance, prior=None):
     """The figures of the module docstring over `images`, an iterable of float32 NHWC batches in
-    [0, 1]; returns a dict with them, `num_images` and `training_pixel_variance`.
+    [0, 1] (or of (images, int labels) pairs, for a class-conditional prior); returns a dict with
+    them, `num_images` and `training_pixel_variance`.
 
-    Raises ValueError if `images` holds no batch, or `data_variance` is not positive.
+    Raises ValueError if `images` holds no batch, if a class-conditional prior gets no labels, or
+    `data_variance` is not positive.
     """
     if not data_variance > 0:
         raise ValueError(
@@ -55,16 +62,22 @@ def evaluate(model, images, data_variance, prior=None):
     sums = {"squared_error": 0.0, "psnr": 0.0, "ssim": 0.0, "images": 0, "pixels": 0}
     nats = [0.0] * len(counts)
     positions = [0] * len(counts)
-    measure = tf.function(lambda batch: _measure(model, priors, batch))
+    measure = tf.function(lambda batch, labels: _measure(model, priors, batch, labels))
     for batch in images:
-        squared_error, psnr, ssim, batch_counts, sizes, level_nats = measure(batch)
+        batch, labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        if priors and priors[0].num_classes is not None and labels is None:
+            raise ValueError(
+                "evaluate: the prior is class-conditional, so `images` must yield (images, labels) batches. "
+                "Received: image batches alone."
+            )
+        squared_error, psnr, ssim, batch_counts, sizes, level_nats = measure(batch, labels)
         sums["squared_error"] += float(squared_error)
         sums["psnr"] += float(psnr)
         sums["ssim"] += float(ssim)
         sums["images"] += int(batch.shape[0])
         sums["pixels"] += int(tf.size(batch))
         counts = [total + level for total, level in zip(counts, batch_counts)]
-        positions = [total + int(size) for total, size in zip(positions, sizes)]
+        positions = [total + float(size) for total, size in zip(positions, sizes)]
         nats = [total + float(value) for total, value in zip(nats, level_nats)] if priors else nats
     if not sums["images"]:
         raise ValueError("evaluate received no images: `images` yielded no batch. Pass the held-out images.")
@@ -74,8 +87,12 @@ def evaluate(model, images, data_variance, prior=None):
             "perplexity": float(metrics.perplexity_of_counts(level_counts)),
             "codebook_usage": float(metrics.codebook_usage_of_counts(level_counts)),
             "num_embeddings": int(level_counts.shape[0]),
-            "bits_per_code": float(metrics.bits_per_code(nats[i] / positions[i])) if priors else None,
+            "bits_per_code": None,
         }
+        if priors and _exact(priors[i]):
+            levels[name]["bits_per_code"] = float(metrics.bits_per_code(nats[i] / positions[i]))
+        elif priors:
+            levels[name]["masked_token_loss"] = nats[i] / positions[i]
     return {
         "mse_over_variance": sums["squared_error"] / sums["pixels"] / data_variance,
         "psnr": sums["psnr"] / sums["images"],
@@ -86,21 +103,32 @@ def evaluate(model, images, data_variance, prior=None):
     }
 
 
-def _measure(model, priors, batch):
-    """One batch's sums: squared error, PSNR, SSIM, code counts and sizes, and nats per level."""
+def _exact(prior):
+    """Whether the prior has an exact likelihood (autoregressive), else a masked-token loss."""
+    return isinstance(prior, AutoregressivePrior)
+
+
+def _measure(model, priors, batch, labels):
+    """One batch's sums: squared error, PSNR, SSIM, code counts and the number of codes each
+    prior scores, and nats per level (of every code, or of the masked codes of a masked prior)."""
     output, codes = model(batch, training=False, return_codes=True)
     output = tf.cast(output, tf.float32)
     clipped = tf.clip_by_value(output, 0.0, 1.0)
     filter_size = min(SSIM_FILTER_SIZE, batch.shape[1], batch.shape[2])
-    level_nats = []
+    level_nats, scored = [], [tf.cast(tf.size(level), tf.float32) for level in codes]
     for i, level_prior in enumerate(priors or []):
         condition = codes[i - 1] if i else None
-        level_nats.append(-tf.reduce_sum(level_prior.log_prob(codes[i], condition=condition)))
+        if _exact(level_prior):
+            level_nats.append(-tf.reduce_sum(level_prior.log_prob(codes[i], labels=labels, condition=condition)))
+        else:
+            _, nll, weights = level_prior.per_code_loss(codes[i], labels, condition, training=False)
+            level_nats.append(tf.reduce_sum(nll * weights))
+            scored[i] = tf.reduce_sum(weights)
     return (
         tf.reduce_sum(tf.square(tf.cast(output, tf.float64) - tf.cast(batch, tf.float64))),
         tf.reduce_sum(tf.image.psnr(batch, clipped, max_val=1.0)),
         tf.reduce_sum(tf.image.ssim(batch, clipped, max_val=1.0, filter_size=filter_size)),
         [metrics.code_counts(level, quantizer.num_embeddings) for level, quantizer in zip(codes, model.quantizers)],
-        [tf.size(level) for level in codes],
+        scored,
         level_nats,
     )

@@ -20,17 +20,21 @@ top first) or "codes" for VQVAE's single grid.
       (with a prior)    float32 scalar "temperature";  "images" (num, H, W, C), and the
                         int32 scalar "top_k" (0: off), int32 code grids of every level
                         float32 scalar "top_p" (1: off); ("codes", or "top", "bottom", ...)
+                        int32 scalar "num_steps" (0:
+                        the prior's; masked priors);
                         int32 "labels" (num,) for a
                         class-conditional prior
 
 `generate` (exported when a prior is given) draws new images: the prior's
 cached sampling loop, every level top-down, then the decoder, all in the
-graph. For the same num, seed, temperature, top_k, top_p and labels it returns
-the images of `vq_keras.zoo.generate(model, prior, num, seed=seed, ...)` (top_k
-0 and top_p 1 stand for None: no filter). Its image size is `image_size`, else
-the one the prior's grid_shape implies. num must be in [1, MAX_GENERATE_NUM],
-seed in [0, 2**31), temperature > 0 and finite, top_k in [0, num_embeddings],
-top_p in (0, 1], and labels in [0, num_classes), one per image.
+graph. For the same num, seed, temperature, top_k, top_p, num_steps and labels
+it returns the images of `vq_keras.zoo.generate(model, prior, num, seed=seed,
+...)` (top_k 0, top_p 1 and num_steps 0 stand for None). Its image size is
+`image_size`, else the one the prior's grid_shape implies. num must be in
+[1, MAX_GENERATE_NUM], seed in [0, 2**31), temperature > 0 and finite, top_k
+in [0, num_embeddings], top_p in (0, 1], num_steps >= 0 (and 0 unless a level
+is a masked prior: autoregressive priors draw one code per step), and labels
+in [0, num_classes), one per image.
 
 Bad requests fail inside the graph (`InvalidArgumentError`) however the
 signature is run (`tf.saved_model.load`, or a session fed with the request as
@@ -64,6 +68,7 @@ import tensorflow as tf
 
 from vq_keras._image_checks import unit_interval_assertion
 from vq_keras.atomic import atomic_directory, why_not_writable
+from vq_keras.models.autoregressive_prior import AutoregressivePrior
 from vq_keras.zoo.generation import generation_grids
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
@@ -483,8 +488,10 @@ class _Generator:
         self.prior = prior
         self.num_classes = prior.num_classes
         self.grid_names = code_grid_names(model)
-        # top_k may not exceed any level's number of codes.
-        self.max_top_k = min(level.num_embeddings for level in getattr(prior, "priors", [prior]))
+        levels = getattr(prior, "priors", [prior])
+        # top_k may not exceed any level's number of codes; num_steps needs a masked level.
+        self.max_top_k = min(level.num_embeddings for level in levels)
+        self.takes_num_steps = not all(isinstance(level, AutoregressivePrior) for level in levels)
 
     def specs(self):
         specs = [
@@ -493,21 +500,28 @@ class _Generator:
             tf.TensorSpec((), tf.float32, name="temperature"),
             tf.TensorSpec((), tf.int32, name="top_k"),
             tf.TensorSpec((), tf.float32, name="top_p"),
+            tf.TensorSpec((), tf.int32, name="num_steps"),
         ]
         return specs + ([tf.TensorSpec((None,), tf.int32, name="labels")] if self.num_classes else [])
 
-    def generate(self, num, seed, temperature, top_k, top_p, labels=None):
-        num, seed, temperature, top_k, top_p, labels = self._checked(num, seed, temperature, top_k, top_p, labels)
+    def generate(self, num, seed, temperature, top_k, top_p, num_steps, labels=None):
+        num, seed, temperature, top_k, top_p, num_steps, labels = self._checked(
+            num, seed, temperature, top_k, top_p, num_steps, labels
+        )
         with keras.StatelessScope():
             grids = self.prior.draw_levels(
-                num, self.grid_shapes, labels, temperature, seed, top_k=top_k, top_p=top_p
+                num, self.grid_shapes, labels, temperature, seed, top_k=top_k, top_p=top_p, num_steps=num_steps
             )
             images = tf.cast(self.model.decode_levels(grids), tf.float32)
         return {"images": images, **dict(zip(self.grid_names, grids))}
 
-    def _checked(self, num, seed, temperature, top_k, top_p, labels):
+    def _checked(self, num, seed, temperature, top_k, top_p, num_steps, labels):
         ranks_ok = []
-        for name, value in (("num", num), ("seed", seed), ("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+        scalars = (
+            ("num", num), ("seed", seed), ("temperature", temperature), ("top_k", top_k), ("top_p", top_p),
+            ("num_steps", num_steps),
+        )
+        for name, value in scalars:
             rank = _rank_of(value)
             ranks_ok.append(_assert(tf.equal(rank, 0), f"generate expects {name} to be a scalar. Received rank:", rank))
         if labels is not None:
@@ -541,6 +555,14 @@ class _Generator:
                     "generate expects top_p in (0, 1] (1: no filter; else nucleus sampling). Received top_p:",
                     top_p,
                 ),
+                _assert(
+                    num_steps >= 0 if self.takes_num_steps else tf.equal(num_steps, 0),
+                    "generate expects num_steps >= 0 (0: the num_steps the prior was built with). Received num_steps:"
+                    if self.takes_num_steps else
+                    "generate expects num_steps 0: this prior draws one code per step in raster order; num_steps is "
+                    "the number of parallel steps of a masked prior (MaskGITPrior). Received num_steps:",
+                    num_steps,
+                ),
             ]
             if labels is not None:
                 checks += [
@@ -559,7 +581,7 @@ class _Generator:
                 ]
         with tf.control_dependencies(checks):
             identity = lambda value: None if value is None else tf.identity(value)  # noqa: E731
-            return tuple(identity(value) for value in (num, seed, temperature, top_k, top_p, labels))
+            return tuple(identity(value) for value in (num, seed, temperature, top_k, top_p, num_steps, labels))
 
 
 def _build_archive(model, image_size, generator=None):

@@ -55,7 +55,7 @@ import tensorflow as tf
 generate = tf.saved_model.load(sys.argv[1]).signatures["generate"]
 outputs = generate(
     num=tf.constant(3), seed=tf.constant(11), temperature=tf.constant(0.9), top_k=tf.constant(0),
-    top_p=tf.constant(1.0), labels=tf.constant([2, 0, 1]),
+    top_p=tf.constant(1.0), num_steps=tf.constant(0), labels=tf.constant([2, 0, 1]),
 )
 np.savez(sys.argv[2], **{name: value.numpy() for name, value in outputs.items()})
 assert "vq_keras" not in sys.modules

@@ -11,7 +11,7 @@ from tests.training.conftest import run_module
 from tests.training.test_callbacks import _tensor_events
 from training.errors import UsageError
 from training.fit_prior import architecture_overrides
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, TransformerPrior
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior
 
 TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 TINY_PRIOR = ("--num_layers=2", "--num_filters=8", "--batch_size=8", "--validation_steps=2", "--jit_compile=false")
@@ -204,3 +204,21 @@ def test_architecture_flags_that_do_not_fit_the_prior_kind_are_refused(flags, me
         architecture_overrides(types.SimpleNamespace(**given))
     assert str(error.value) == message
     assert architecture_overrides(types.SimpleNamespace(**{**given, "num_filters": None, "hidden_dim": None})) == {}
+
+
+def test_stage2_trains_a_maskgit_prior_that_reports_its_masked_token_loss(tmp_path):
+    autoencoder = save_autoencoder(VQVAE(**TINY), tmp_path / "vqvae.keras")
+    result = run_module(
+        "training.fit", "--stage=prior", "--prior=maskgit", f"--autoencoder={autoencoder}", "--epochs=1",
+        "--steps_per_epoch=2", "--num_layers=1", "--hidden_dim=8", "--num_heads=2", "--batch_size=8",
+        "--validation_steps=2", f"--logdir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "The codes prior on the validation codes: masked-token loss " in result.stdout
+    prior = keras.saving.load_model(tmp_path / "run" / "prior.keras")
+    assert isinstance(prior, MaskGITPrior) and prior.grid_shape == (8, 8) and prior.num_steps == 8
+    sampled = run_module(
+        "training.sample", f"--autoencoder={autoencoder}", f"--prior={tmp_path / 'run' / 'prior.keras'}",
+        "--num=4", "--num_steps=2", f"--out={tmp_path / 'grid.png'}",
+    )
+    assert sampled.returncode == 0, sampled.stderr[-3000:]

@@ -48,6 +48,8 @@ FLAG_ERRORS = {
                    "probabilities sum to top_p), or left out to draw among all. Received: --top_p=0.0"),
     "top_p_nan": (dict(top_p=math.nan), "--top_p must be in (0, 1] (draw among the most probable codes whose "
                   "probabilities sum to top_p), or left out to draw among all. Received: --top_p=nan"),
+    "num_steps_zero": (dict(num_steps=0), "--num_steps must be at least 1 (the parallel decoding steps of a masked "
+                       "prior), or left out for the prior's own. Received: --num_steps=0"),
     "scale_zero": (dict(scale=0), "--scale must be an integer in [1, 16] (screen pixels per image pixel). "
                    "Received: --scale=0"),
     "out_empty": (dict(out=""), "--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: "
@@ -117,6 +119,8 @@ def test_the_filters_reach_the_sampler_and_a_top_k_over_the_codes_is_refused(tin
     assert np.abs(expected - unfiltered).max() > 0.01
     with pytest.raises(UsageError, match=r"expects top_k to be None \(no filter\) or an integer in \[1, num_embeddings=16\]"):
         sample_grid(*files, 4, 0, str(tmp_path / "x.png"), top_k=17)
+    with pytest.raises(UsageError, match="draws one code per step in raster order .* Received: num_steps=4"):
+        sample_grid(*files, 4, 0, str(tmp_path / "x.png"), num_steps=4)
 
 
 def test_scale_repeats_each_pixel(tiny_model_files, tmp_path):
