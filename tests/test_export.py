@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import re
@@ -555,6 +556,10 @@ def test_a_failure_half_way_through_writing_leaves_no_folder(tmp_path, monkeypat
         Path(export_dir, "saved_model.pb").write_bytes(b"\x08\x01")  # the first bytes of a SavedModel
         raise OSError("No space left on device (simulated)")
 
+    # Keras's export imports tensorflow.saved_model.experimental, and that first import rebinds
+    # tf.saved_model to a new module object, dropping a patch made on the old one. Import it first, so
+    # the test does not depend on an earlier test having exported.
+    importlib.import_module("tensorflow.saved_model.experimental")
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
     with pytest.raises(OSError, match=r"No space left on device \(simulated\)"):
         export_saved_model(VQVAE(**TINY), base)
