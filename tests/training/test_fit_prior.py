@@ -9,6 +9,8 @@ from tests.training.conftest import run_module
 from tests.training.test_callbacks import _tensor_events
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
 
+pytestmark = pytest.mark.large  # every test runs the command line in subprocesses
+
 TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 TINY_PRIOR = ("--num_layers=2", "--num_filters=8", "--batch_size=8", "--validation_steps=2", "--jit_compile=false")
 
