@@ -36,6 +36,19 @@ def pytest_addoption(parser):
         "--fault-points", type=int, default=1, dest="fault_points",
         help="kill -9 points per stage in tests/training/test_faults.py (default 1; the full check is 10)",
     )
+    parser.addoption(
+        "--run_large", action="store_true", default=False,
+        help="also run the tests marked large (they train, start subprocesses or build wheels; CI runs them)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("run_large"):
+        return
+    skip_large = pytest.mark.skip(reason="large test: run with --run_large (CI does)")
+    for item in items:
+        if item.get_closest_marker("large"):
+            item.add_marker(skip_large)
 
 
 @pytest.fixture

@@ -94,6 +94,7 @@ for round in range(1000):
 
 
 @pytest.mark.parametrize("seed", range(3))
+@pytest.mark.large
 def test_a_kill_during_save_model_leaves_the_old_file_or_none(tmp_path, seed):
     import random
     import signal

@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import re
@@ -393,6 +394,7 @@ def served(exports, tmp_path_factory):
     )
 
 
+@pytest.mark.large
 def test_versions_count_up_from_1(exports):
     assert exports["any_size"] == str(exports["root"] / "vqvae" / "1")
     assert exports["size16"] == str(exports["root"] / "vqvae" / "2")
@@ -400,10 +402,12 @@ def test_versions_count_up_from_1(exports):
     assert sorted(os.listdir(exports["any_size"])) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
 
 
+@pytest.mark.large
 def test_the_serving_subprocess_never_imported_vq_keras(served):
     assert served["vq_keras_imported"] is False
 
 
+@pytest.mark.large
 def test_signatures_match_the_keras_model(exports, served):
     requests, arrays, outputs = served["requests"], served["arrays"], served["outputs"]
     good = [name for name in requests if name not in BAD_REQUESTS]
@@ -465,6 +469,7 @@ def _check_generated(exports, export, model, request, received):
 
 
 @pytest.mark.parametrize("request_name", sorted(BAD_REQUESTS))
+@pytest.mark.large
 def test_bad_requests_fail_in_the_graph_with_a_clear_message(served, request_name):
     error_type, message = served["errors"][request_name]
     assert error_type == "InvalidArgumentError"
@@ -484,6 +489,7 @@ def _signatures_in_cli_output(text):
     return signatures
 
 
+@pytest.mark.large
 def test_saved_model_cli_lists_the_signatures(served):
     if not served["cli"]:
         pytest.skip("saved_model_cli is not installed")
@@ -506,6 +512,7 @@ def test_saved_model_cli_lists_the_signatures(served):
     assert "Method name is: tensorflow/serving/predict" in served["cli"]["vqvae2_any_size"]
 
 
+@pytest.mark.large
 def test_the_graphs_hold_no_python_functions(exports):
     for name in ("any_size", "size16", "vqvae2_any_size", *GENERATE_PRIORS):
         proto = saved_model_pb2.SavedModel()
@@ -539,6 +546,7 @@ def _descendants(nodes, roots):
     return seen
 
 
+@pytest.mark.large
 def test_every_request_check_waits_for_the_rank_checks(exports):
     # A reduction over a request uses the signature's static rank, so a request of another rank
     # must fail in the rank check first; otherwise which error wins is a race between ops.
@@ -568,6 +576,7 @@ def test_every_request_check_waits_for_the_rank_checks(exports):
     assert checked >= 3 * 4  # every signature of every export
 
 
+@pytest.mark.large
 def test_export_leaves_the_keras_model_as_it_was(exports):
     before, after = exports["before"], exports["after"]
     assert len(before["losses"]) == 1  # VectorQuantizerEMA's commitment loss, from the eager call
@@ -614,6 +623,10 @@ def test_a_failure_half_way_through_writing_leaves_no_folder(tmp_path, monkeypat
         Path(export_dir, "saved_model.pb").write_bytes(b"\x08\x01")  # the first bytes of a SavedModel
         raise OSError("No space left on device (simulated)")
 
+    # Keras's export imports tensorflow.saved_model.experimental, and that first import rebinds
+    # tf.saved_model to a new module object, dropping a patch made on the old one. Import it first, so
+    # the test does not depend on an earlier test having exported.
+    importlib.import_module("tensorflow.saved_model.experimental")
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
     with pytest.raises(OSError, match=r"No space left on device \(simulated\)"):
         export_saved_model(VQVAE(**TINY), base)

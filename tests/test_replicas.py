@@ -7,7 +7,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.large  # a TensorFlow subprocess per run
 
 # SGD, not Adam: Adam divides by the gradient's scale, so it would hide
 # gradients that are N times too large; SGD steps are proportional to them.

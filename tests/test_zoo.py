@@ -80,6 +80,7 @@ def test_results_are_training_evaluate_on_the_full_test_split_and_the_card_shows
 
 
 @pytest.mark.parametrize("name", ENTRIES)
+@pytest.mark.large
 def test_on_the_bundled_sample_it_measures_what_the_card_implies(name):
     card = results_of(name)
     prior = card["prior"] and ZOO / name

@@ -237,6 +237,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.large
 def test_mirrored_replicas_of_every_quantizer_equal_one_device_on_the_whole_batch():
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300,

@@ -137,6 +137,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.large
 def test_statistics_are_summed_across_replicas():
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300

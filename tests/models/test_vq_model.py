@@ -216,7 +216,7 @@ def test_integer_images_are_refused_by_fit_evaluate_and_predict_as_by_encode(cls
                 function(data, verbose=0)
 
 
-@pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.parametrize("cls", [VQVAE, pytest.param(VQVAE2, marks=pytest.mark.large)])  # VQVAE2: the slowest
 def test_out_of_range_images_fail_traced_calls_and_every_compiled_step_not_only_the_first(cls):
     model = _compiled(cls, jit_compile=False)
     bad = _images(4) * 255.0
@@ -231,6 +231,7 @@ def test_out_of_range_images_fail_traced_calls_and_every_compiled_step_not_only_
 
 
 @pytest.mark.parametrize("cls", MODELS)
+@pytest.mark.large
 def test_under_xla_which_drops_assertions_the_dataset_is_checked_in_its_input_pipeline(cls):
     model = _compiled(cls, jit_compile=True)
     assert model.jit_compile

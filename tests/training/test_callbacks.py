@@ -7,6 +7,7 @@ import time
 import urllib.request
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from training.callbacks import image_grid, tile
@@ -34,6 +35,7 @@ def _tensor_events(event_dir, tag):
     return values
 
 
+@pytest.mark.large
 def test_code_usage_histogram_covers_every_training_batch_of_the_epoch(fit_run):
     logdir, _ = fit_run
     histograms = _tensor_events(logdir / "train", "code_usage")
@@ -80,6 +82,7 @@ def _wait_for_tags(port, plugin, run, tag, deadline):
         time.sleep(1)
 
 
+@pytest.mark.large
 def test_a_real_tensorboard_serves_the_runs_scalars_images_histograms_and_hparams(fit_run):
     logdir, _ = fit_run
     port = _free_port()

@@ -98,6 +98,7 @@ codes.load_or_encode(model, sys.argv[1], "cifar10_sample", None, sys.argv[2])
 """
 
 
+@pytest.mark.large
 def test_a_run_killed_while_writing_the_cache_leaves_none_to_read(tiny_vqvae, tmp_path, capsys):
     model, path = tiny_vqvae
     cache_dir = tmp_path / "cache"

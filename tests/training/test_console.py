@@ -3,6 +3,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 from tests.training.conftest import FIT_RUN_ARGS
 
@@ -45,6 +47,7 @@ def test_the_filter_drops_tensorflows_harmless_lines_and_keeps_real_errors():
     assert "python stderr" in kept and "RuntimeError: a traceback" in kept
 
 
+@pytest.mark.large
 def test_the_readme_main_command_prints_no_native_log_lines(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = str(REPO)
@@ -57,6 +60,7 @@ def test_the_readme_main_command_prints_no_native_log_lines(tmp_path):
     assert "Saved model:" in result.stdout
 
 
+@pytest.mark.large
 def test_a_usage_error_still_reaches_the_terminal():
     result = run_python(
         "import runpy, sys\n"

@@ -142,6 +142,7 @@ def test_skip_bad_images_leaves_them_out_and_lists_them(tmp_path):
         load_image_data(f"folder:{tmp_path}", batch_size=4, skip_bad_images=True)
 
 
+@pytest.mark.large
 def test_cli_skip_bad_images_prints_count_and_names(tmp_path):
     (tmp_path / "images").mkdir()
     _folder_with_bad_files(tmp_path / "images")

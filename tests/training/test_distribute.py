@@ -61,6 +61,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.large
 def test_two_workers_end_with_identical_codebooks(tmp_path):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []
@@ -161,6 +162,7 @@ def test_tpu_without_a_tpu_is_a_clear_error():
         ("--mixed_precision=float16", "error: Unknown --mixed_precision='float16'. Known values: none, mixed_float16, mixed_bfloat16."),
     ],
 )
+@pytest.mark.large
 def test_cli_rejects_bad_values(flag, message):
     result = run_module("training.fit", flag)
     assert result.returncode == 2

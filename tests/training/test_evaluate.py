@@ -64,6 +64,7 @@ def test_images_the_model_cannot_take_are_refused_with_the_fix(tiny_model_files)
         evaluate.run(tiny_model_files, None, "cifar10_sample", image_size="30")
 
 
+@pytest.mark.large
 def test_the_cli_names_unknown_presets_and_lists_the_shipped_ones():
     result = run_module("training.evaluate", "--model=no_such_entry", "--dataset=cifar10_sample")
     assert result.returncode == 2

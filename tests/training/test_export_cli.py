@@ -34,6 +34,7 @@ def model_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.large
 def test_cli_writes_the_next_version_and_prints_it(model_file, tmp_path):
     base = tmp_path / "exports" / "vqvae"
     result = _export_cli(f"--model={model_file}", f"--export_base={base}", "--image_size=16")
@@ -62,6 +63,7 @@ assert "vq_keras" not in sys.modules
 """
 
 
+@pytest.mark.large
 def test_cli_with_a_prior_exports_generate_which_tensorflow_alone_serves_as_the_library_generates(
     tiny_model_files, tmp_path
 ):
@@ -86,6 +88,7 @@ def test_cli_with_a_prior_exports_generate_which_tensorflow_alone_serves_as_the_
         assert outputs["images"].shape == (3, 32, 32, 3) and np.abs(outputs["images"] - expected).max() <= 1e-5
 
 
+@pytest.mark.large
 def test_cli_errors_are_one_paragraph_without_traceback(model_file, tmp_path):
     result = _export_cli(f"--autoencoder={model_file}", f"--export_base={tmp_path}", "--image_size=30")
     assert result.returncode == 2
@@ -157,6 +160,7 @@ def test_an_export_base_it_cannot_write_is_refused_before_loading_the_model(
     )
 
 
+@pytest.mark.large
 def test_cli_into_a_read_only_folder_prints_an_error_not_a_traceback(model_file, read_only_folder):
     result = _export_cli(f"--model={model_file}", f"--export_base={read_only_folder}")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]

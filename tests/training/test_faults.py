@@ -3,7 +3,7 @@ same command again. Every file a reader can see must be absent or whole, and the
 result of an uninterrupted run.
 
 Each stage runs `--fault-points` kill points (seeds 0, 1, ...; default 1, the whole set with
-`python -m pytest tests/training/test_faults.py --fault-points=10`). A kill point is a delay drawn in the
+`python -m pytest tests/training/test_faults.py --run_large --fault-points=10`). A kill point is a delay drawn in the
 window where the stage writes (measured on the uninterrupted reference run), counted from a marker: a line
 the command prints, or a temporary folder appearing. TensorBoard event files are append-only logs, not
 results: a kill may cut their last record, which TensorBoard's reader skips, so they are not checked.
@@ -30,6 +30,8 @@ from tests.training.test_resume import KILL_RUN_ARGS, _assert_same_state
 from vq_keras.zoo import VQVAE
 
 import vq_keras  # noqa: F401  (registers the classes the .keras files name)
+
+pytestmark = pytest.mark.large  # kills and reruns the command line in subprocesses
 
 TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 

@@ -19,6 +19,7 @@ def _scalar_tags(event_dir):
     return tags
 
 
+@pytest.mark.large
 def test_cli_trains_logs_saves_and_reloads(fit_run):
     logdir, result = fit_run
     assert "Training vqvae (cifar10) on cifar10_sample: 1200 training and 300 validation images" in result.stdout
@@ -33,6 +34,7 @@ def test_cli_trains_logs_saves_and_reloads(fit_run):
     assert not (logdir / "backup").exists()  # removed once model.keras is saved
 
 
+@pytest.mark.large
 def test_cli_errors_are_one_paragraph_without_traceback():
     result = run_module("training.fit", "--dataset=no_such_set")
     assert result.returncode == 2
@@ -69,6 +71,7 @@ def test_image_size_the_model_cannot_take():
         build_model("vqvae", "cifar10", None, 1.0, shape, "celeb_a")
 
 
+@pytest.mark.large
 def test_codebook_flags_override_the_preset_and_log_epoch_usage(tmp_path):
     logdir = tmp_path / "run"
     result = run_module(
@@ -94,6 +97,7 @@ def test_codebook_flag_values_reach_the_model_and_zero_turns_restarts_off():
     assert all(q.dead_code_threshold is None for q in model.quantizers)
 
 
+@pytest.mark.large
 def test_bad_codebook_flags_are_usage_errors():
     result = run_module("training.fit", "--codebook_init=random")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -117,6 +121,7 @@ def test_every_flag_is_a_recorded_setting_or_free_to_change():
     assert ours == {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *fit.FREE_FLAGS}
 
 
+@pytest.mark.large
 def test_rerunning_a_finished_run_reports_it_and_another_command_changes_nothing(fit_run):
     logdir, _ = fit_run
     before = {path: path.stat().st_mtime_ns for path in logdir.rglob("*")}
@@ -160,6 +165,7 @@ def test_bad_numbers_are_refused_by_the_flag_parser(flag, message):
     assert str(error.value).endswith(f": {message}")
 
 
+@pytest.mark.large
 def test_a_bad_number_stops_the_cli_before_any_work(tmp_path):
     result = run_module("training.fit", "--epochs=0", f"--logdir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -102,6 +102,7 @@ def test_stage_2_refuses_residual_codes_with_the_reason(tmp_path):
         load_autoencoder(str(tmp_path / "model.keras"), "vqvae")
 
 
+@pytest.mark.large
 def test_the_command_line_says_error_for_a_flag_of_another_kind():
     result = run_module("training.fit", "--quantizer=ema", "--fsq_levels=8,5,5,5")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -139,6 +140,7 @@ END_TO_END = textwrap.dedent(
 )
 
 
+@pytest.mark.large
 def test_each_new_quantizer_trains_saves_reloads_and_exports_from_the_command_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", END_TO_END, str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600,

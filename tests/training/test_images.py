@@ -178,6 +178,7 @@ def test_the_variance_sample_is_evenly_spaced_training_files(tmp_path):
     np.testing.assert_allclose(data.data_variance, np.var(chosen / 255.0), rtol=1e-9)
 
 
+@pytest.mark.large
 def test_cli_trains_a_mixed_folder_with_image_size_and_names_the_bad_file(tmp_path):
     bad, _ = photo_folder(tmp_path / "photos", count=24)
     args = (
@@ -271,6 +272,7 @@ def test_a_manual_download_data_set_quotes_its_instructions(tmp_path):
     assert "ILSVRC2012_img_train.tar" in message and "--data_dir=DIR" in message
 
 
+@pytest.mark.large
 def test_a_killed_run_on_a_folder_with_augmentation_resumes_to_the_uninterrupted_weights(tmp_path):
     from tests.training.test_resume import KILL_RUN_ARGS, _assert_same_state, _kill_resume_and_reference
 

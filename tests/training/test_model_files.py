@@ -110,6 +110,7 @@ def test_stage2_reports_a_truncated_autoencoder_as_truncated(files):
         fit_prior.load_autoencoder(str(files / "truncated.keras"), "vqvae")
 
 
+@pytest.mark.large
 def test_the_tools_print_it_without_a_traceback(files, tmp_path):
     text = files / "text.keras"
     for module, args, flag in (

@@ -93,12 +93,14 @@ def _assert_same_state(path, expected_path, iterations):
     return weights
 
 
+@pytest.mark.large
 def test_sigkilled_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     killed_dir, reference_dir, _ = _kill_resume_and_reference(tmp_path, KILL_RUN_ARGS)
     weights = _assert_same_state(killed_dir / "model.keras", reference_dir / "model.keras", iterations=12)
     assert any("ema_cluster_size" in name for name in weights)  # non-trainable EMA statistics compared too
 
 
+@pytest.mark.large
 def test_sigkilled_stage2_resumes_to_the_prior_of_an_uninterrupted_run(tmp_path):
     from vq_keras.zoo import VQVAE
 
@@ -114,6 +116,7 @@ def test_sigkilled_stage2_resumes_to_the_prior_of_an_uninterrupted_run(tmp_path)
     _assert_same_state(killed_dir / "prior.keras", reference_dir / "prior.keras", iterations=12)
 
 
+@pytest.mark.large
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_backup(tmp_path):
     logdir = tmp_path / "run"
     result = run_module(
@@ -295,6 +298,7 @@ def test_xla_is_refused_under_determinism_not_silently_dropped():
     configure_determinism(False, True)  # XLA without determinism: nothing to configure
 
 
+@pytest.mark.large
 def test_a_second_run_in_the_logdir_and_a_changed_resume_are_refused_and_the_backups_kept(tmp_path):
     logdir = tmp_path / "run"
     args = (*KILL_RUN_ARGS, "--epochs=30")  # long enough to be running when the second run starts

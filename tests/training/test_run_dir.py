@@ -147,6 +147,7 @@ def test_a_second_run_in_the_same_logdir_stops_naming_the_first(tmp_path):
         assert run.finished is False
 
 
+@pytest.mark.large
 def test_a_killed_run_leaves_no_stuck_lock(tmp_path):
     logdir = tmp_path / "run"
     holder = subprocess.Popen(
@@ -198,6 +199,7 @@ def open_folder():
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as nobody")
+@pytest.mark.large
 def test_a_read_only_logdir_is_refused_as_another_user(open_folder):
     # Root writes anywhere, so a user without write permission is played by `nobody`.
     for package in ("training", "vq_keras"):

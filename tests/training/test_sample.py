@@ -133,6 +133,7 @@ def test_scale_repeats_each_pixel(tiny_model_files, tmp_path):
     np.testing.assert_array_equal(large, np.repeat(np.repeat(small, 3, axis=0), 3, axis=1))
 
 
+@pytest.mark.large
 def test_cli_prints_the_error_without_a_traceback(tiny_model_files, read_only_folder):
     result = run_module(
         "training.sample", f"--autoencoder={tiny_model_files / 'model.keras'}",

@@ -49,6 +49,7 @@ def sample_and_float32_run():
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.large
 def test_mixed_precision_trains_like_float32_on_real_images(policy, sample_and_float32_run):
     data, train_images, initial, (_, before32, history32, after32) = sample_and_float32_run
     model, before, history, after = _run(policy, data, train_images, initial)
@@ -89,6 +90,7 @@ def test_a_model_dtype_reaches_every_sublayer(model_class):
     assert restored.dtype_policy.name == "mixed_float16"
 
 
+@pytest.mark.large
 def test_prior_logits_and_log_probs_stay_float32_under_float16():
     keras.config.set_dtype_policy("mixed_float16")
     prior = PixelCNNPrior(num_embeddings=16, num_layers=2, num_filters=8, num_attention_layers=1, num_heads=2)

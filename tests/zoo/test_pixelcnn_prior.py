@@ -191,6 +191,7 @@ def test_conditional_sampling():
     assert np.any(prior.sample(4, labels=2, condition=condition, seed=0).numpy() != codes.numpy())
 
 
+@pytest.mark.large
 def test_fit_on_dict_dataset_reports_nats_bits_and_accuracy():
     prior = PixelCNNPrior(10, num_classes=3, condition_num_embeddings=6, condition_upsampling=2, **TINY)
     prior.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -245,6 +246,7 @@ def real_codes():
     return encode(train), encode(test)
 
 
+@pytest.mark.large
 def test_prior_learns_real_codes(real_codes):
     train, test = real_codes
     # The best context-free model: the training code frequencies, scored on the test codes.
@@ -268,6 +270,7 @@ def test_prior_learns_real_codes(real_codes):
     assert bits < unigram_bits - 1.0, (bits, unigram_bits)
 
 
+@pytest.mark.large
 def test_keras_file_round_trip_gives_identical_logits_and_samples(tmp_path):
     prior = PixelCNNPrior(
         10, num_classes=3, condition_num_embeddings=6, condition_upsampling=2, num_attention_layers=1,

@@ -88,6 +88,7 @@ def _zoo_prior(entry):
     return keras.saving.load_model(path, compile=False)
 
 
+@pytest.mark.large
 def test_the_zoo_vqvae_prior_draws_the_same_codes_either_way():
     prior = _zoo_prior("pixelcnn_vqvae_cifar10")
     assert isinstance(prior, PixelCNNPrior)
@@ -97,6 +98,7 @@ def test_the_zoo_vqvae_prior_draws_the_same_codes_either_way():
         )
 
 
+@pytest.mark.large
 def test_the_zoo_vqvae2_priors_draw_the_same_codes_either_way():
     prior = _zoo_prior("pixelcnn_vqvae2_cifar10")
     assert isinstance(prior, HierarchicalPrior) and prior.priors[0].num_attention_layers > 0

@@ -28,6 +28,7 @@ QUANTIZERS = {
 
 
 @pytest.mark.parametrize("kind", sorted(QUANTIZERS))
+@pytest.mark.large
 def test_a_quantizer_layer_trains_in_vqvae_round_trips_and_exports(kind, tmp_path):
     layer = QUANTIZERS[kind]()
     model = VQVAE.from_preset("cifar10", quantizer=layer, data_variance=0.06, **{**TINY, "embedding_dim": 64})

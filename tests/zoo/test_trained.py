@@ -88,6 +88,7 @@ def shipped_files():
     ]
 
 
+@pytest.mark.large
 def test_the_wheel_and_sdist_carry_every_entry(built_package):
     wheel, sdist = built_package
     assert set(trained_entries()) == set(SHIPPED) | {path.split("/")[0] for path in shipped_files()}
@@ -99,6 +100,7 @@ def test_the_wheel_and_sdist_carry_every_entry(built_package):
     assert {f"zoo/{path}" for path in shipped_files()} <= members
 
 
+@pytest.mark.large
 def test_the_installed_wheel_loads_the_presets_by_name_outside_the_repository(built_package, tmp_path):
     wheel, _ = built_package
     target = tmp_path / "site"

@@ -92,6 +92,7 @@ def test_wrong_channels_and_dtype_are_clear_errors():
         model.encode(np.zeros((1, 32, 32, 3), "uint8"))
 
 
+@pytest.mark.large
 def test_a_few_hundred_steps_on_real_images_lower_the_loss():
     before, after = train_on_real_images(VQVAE, steps=300)
     assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)

@@ -135,6 +135,7 @@ def test_bad_arguments_are_clear_errors():
         VQVAE2(**TINY).decode([np.zeros((1, 4, 4), "int32")])
 
 
+@pytest.mark.large
 def test_a_few_hundred_steps_on_real_images_lower_the_loss():
     before, after = train_on_real_images(VQVAE2, steps=200)
     assert after["reconstruction_loss"] < 0.5 * before["reconstruction_loss"], (before, after)
