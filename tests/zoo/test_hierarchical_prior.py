@@ -81,6 +81,7 @@ def test_generate_decodes_all_levels_of_a_vqvae2():
     )
 
 
+@pytest.mark.large
 def test_keras_file_round_trip_gives_identical_logits_and_samples(tmp_path):
     prior = HierarchicalPrior.from_autoencoder(_vqvae2(), num_attention_layers=1, **TINY_PRIOR)
     prior.build_if_needed()

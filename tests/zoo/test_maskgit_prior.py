@@ -80,6 +80,7 @@ def test_sampling_is_seeded_and_deterministic():
     assert len(np.unique(first)) > 3 and first.max() < 10
 
 
+@pytest.mark.large
 def test_training_learns_grids_and_more_steps_give_more_coherent_samples():
     # Every grid is one code repeated: any unmasked code tells the others.
     codes = np.repeat(np.random.default_rng(0).integers(0, 10, (256, 1)), 16, axis=1).reshape(256, 4, 4)

@@ -95,6 +95,7 @@ def test_smaller_grids_work_and_larger_ones_are_refused():
     )
 
 
+@pytest.mark.large
 def test_training_lowers_the_loss_on_a_learnable_grid():
     # Each code is the one before it plus one (mod 10), from a random start per grid: predictable but for the first.
     start = np.random.default_rng(0).integers(0, 10, (256, 1))
@@ -133,7 +134,7 @@ def test_registry_presets_and_hierarchical_prior():
     assert bottom.grid_shape == (4, 6) and bottom.condition_num_embeddings == 12 and bottom.condition_upsampling == 2
     codes = levels.sample(2, labels=[0, 1], seed=0)
     assert [c.shape for c in codes] == [(2, 2, 3), (2, 4, 6)]
-    with pytest.raises(ValueError, match=r"prior must be one of \('pixelcnn', 'transformer'\). Received: prior='gan'"):
+    with pytest.raises(ValueError, match=r"prior must be one of \('pixelcnn', 'transformer', 'maskgit'\). Received: prior='gan'"):
         HierarchicalPrior.from_autoencoder(vqvae2, "gan")
 
 

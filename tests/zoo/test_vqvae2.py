@@ -88,6 +88,7 @@ def test_gradients_reach_every_level_and_the_decoder():
     assert all(isinstance(q, VectorQuantizer) for q in model.quantizers)
 
 
+@pytest.mark.large
 def test_per_level_metrics():
     model = VQVAE2(num_levels=3, **TINY)
     model.compile()
@@ -102,6 +103,7 @@ def test_per_level_metrics():
     assert all(np.isfinite(v) for v in logs.values())
 
 
+@pytest.mark.large
 def test_keras_file_round_trip(tmp_path):
     model = VQVAE2(data_variance=0.06, **TINY)
     model.build((None, 32, 32, 3))

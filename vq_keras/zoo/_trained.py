@@ -72,6 +72,9 @@ def headline(folder):
     if any(values.get("bits_per_code") is not None for values in levels.values()):
         bits = ", ".join(named(level, f"{values['bits_per_code']:.2f}") for level, values in levels.items())
         return f"trained: {bits} bits per code on {where}"
+    if any("masked_token_loss" in values for values in levels.values()):  # a masked prior: no exact likelihood
+        loss = ", ".join(named(level, f"{values['masked_token_loss']:.3f}") for level, values in levels.items())
+        return f"trained: masked-token loss {loss} nats per masked code on {where}"
     usage = ", ".join(named(level, f"{values['codebook_usage']:.0%}") for level, values in levels.items())
     return (
         f"trained: MSE/variance {results['mse_over_variance']:.4f}, PSNR {results['psnr']:.2f} dB, "
