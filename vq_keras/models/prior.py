@@ -130,7 +130,6 @@ class Prior(keras.Model):
 
     METRIC_NAMES = ("loss", "bits_per_code", "accuracy")
 
-
     def __init__(
         self,
         num_embeddings,
