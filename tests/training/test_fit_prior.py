@@ -197,7 +197,7 @@ def test_stage2_trains_transformer_priors_for_each_level_of_a_vqvae2(tmp_path):
         (dict(prior="transformer", num_filters=8), "--num_filters does not apply to --prior=transformer "
          "(TransformerPrior), which would ignore it: it sets --prior=pixelcnn. Drop it, or pass --prior=pixelcnn."),
         (dict(prior="pixelcnn", hidden_dim=8), "--hidden_dim does not apply to --prior=pixelcnn (PixelCNNPrior), "
-         "which would ignore it: it sets --prior=transformer. Drop it, or pass --prior=transformer."),
+         "which would ignore it: it sets --prior=transformer|maskgit. Drop it, or pass --prior=transformer."),
     ],
 )
 def test_architecture_flags_that_do_not_fit_the_prior_kind_are_refused(flags, message):
