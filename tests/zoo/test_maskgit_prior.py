@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.zoo.conftest import prior_inputs
+from tests.zoo.conftest import prior_inputs, spread
 from vq_keras.zoo import PRIORS, VQVAE2, HierarchicalPrior, MaskGITPrior, TransformerPrior
 
 TINY = dict(num_layers=2, hidden_dim=16, num_heads=4)
@@ -20,14 +20,7 @@ GAMMA = {
 
 
 def _prior(grid_shape=(4, 6), **config):
-    prior = MaskGITPrior(10, grid_shape=grid_shape, **{**TINY, **config})
-    prior.build_if_needed()
-    rng = np.random.default_rng(0)
-    for weight in prior.weights:
-        if weight.path.endswith("bias"):
-            weight.assign(rng.normal(scale=0.5, size=weight.shape).astype("float32"))
-    prior.head.kernel.assign(prior.head.kernel * 5.0)
-    return prior
+    return spread(MaskGITPrior(10, grid_shape=grid_shape, **{**TINY, **config}))
 
 
 @pytest.mark.parametrize("schedule", sorted(GAMMA))

@@ -8,6 +8,7 @@ import keras
 
 import tensorflow_probability as tfp
 
+from tests.zoo.conftest import spread
 from vq_keras import metrics
 from vq_keras.zoo import VQVAE, VQVAE2, PixelCNNPrior, generate
 
@@ -34,19 +35,6 @@ def logit_dependence(prior, codes, labels=None, condition=None):
     jacobian = tf.reduce_sum(tf.abs(tape.jacobian(projected, embedded)), axis=-1).numpy()
     positions = codes.shape[1] * codes.shape[2]
     return jacobian.reshape(positions, positions) > 0
-
-
-def _spread(prior, seed=0):
-    """Random biases and larger logits: at initialisation the logits are all close to
-    0 (exactly 0 at the first position), so samples would hardly depend on temperature."""
-    prior.build_if_needed()
-    rng = np.random.default_rng(seed)
-    for weight in prior.weights:
-        if weight.path.endswith("bias"):
-            weight.assign(rng.normal(scale=0.5, size=weight.shape).astype("float32"))
-    logits = prior.head[-1]
-    logits.kernel.assign(logits.kernel * 5.0)
-    return prior
 
 
 def _earlier(positions):
@@ -112,7 +100,7 @@ def test_logits_depend_on_labels_and_condition():
 
 
 def test_same_seed_same_codes_and_one_compiled_function():
-    prior = _spread(PixelCNNPrior(16, grid_shape=(4, 5), **TINY))
+    prior = spread(PixelCNNPrior(16, grid_shape=(4, 5), **TINY))
     first = prior.sample(6, seed=3)
     assert first.dtype == tf.int32 and tuple(first.shape) == (6, 4, 5)
     assert int(tf.reduce_min(first)) >= 0 and int(tf.reduce_max(first)) < 16
@@ -143,7 +131,7 @@ def test_vertical_reach_is_the_receptive_field_in_rows(num_layers, kernel_size):
 
 
 def test_sampling_on_a_window_of_rows_equals_full_recomputation():
-    prior = _spread(PixelCNNPrior(10, num_classes=3, condition_num_embeddings=6, condition_upsampling=2, **TINY))
+    prior = spread(PixelCNNPrior(10, num_classes=3, condition_num_embeddings=6, condition_upsampling=2, **TINY))
     height, width, temperature, seed = 10, 4, 0.7, 5
     assert prior.sampling_window(height) < height
     labels, condition = np.array([0, 2, 1]), _codes(3, height // 2, width // 2, 6)
@@ -158,7 +146,7 @@ def test_sampling_on_a_window_of_rows_equals_full_recomputation():
 
 
 def test_low_temperature_sampling_is_greedy_decoding():
-    prior = _spread(PixelCNNPrior(8, num_layers=2, num_filters=8))
+    prior = spread(PixelCNNPrior(8, num_layers=2, num_filters=8))
     sampled = prior.sample(3, temperature=1e-4, seed=0, grid_shape=(3, 3)).numpy()
     greedy = np.zeros((3, 3, 3), "int32")
     for p in range(9):  # the slow reference: one full forward pass per position
@@ -181,7 +169,7 @@ def test_sampling_follows_the_model_distribution(temperature):
 
 
 def test_conditional_sampling():
-    prior = _spread(PixelCNNPrior(10, num_classes=3, condition_num_embeddings=6, condition_upsampling=2, **TINY))
+    prior = spread(PixelCNNPrior(10, num_classes=3, condition_num_embeddings=6, condition_upsampling=2, **TINY))
     condition = _codes(4, 2, 3, 6)
     codes = prior.sample(4, labels=1, condition=condition, seed=0)
     assert tuple(codes.shape) == (4, 4, 6)  # the condition grid times 2

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.zoo.conftest import cached_logits, prior_inputs
+from tests.zoo.conftest import assert_cached_and_full_draw_the_same, cached_logits, prior_inputs, spread
 from vq_keras.zoo import HierarchicalPrior, PixelCNNPrior
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
@@ -22,22 +22,10 @@ CONFIGS = {
 }
 
 
-def _spread(prior, seed=0):
-    """Random biases and larger logits, so that every code has a fair chance and
-    the draws depend on every layer."""
-    prior.build_if_needed()
-    rng = np.random.default_rng(seed)
-    for weight in prior.weights:
-        if weight.path.endswith("bias"):
-            weight.assign(rng.normal(scale=0.5, size=weight.shape).astype("float32"))
-    prior.head[-1].kernel.assign(prior.head[-1].kernel * 5.0)
-    return prior
-
-
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
 @pytest.mark.parametrize("num, height, width", [(2, 4, 6), (1, 6, 2), (3, 1, 1)], ids=["wide", "tall", "one code"])
 def test_cached_logits_equal_the_networks_at_every_position(config, num, height, width):
-    prior = _spread(PixelCNNPrior(10, **{**TINY, **config}))
+    prior = spread(PixelCNNPrior(10, **{**TINY, **config}))
     if config.get("condition_upsampling", 1) > 1 and (height % 2 or width % 2):
         height, width = 2 * height, 2 * width
     codes, labels, condition = prior_inputs(prior, num, height, width)
@@ -47,17 +35,13 @@ def test_cached_logits_equal_the_networks_at_every_position(config, num, height,
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
 def test_cached_and_full_sampling_draw_the_same_codes(config):
-    prior = _spread(PixelCNNPrior(10, **{**TINY, **config}))
+    prior = spread(PixelCNNPrior(10, **{**TINY, **config}))
     _, labels, condition = prior_inputs(prior, 3, 6, 4)
-    for seed in range(3):
-        arguments = dict(labels=labels, condition=condition, temperature=3.0, seed=seed, grid_shape=(6, 4))
-        cached = prior.sample(3, method="cached", **arguments).numpy()
-        np.testing.assert_array_equal(cached, prior.sample(3, method="full", **arguments).numpy())
-    assert len(np.unique(cached)) > 3  # the draws are not degenerate
+    assert_cached_and_full_draw_the_same(prior, 3, (6, 4), labels, condition)
 
 
 def test_cached_sampling_is_the_default_and_a_bad_method_is_a_clear_error():
-    prior = _spread(PixelCNNPrior(10, **TINY))
+    prior = spread(PixelCNNPrior(10, **TINY))
     prior.sample(2, seed=0, grid_shape=(2, 2))
     assert {key[-1] for key in prior._samplers.functions} == {"cached"}
     with pytest.raises(ValueError) as error:
@@ -72,7 +56,7 @@ def test_cached_sampling_is_the_default_and_a_bad_method_is_a_clear_error():
 def test_cached_sampling_under_mixed_precision(policy):
     keras.mixed_precision.set_dtype_policy(policy)
     try:
-        prior = _spread(PixelCNNPrior(10, **{**TINY, **CONFIGS["all"]}))
+        prior = spread(PixelCNNPrior(10, **{**TINY, **CONFIGS["all"]}))
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     codes, labels, condition = prior_inputs(prior, 2, 3, 4)
