@@ -1,8 +1,9 @@
 """Stage 2 of VQ-VAE: `python -m training.fit --stage=prior --autoencoder=PATH.keras`.
 
 Freezes a trained autoencoder, encodes the data set to code grids once
-(cached atomically on disk, reused by the next run), and trains a prior
-per code level (`--prior`: a gated PixelCNN or a transformer) with `model.fit`: for a VQVAE one prior, for a
+(cached atomically on disk, reused by the next run), and trains a prior per
+code level (`--prior`: pixelcnn, transformer or maskgit, vq_keras.zoo.PRIORS) with
+`model.fit`: for a VQVAE one prior, for a
 VQVAE2 the top prior and then each lower prior conditioned on the codes above.
 Each level logs to TensorBoard under <logdir>/<level>_prior, backs up there
 (a killed run resumes exactly, as stage 1 does: training/resume.py), and is saved as <logdir>/<level>_prior.keras as soon

@@ -40,7 +40,7 @@ def generate(
     shapes = generation_grids(autoencoder, prior, image_size)
     codes = prior.sample(
         num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0], method=method,
-        top_k=top_k, top_p=top_p, **({} if num_steps is None else {"num_steps": num_steps}),
+        top_k=top_k, top_p=top_p, num_steps=num_steps,
     )
     return ops.cast(autoencoder.decode(codes), "float32")
 
