@@ -11,18 +11,24 @@ from absl import flags
 
 from tests.conftest import REPO, SAMPLE_BITS_MARGIN, SAMPLE_MSE_MARGIN
 from training import evaluate
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, ImageClassifier, MaskGITPrior, PixelCNNPrior, TransformerPrior
 from vq_keras.zoo._trained import WEIGHT_FILES, resolve, saved_class_name, trained_entries
 
 ZOO = REPO / "zoo"
 ENTRIES = sorted(folder.name for folder in ZOO.iterdir() if any((folder / name).is_file() for name in WEIGHT_FILES))
+# The sample-quality classifier's entries; the others are autoencoders and priors (generators).
+CLASSIFIERS = [name for name in ENTRIES if (ZOO / name / ImageClassifier.PRESET_FILE).is_file()]
+GENERATORS = [name for name in ENTRIES if name not in CLASSIFIERS]
 PRIOR_CLASSES = (PixelCNNPrior, TransformerPrior, MaskGITPrior, HierarchicalPrior)
-CLASSES = {cls.__name__: cls for cls in (VQVAE, VQVAE2, *PRIOR_CLASSES)}
+CLASSES = {cls.__name__: cls for cls in (VQVAE, VQVAE2, ImageClassifier, *PRIOR_CLASSES)}
 CIFAR10_TEST_IMAGES = 10_000
+SAMPLE_FIGURES = {"num_samples", "seed", "classifier", "frechet_distance", "real_frechet_distance",
+                  "reconstruction_frechet_distance", "feature_dim", "num_reference_images"}
 
 
-def test_the_zoo_ships_the_four_entries():
+def test_the_zoo_ships_the_entries():
     assert {"vqvae_cifar10", "vqvae2_cifar10", "pixelcnn_vqvae_cifar10", "pixelcnn_vqvae2_cifar10"} <= set(ENTRIES)
+    assert CLASSIFIERS == ["classifier_cifar10"]
 
 
 def entry_class(name):
@@ -50,7 +56,7 @@ def measured_model(results):
     return REPO / results["model"] / "model.keras" if (REPO / results["model"]).is_dir() else REPO / results["model"]
 
 
-@pytest.mark.parametrize("name", ENTRIES)
+@pytest.mark.parametrize("name", GENERATORS)
 def test_recipe_parses_with_training_fit_flags(name):
     import training.fit  # noqa: F401  (defines the flags)
 
@@ -64,7 +70,7 @@ def test_recipe_parses_with_training_fit_flags(name):
         assert (REPO / parsed.autoencoder).resolve() == measured_model(results).resolve()
 
 
-@pytest.mark.parametrize("name", ENTRIES)
+@pytest.mark.parametrize("name", GENERATORS)
 def test_results_are_training_evaluate_on_the_full_test_split_and_the_card_shows_them(name):
     results = results_of(name)
     assert {"mse_over_variance", "psnr", "ssim", "levels", "commit", "dataset", "split"} <= set(results)
@@ -79,7 +85,43 @@ def test_results_are_training_evaluate_on_the_full_test_split_and_the_card_shows
     assert f"{evaluate.CARD_BEGIN}\n{evaluate.table(results)}\n{evaluate.CARD_END}" in card
 
 
-@pytest.mark.parametrize("name", ENTRIES)
+@pytest.mark.parametrize("name", [name for name in GENERATORS if entry_class(name) in PRIOR_CLASSES])
+def test_every_prior_has_its_samples_measured_on_the_shipped_classifier(name):
+    results = results_of(name)
+    figures = results["samples"]
+    assert SAMPLE_FIGURES <= set(figures) and figures["classifier"] == "classifier_cifar10"
+    assert figures["num_samples"] == 1000 and figures["num_reference_images"] == 50_000
+    conditional = entry_class(name).from_preset(name).num_classes is not None
+    assert {"class_accuracy", "real_class_accuracy", "reconstruction_class_accuracy"} <= set(figures) or not conditional
+    # the scale: held-out real images are closer to the training images than anything generated
+    assert figures["real_frechet_distance"] < figures["reconstruction_frechet_distance"] < figures["frechet_distance"]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_the_classifier_recipe_parses_with_fit_classifier_flags_and_its_card_gives_its_accuracy(name):
+    from training import fit_classifier
+
+    parsed = flags.FlagValues()
+    fit_classifier.define_flags(parsed)
+    parsed(["training.fit_classifier", f"--flagfile={ZOO / name / 'recipe.flags'}"])
+    results = results_of(name)
+    assert (parsed.dataset, parsed.epochs, parsed.seed) == (results["dataset"], results["epochs"], results["seed"])
+    assert (results["dataset"], results["split"], results["num_images"]) == ("cifar10", "test", CIFAR10_TEST_IMAGES)
+    assert f"{results['test_accuracy']:.2%}" in (ZOO / name / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_the_classifier_on_the_bundled_sample_scores_what_its_card_says(name):
+    from training.data.pipeline import SAMPLE_PATH
+
+    with np.load(SAMPLE_PATH) as arrays:
+        images, labels = (arrays["test_images"] / np.float32(255)).astype("float32"), arrays["test_labels"]
+    accuracy = np.mean(np.asarray(ImageClassifier.from_preset(name).predict_labels(images)) == labels)
+    # 300 images: a standard error of about 2.5 points
+    assert abs(accuracy - results_of(name)["test_accuracy"]) < 0.08
+
+
+@pytest.mark.parametrize("name", GENERATORS)
 @pytest.mark.large
 def test_on_the_bundled_sample_it_measures_what_the_card_implies(name):
     card = results_of(name)

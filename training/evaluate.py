@@ -10,8 +10,11 @@ level perplexity, codes used and, with a prior, bits per code), prints them as a
 them as JSON with the commit, data set and split they were measured on. `--card=README.md` also
 writes that table into a model card (between the markers CARD_BEGIN and CARD_END, appended if it
 has none), and `--picture=reconstructions.png` the first 8 held-out images above their
-reconstructions, each pixel shown as --picture_scale pixels. A prior that does not fit the model,
-or images the model cannot take, are an error before any data is read.
+reconstructions, each pixel shown as --picture_scale pixels. `--samples=1000` also draws 1000
+images from the prior and reports their Frechet distance to the training images and their class
+accuracy on `--classifier`'s features, beside the same figures for 1000 held-out images and their
+reconstructions (`vq_keras.sample_quality`). A prior that does not fit the model, or images the
+model cannot take, are an error before any data is read.
 """
 
 import os
@@ -38,6 +41,7 @@ from training.data.images import parse_image_size  # noqa: E402
 from training.errors import UsageError  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.evaluation import evaluate  # noqa: E402
+from vq_keras.sample_quality import sample_quality  # noqa: E402
 from vq_keras.zoo.generation import generation_grids  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -57,6 +61,12 @@ def define_flags():
     flags.DEFINE_string("card", None, "A model card (Markdown) to write the results table into.")
     flags.DEFINE_string("picture", None, "A PNG to write 8 held-out images and their reconstructions to.")
     flags.DEFINE_integer("picture_scale", 4, "Screen pixels per image pixel in --picture (nearest neighbour).")
+    flags.DEFINE_integer(
+        "samples", 0, "With --prior: draw this many images and measure them (Frechet distance and class accuracy "
+        "on --classifier's features; vq_keras.sample_quality). 0: do not sample."
+    )
+    flags.DEFINE_string("classifier", "classifier_cifar10", "--samples: the ImageClassifier whose features measure the images.")
+    flags.DEFINE_integer("seed", 0, "--samples: the seed of the first 100 samples (each next 100: +1).")
 
 
 def to_unit_interval(images):
@@ -68,6 +78,28 @@ def measured(model, prior, images, variance):
     try:
         with naming_bad_images():
             return evaluate(model, images, variance, prior=prior)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def check_sampling_flags(prior_path, samples, seed):
+    if samples < 0 or samples == 1:
+        raise UsageError(f"--samples must be 0 (no sampling) or at least 2. Received: --samples={samples}")
+    if samples and not prior_path:
+        raise UsageError(f"--samples={samples} draws images from a prior: pass --prior too.")
+    if not 0 <= seed < 2**31:
+        raise UsageError(f"--seed must be in [0, 2**31). Received: --seed={seed}")
+
+
+def measured_samples(model, prior, classifier, reference, held_out, samples, seed):
+    """`sample_quality`'s figures, with images the classifier cannot take as a UsageError."""
+    if classifier.num_channels != model.num_channels:
+        raise UsageError(
+            f"--classifier takes images of {classifier.num_channels} channels, but --model makes {model.num_channels}."
+        )
+    try:
+        with naming_bad_images():
+            return sample_quality(model, prior, classifier, reference, held_out, samples, seed)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -111,9 +143,10 @@ def commit():
 
 
 def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_size=100, output=None, card=None,
-        picture=None, picture_scale=4):
+        picture=None, picture_scale=4, samples=0, classifier="classifier_cifar10", seed=0):
     """Loads, checks, measures and writes the results (to `output`, `card`, `picture` if given);
-    returns them."""
+    returns them. With `samples` > 0 they hold `vq_keras.sample_quality`'s figures under "samples"."""
+    check_sampling_flags(prior_path, samples, seed)
     if batch_size < 1:
         raise UsageError(f"--batch_size must be a positive integer. Received: --batch_size={batch_size}")
     if picture_scale < 1:
@@ -123,6 +156,7 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
             raise UsageError(f"{flag}={path}: {why_not_writable(path)}. Pass a {kind} path in a folder you can write to.")
     model = model_files.load_autoencoder(model_path, "--model")
     prior = model_files.load_prior(prior_path, "--prior") if prior_path else None
+    measure = model_files.load_classifier(classifier, "--classifier") if samples else None
     size = parse_image_size(image_size)
     image_shape = image_spec_or_none(dataset, data_dir, size)
     check_images_fit(model, image_shape, dataset)
@@ -144,6 +178,11 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
         "dataset": dataset, "split": held_out_split(dataset, data_dir), "image_size": image_size,
         **measured(model, prior, images, variance), "commit": commit(),
     }
+    if samples:
+        reference = train.batch(batch_size).map(to_unit_interval)
+        results["samples"] = {
+            "classifier": str(classifier), **measured_samples(model, prior, measure, reference, images, samples, seed),
+        }
     if output:
         with atomic_file(output) as temporary:
             temporary.write_text(json.dumps(results, indent=1) + "\n")
@@ -173,7 +212,27 @@ def table(results):
         lines.append(
             f"| {name} | {level['num_embeddings']} | {level['perplexity']:.1f} | {level['codebook_usage']:.1%} | {bits} |"
         )
+    if "samples" in results:
+        lines += ["", *sample_table(results["samples"])]
     return "\n".join(lines)
+
+
+def sample_table(figures):
+    """The lines of `sample_quality`'s figures: the samples' beside the real and reconstructed scale."""
+    accuracy = lambda prefix: (  # noqa: E731
+        f"{figures[prefix + 'class_accuracy']:.1%}" if prefix + "class_accuracy" in figures else "-"
+    )
+    return [
+        f"{figures['num_samples']} samples (seed {figures['seed']}) against the {figures['num_reference_images']} "
+        f"training images, on {figures['classifier']}'s {figures['feature_dim']} features (not Inception's: "
+        "compare within this table):",
+        "",
+        "| images | Frechet distance | class accuracy |",
+        "| --- | ---: | ---: |",
+        f"| samples | {figures['frechet_distance']:.4g} | {accuracy('')} |",
+        f"| held-out real images (the scale) | {figures['real_frechet_distance']:.4g} | {accuracy('real_')} |",
+        f"| their reconstructions | {figures['reconstruction_frechet_distance']:.4g} | {accuracy('reconstruction_')} |",
+    ]
 
 
 def write_card(card, results):
@@ -209,7 +268,7 @@ def main(argv):
     try:
         results = run(
             FLAGS.model, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, FLAGS.output,
-            FLAGS.card, FLAGS.picture, FLAGS.picture_scale,
+            FLAGS.card, FLAGS.picture, FLAGS.picture_scale, FLAGS.samples, FLAGS.classifier, FLAGS.seed,
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -17,7 +17,7 @@ import keras
 
 from training.errors import UsageError
 from vq_keras.models import Prior
-from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
+from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, ImageClassifier, PixelCNNPrior
 from vq_keras.zoo._trained import looks_like_path, resolve, trained_entries
 
 AUTOENCODER_FILE = (
@@ -40,6 +40,15 @@ def load_prior(path, flag):
     in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's name, or a folder
     holding prior.keras)."""
     return load_model_file(located(path, PixelCNNPrior.PRESET_FILE), flag, (Prior, HierarchicalPrior), PRIOR_FILE)
+
+
+def load_classifier(path, flag):
+    """The ImageClassifier in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's
+    name, or a folder holding classifier.keras)."""
+    return load_model_file(
+        located(path, ImageClassifier.PRESET_FILE), flag, (ImageClassifier,),
+        "an ImageClassifier's classifier.keras (written by training.fit_classifier), e.g. classifier_cifar10",
+    )
 
 
 def fitting_size(model, height, width):

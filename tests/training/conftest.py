@@ -27,14 +27,16 @@ def fit_run(tmp_path_factory):
     return logdir, result
 
 
+TINY_CLASSIFIER = dict(widths=(4, 8), blocks_per_stage=1)
 TINY_AUTOENCODER = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_files(tmp_path_factory):
     """A folder with an untrained tiny VQVAE (model.keras), a PixelCNNPrior over its 8x8 codes
-    (prior.keras) and a class-conditional one with 3 classes (conditional_prior.keras)."""
-    from vq_keras.zoo import VQVAE, PixelCNNPrior
+    (prior.keras), a class-conditional one with 3 classes (conditional_prior.keras) and an
+    ImageClassifier (classifier.keras)."""
+    from vq_keras.zoo import VQVAE, ImageClassifier, PixelCNNPrior
 
     root = tmp_path_factory.mktemp("tiny_models")
     autoencoder = VQVAE(**TINY_AUTOENCODER)
@@ -44,6 +46,9 @@ def tiny_model_files(tmp_path_factory):
         prior = PixelCNNPrior(16, num_layers=1, num_filters=8, grid_shape=(8, 8), num_classes=num_classes)
         prior.build_if_needed()
         prior.save(root / name)
+    classifier = ImageClassifier(**TINY_CLASSIFIER)
+    classifier.build_if_needed()
+    classifier.save(root / "classifier.keras")
     return root
 
 

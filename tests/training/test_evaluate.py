@@ -70,3 +70,39 @@ def test_the_cli_names_unknown_presets_and_lists_the_shipped_ones():
     assert result.returncode == 2
     assert "--model=no_such_entry: no such file or trained preset (shipped: " in result.stderr
     assert "vqvae_cifar10" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_samples_are_measured_on_the_classifier_against_the_training_images(tiny_model_files, sample, tmp_path):
+    from vq_keras.sample_quality import sample_quality
+
+    results = evaluate.run(
+        tiny_model_files, tiny_model_files / "prior.keras", "cifar10_sample", samples=20, seed=4,
+        classifier=tiny_model_files / "classifier.keras", card=tmp_path / "README.md",
+    )
+    train, test = ((images / np.float32(255)).astype(np.float32) for images in sample)
+    load = lambda name: keras.saving.load_model(tiny_model_files / name)  # noqa: E731
+    expected = sample_quality(load("model.keras"), load("prior.keras"), load("classifier.keras"), [train], [test], 20, 4)
+    figures = results["samples"]
+    assert figures["classifier"] == str(tiny_model_files / "classifier.keras")
+    assert {key: figures[key] for key in expected} == pytest.approx(expected, rel=1e-4)
+    assert figures["num_reference_images"] == len(train) and "class_accuracy" not in figures  # an unconditional prior
+    assert evaluate.sample_table(figures)[-3].startswith(f"| samples | {figures['frechet_distance']:.4g} | - |")
+    assert "\n".join(evaluate.sample_table(figures)) in (tmp_path / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "prior, samples, message",
+    [
+        (None, 10, "--samples=10 draws images from a prior: pass --prior too"),
+        ("prior.keras", 1, "--samples must be 0 .* or at least 2. Received: --samples=1"),
+    ],
+)
+def test_bad_sampling_flags_are_refused(tiny_model_files, prior, samples, message):
+    with pytest.raises(UsageError, match=message):
+        evaluate.run(tiny_model_files, prior and tiny_model_files / prior, "cifar10_sample", samples=samples)
+
+
+def test_a_classifier_flag_that_names_no_classifier_is_refused(tiny_model_files):
+    with pytest.raises(UsageError, match="--classifier=.*holds a VQVAE, not a ImageClassifier"):
+        evaluate.run(tiny_model_files, tiny_model_files / "prior.keras", "cifar10_sample", samples=10,
+                     classifier=tiny_model_files / "model.keras")

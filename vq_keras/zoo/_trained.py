@@ -1,7 +1,8 @@
 """Trained presets: the zoo entries shipped with the package, and local entry folders.
 
 An entry is a folder holding the weights (`model.keras` for an autoencoder,
-`prior.keras` for a prior), `results.json` (written by `training.evaluate`),
+`prior.keras` for a prior, `classifier.keras` for the sample-quality classifier), `results.json`
+(written by `training.evaluate`, or `training.fit_classifier`),
 `recipe.flags` and the card. setup.py installs the repository's `zoo/` folder as the
 package data `vq_keras/trained/`; a source checkout reads `zoo/` where it is. Nothing
 is downloaded.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-WEIGHT_FILES = ("model.keras", "prior.keras")
+WEIGHT_FILES = ("model.keras", "prior.keras", "classifier.keras")
 
 
 def entries_root():
@@ -66,6 +67,8 @@ def headline(folder):
     if not results:
         return "trained (no results.json)"
     where = f"{results.get('dataset', '?')} {results.get('split', '?')}"
+    if "test_accuracy" in results:  # the sample-quality classifier
+        return f"trained: accuracy {results['test_accuracy']:.1%} on {where}"
     levels = results.get("levels", {})
     # A single level ("codes") needs no name.
     named = lambda level, text: text if len(levels) == 1 else f"{level} {text}"  # noqa: E731
