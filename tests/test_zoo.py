@@ -50,7 +50,7 @@ def test_loads_by_name_and_by_folder_with_the_same_weights(name):
 
 
 def measured_model(results):
-    """The model.keras an entry's results were measured with (`--model` took a name or a path)."""
+    """The model.keras an entry's results were measured with (`--autoencoder` took a name or a path)."""
     if results["model"] in trained_entries():
         return resolve(results["model"], "model.keras")
     return REPO / results["model"] / "model.keras" if (REPO / results["model"]).is_dir() else REPO / results["model"]

@@ -1,10 +1,10 @@
 """Measures a trained autoencoder, and a prior over its codes, on a data set's held-out split.
 
-    python -m training.evaluate --model=vqvae_cifar10 --prior=pixelcnn_vqvae_cifar10 \
+    python -m training.evaluate --autoencoder=vqvae_cifar10 --prior=pixelcnn_vqvae_cifar10 \
         --dataset=cifar10 --data_dir=../shared/tfds --output=results.json
 
---model and --prior take a shipped zoo entry's name (VQVAE.presets() lists them), an entry or run
-folder, or a .keras file. Over the whole held-out split it measures what
+--autoencoder (alias --model) and --prior take a shipped zoo entry's name (VQVAE.presets() lists
+them), an entry or run folder, or a .keras file. Over the whole held-out split it measures what
 `vq_keras.evaluation.evaluate` does (reconstruction MSE / training pixel variance, PSNR, SSIM; per
 level perplexity, codes used and, with a prior, bits per code), prints them as a table and writes
 them as JSON with the commit, data set and split they were measured on. `--card=README.md` also
@@ -39,6 +39,7 @@ from training.callbacks import tile  # noqa: E402
 from training.data import held_out_split, image_spec_or_none, naming_bad_images, pixel_variance, read_splits  # noqa: E402
 from training.data.images import parse_image_size  # noqa: E402
 from training.errors import UsageError  # noqa: E402
+from training.flags import check_sampling, define_sampling_flags, sampling_arguments  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.evaluation import evaluate  # noqa: E402
 from vq_keras.sample_quality import sample_quality  # noqa: E402
@@ -51,7 +52,10 @@ PICTURE_IMAGES = 8
 
 
 def define_flags():
-    flags.DEFINE_string("model", None, "The autoencoder: a zoo entry's name, an entry or run folder, or a .keras file.")
+    flags.DEFINE_string(
+        "autoencoder", None, "The autoencoder: a zoo entry's name, an entry or run folder, or a .keras file."
+    )
+    flags.DEFINE_alias("model", "autoencoder")  # its name before every tool said --autoencoder
     flags.DEFINE_string("prior", None, "Optional prior over its codes: an entry's name, a folder or a .keras file.")
     flags.DEFINE_string("dataset", "cifar10", "Data set: a TFDS name, cifar10_sample (bundled) or folder:PATH.")
     flags.DEFINE_string("data_dir", None, "TFDS data directory (e.g. ../shared/tfds).")
@@ -66,7 +70,7 @@ def define_flags():
         "on --classifier's features; vq_keras.sample_quality). 0: do not sample."
     )
     flags.DEFINE_string("classifier", "classifier_cifar10", "--samples: the ImageClassifier whose features measure the images.")
-    flags.DEFINE_integer("seed", 0, "--samples: the seed of the first 100 samples (each next 100: +1).")
+    define_sampling_flags("--samples: the seed of the first 100 samples (each next 100: +1).")
 
 
 def to_unit_interval(images):
@@ -82,24 +86,23 @@ def measured(model, prior, images, variance):
         raise UsageError(str(error)) from None
 
 
-def check_sampling_flags(prior_path, samples, seed):
+def check_sampling_flags(prior_path, samples, seed, sampling):
     if samples < 0 or samples == 1:
         raise UsageError(f"--samples must be 0 (no sampling) or at least 2. Received: --samples={samples}")
     if samples and not prior_path:
         raise UsageError(f"--samples={samples} draws images from a prior: pass --prior too.")
-    if not 0 <= seed < 2**31:
-        raise UsageError(f"--seed must be in [0, 2**31). Received: --seed={seed}")
+    check_sampling(seed, **sampling)
 
 
-def measured_samples(model, prior, classifier, reference, held_out, samples, seed):
+def measured_samples(model, prior, classifier, reference, held_out, samples, seed, sampling):
     """`sample_quality`'s figures, with images the classifier cannot take as a UsageError."""
     if classifier.num_channels != model.num_channels:
         raise UsageError(
-            f"--classifier takes images of {classifier.num_channels} channels, but --model makes {model.num_channels}."
+            f"--classifier takes images of {classifier.num_channels} channels, but --autoencoder makes {model.num_channels}."
         )
     try:
         with naming_bad_images():
-            return sample_quality(model, prior, classifier, reference, held_out, samples, seed)
+            return sample_quality(model, prior, classifier, reference, held_out, samples, seed, **sampling)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -114,7 +117,7 @@ def check_images_fit(model, image_shape, dataset):
         hint = ""
         if image_shape[-1] == model.num_channels and None not in image_shape[:2]:
             hint = f" Pass --image_size={model_files.fitting_size(model, *image_shape[:2])} to resize them, as in training."
-        raise UsageError(f"--dataset={dataset} does not fit --model: {error}{hint}") from None
+        raise UsageError(f"--dataset={dataset} does not fit --autoencoder: {error}{hint}") from None
 
 
 def check_prior_fits(model, prior, image_shape):
@@ -124,7 +127,7 @@ def check_prior_fits(model, prior, image_shape):
     try:
         generation_grids(model, prior, image_shape[:2] if image_shape and None not in image_shape[:2] else None)
     except (TypeError, ValueError) as error:
-        raise UsageError(f"--prior does not fit --model: {error}") from None
+        raise UsageError(f"--prior does not fit --autoencoder: {error}") from None
 
 
 def commit():
@@ -143,10 +146,12 @@ def commit():
 
 
 def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_size=100, output=None, card=None,
-        picture=None, picture_scale=4, samples=0, classifier="classifier_cifar10", seed=0):
+        picture=None, picture_scale=4, samples=0, classifier="classifier_cifar10", seed=0, sampling=None):
     """Loads, checks, measures and writes the results (to `output`, `card`, `picture` if given);
-    returns them. With `samples` > 0 they hold `vq_keras.sample_quality`'s figures under "samples"."""
-    check_sampling_flags(prior_path, samples, seed)
+    returns them. With `samples` > 0 they hold `vq_keras.sample_quality`'s figures under "samples",
+    the images drawn with `sampling` (`generate`'s temperature, top_k, top_p, num_steps)."""
+    sampling = {name: value for name, value in (sampling or {}).items() if value is not None}
+    check_sampling_flags(prior_path, samples, seed, sampling)
     if batch_size < 1:
         raise UsageError(f"--batch_size must be a positive integer. Received: --batch_size={batch_size}")
     if picture_scale < 1:
@@ -154,7 +159,7 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     for flag, path, kind in (("--output", output, ".json"), ("--card", card, ".md"), ("--picture", picture, ".png")):
         if path and why_not_writable(path):
             raise UsageError(f"{flag}={path}: {why_not_writable(path)}. Pass a {kind} path in a folder you can write to.")
-    model = model_files.load_autoencoder(model_path, "--model")
+    model = model_files.load_autoencoder(model_path, "--autoencoder")
     prior = model_files.load_prior(prior_path, "--prior") if prior_path else None
     measure = model_files.load_classifier(classifier, "--classifier") if samples else None
     size = parse_image_size(image_size)
@@ -181,7 +186,8 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     if samples:
         reference = train.batch(batch_size).map(to_unit_interval)
         results["samples"] = {
-            "classifier": str(classifier), **measured_samples(model, prior, measure, reference, images, samples, seed),
+            "classifier": str(classifier), "sampling": sampling,
+            **measured_samples(model, prior, measure, reference, images, samples, seed, sampling),
         }
     if output:
         with atomic_file(output) as temporary:
@@ -222,8 +228,9 @@ def sample_table(figures):
     accuracy = lambda prefix: (  # noqa: E731
         f"{figures[prefix + 'class_accuracy']:.1%}" if prefix + "class_accuracy" in figures else "-"
     )
+    drawn = ", ".join(f"{name} {value}" for name, value in figures.get("sampling", {}).items()) or "as trained"
     return [
-        f"{figures['num_samples']} samples (seed {figures['seed']}) against the {figures['num_reference_images']} "
+        f"{figures['num_samples']} samples (seed {figures['seed']}, {drawn}) against the {figures['num_reference_images']} "
         f"training images, on {figures['classifier']}'s {figures['feature_dim']} features (not Inception's: "
         "compare within this table):",
         "",
@@ -267,8 +274,9 @@ def main(argv):
     FLAGS = flags.FLAGS
     try:
         results = run(
-            FLAGS.model, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, FLAGS.output,
+            FLAGS.autoencoder, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, FLAGS.output,
             FLAGS.card, FLAGS.picture, FLAGS.picture_scale, FLAGS.samples, FLAGS.classifier, FLAGS.seed,
+            sampling_arguments(FLAGS),
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

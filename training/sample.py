@@ -18,7 +18,6 @@ if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is i
 
     quiet_native_logs()
 
-import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -30,6 +29,7 @@ from absl import app, flags  # noqa: E402
 from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.errors import UsageError  # noqa: E402
+from training.flags import check_sampling, define_sampling_flags  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.zoo import generate  # noqa: E402
 
@@ -41,11 +41,7 @@ def define_flags():
     flags.DEFINE_string("autoencoder", None, "The model.keras of stage 1 (a VQVAE or VQVAE2).")
     flags.DEFINE_string("prior", None, "The prior.keras of stage 2 (--stage=prior).")
     flags.DEFINE_integer("num", 64, f"Number of images, at most {MAX_NUM} (one batch, one grid).")
-    flags.DEFINE_integer("seed", 0, "Sampling seed in [0, 2**31); the same seed gives the same images.")
-    flags.DEFINE_float("temperature", 1.0, "Softmax temperature (> 0); below 1 sharpens the distribution.")
-    flags.DEFINE_integer("top_k", None, "Draw each code among its top_k most probable codes (default: all).")
-    flags.DEFINE_float("top_p", None, "Nucleus sampling: draw among the most probable codes whose probabilities sum to top_p, in (0, 1].")
-    flags.DEFINE_integer("num_steps", None, "Masked priors (MaskGIT): parallel decoding steps (default: the prior's).")
+    define_sampling_flags("Sampling seed in [0, 2**31); the same seed gives the same images.")
     flags.DEFINE_list("labels", None, "Class-conditional priors: the classes, one row each (default: all).")
     flags.DEFINE_integer("columns", None, "Images per row, 1 to --num (default: a square grid, or --num / classes).")
     flags.DEFINE_integer("scale", 1, "Screen pixels per image pixel across and down (nearest neighbour), 1 to 16.")
@@ -90,28 +86,7 @@ def check_flags(num, seed, temperature, columns, out, scale=1, top_k=None, top_p
             f"--num must be in [1, {MAX_NUM}]: the images are sampled as one batch and written as one grid. "
             f"Received: --num={num}. For more images, run again with other --seed values."
         )
-    if not 0 <= seed < 2**31:
-        raise UsageError(f"--seed must be an integer in [0, 2**31) = [0, {2**31 - 1}]. Received: --seed={seed}")
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise UsageError(
-            "--temperature must be a finite number > 0 (1 samples the prior as trained; below 1 sharpens it, "
-            f"above 1 flattens it). Received: --temperature={temperature}"
-        )
-    if top_k is not None and top_k < 1:
-        raise UsageError(
-            f"--top_k must be at least 1 (draw each code among its top_k most probable codes), or left out to draw "
-            f"among all. Received: --top_k={top_k}"
-        )
-    if top_p is not None and not 0 < top_p <= 1:
-        raise UsageError(
-            "--top_p must be in (0, 1] (draw among the most probable codes whose probabilities sum to top_p), or "
-            f"left out to draw among all. Received: --top_p={top_p}"
-        )
-    if num_steps is not None and num_steps < 1:
-        raise UsageError(
-            f"--num_steps must be at least 1 (the parallel decoding steps of a masked prior), or left out for "
-            f"the prior's own. Received: --num_steps={num_steps}"
-        )
+    check_sampling(seed, temperature, top_k, top_p, num_steps)
     if columns is not None and not 1 <= columns <= num:
         raise UsageError(
             f"--columns must be in [1, --num={num}] (images per row), or left out for a square grid. "

@@ -55,7 +55,7 @@ def test_a_prior_over_other_codes_is_refused_before_reading_data(tiny_model_file
     prior.build_if_needed()
     prior.save(tmp_path / "prior.keras")
     monkeypatch.setattr(evaluate, "read_splits", lambda *a, **k: pytest.fail("the data set was read"))
-    with pytest.raises(UsageError, match="--prior does not fit --model.*num_embeddings=32.*num_embeddings=16"):
+    with pytest.raises(UsageError, match="--prior does not fit --autoencoder.*num_embeddings=32.*num_embeddings=16"):
         evaluate.run(tiny_model_files, tmp_path / "prior.keras", "cifar10_sample")
 
 
@@ -68,7 +68,7 @@ def test_images_the_model_cannot_take_are_refused_with_the_fix(tiny_model_files)
 def test_the_cli_names_unknown_presets_and_lists_the_shipped_ones():
     result = run_module("training.evaluate", "--model=no_such_entry", "--dataset=cifar10_sample")
     assert result.returncode == 2
-    assert "--model=no_such_entry: no such file or trained preset (shipped: " in result.stderr
+    assert "--autoencoder=no_such_entry: no such file or trained preset (shipped: " in result.stderr
     assert "vqvae_cifar10" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -78,11 +78,15 @@ def test_samples_are_measured_on_the_classifier_against_the_training_images(tiny
     results = evaluate.run(
         tiny_model_files, tiny_model_files / "prior.keras", "cifar10_sample", samples=20, seed=4,
         classifier=tiny_model_files / "classifier.keras", card=tmp_path / "README.md",
+        sampling={"temperature": 0.5, "top_k": None},
     )
     train, test = ((images / np.float32(255)).astype(np.float32) for images in sample)
     load = lambda name: keras.saving.load_model(tiny_model_files / name)  # noqa: E731
-    expected = sample_quality(load("model.keras"), load("prior.keras"), load("classifier.keras"), [train], [test], 20, 4)
+    expected = sample_quality(
+        load("model.keras"), load("prior.keras"), load("classifier.keras"), [train], [test], 20, 4, temperature=0.5
+    )
     figures = results["samples"]
+    assert figures["sampling"] == {"temperature": 0.5}
     assert figures["classifier"] == str(tiny_model_files / "classifier.keras")
     assert {key: figures[key] for key in expected} == pytest.approx(expected, rel=1e-4)
     assert figures["num_reference_images"] == len(train) and "class_accuracy" not in figures  # an unconditional prior
@@ -91,15 +95,18 @@ def test_samples_are_measured_on_the_classifier_against_the_training_images(tiny
 
 
 @pytest.mark.parametrize(
-    "prior, samples, message",
+    "prior, samples, sampling, message",
     [
-        (None, 10, "--samples=10 draws images from a prior: pass --prior too"),
-        ("prior.keras", 1, "--samples must be 0 .* or at least 2. Received: --samples=1"),
+        (None, 10, {}, "--samples=10 draws images from a prior: pass --prior too"),
+        ("prior.keras", 1, {}, "--samples must be 0 .* or at least 2. Received: --samples=1"),
+        ("prior.keras", 10, {"temperature": 0.0}, "--temperature must be a finite number > 0.*Received: --temperature=0.0"),
+        ("prior.keras", 10, {"num_steps": 4}, "num_steps"),  # a PixelCNN prior has no decoding steps
     ],
 )
-def test_bad_sampling_flags_are_refused(tiny_model_files, prior, samples, message):
+def test_bad_sampling_flags_are_refused(tiny_model_files, prior, samples, sampling, message):
     with pytest.raises(UsageError, match=message):
-        evaluate.run(tiny_model_files, prior and tiny_model_files / prior, "cifar10_sample", samples=samples)
+        evaluate.run(tiny_model_files, prior and tiny_model_files / prior, "cifar10_sample", samples=samples,
+                     classifier=tiny_model_files / "classifier.keras", sampling=sampling)
 
 
 def test_a_classifier_flag_that_names_no_classifier_is_refused(tiny_model_files):
