@@ -53,8 +53,8 @@ def load_classifier(path, flag):
 
 def fitting_size(model, height, width):
     """The largest square size, at most the images' shorter side, that `model` takes."""
-    step = model.downsampling
-    return max(step, min(height, width) // step * step)
+    factor = model.downsampling
+    return max(factor, min(height, width) // factor * factor)
 
 
 def located(path, file_name):

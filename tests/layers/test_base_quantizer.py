@@ -220,5 +220,5 @@ def test_lookup_refuses_codes_outside_the_codebook_eagerly_and_in_graphs(cls):
         assert str(error.value) == f"{message} Received: {received}"
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
             tf.function(layer.lookup)(tf.constant(codes))
-    with pytest.raises(TypeError, match=rf"{cls.__name__} expects integer code indices in lookup\(\). Received: dtype=float32"):
+    with pytest.raises(TypeError, match=rf"{cls.__name__} expects integer codes in lookup\(\). Received: dtype=float32"):
         layer.lookup(np.array([1.0], "float32"))

@@ -92,7 +92,7 @@ def test_wrong_last_axis_and_bad_codes_are_clear_errors():
         layer(np.zeros((2, 3, 64), "float32"))
     with pytest.raises(ValueError, match=r"expects codes in \[0, num_embeddings=1000\)"):
         layer.lookup(np.array([0, 1000], "int32"))
-    with pytest.raises(TypeError, match=r"expects integer code indices"):
+    with pytest.raises(TypeError, match=r"expects integer codes"):
         layer.lookup(np.array([0.0]))
 
 

@@ -246,3 +246,17 @@ def test_mirrored_replicas_of_every_quantizer_equal_one_device_on_the_whole_batc
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("VectorQuantizer", "VectorQuantizerEMA", "FiniteScalarQuantizer", "ResidualVectorQuantizer"):
         assert f"{name} replicas agree" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("kind", sorted(QUANTIZERS))
+def test_lookup_takes_codes_and_its_old_keyword_indices_with_a_deprecation_warning(kind):
+    layer = make_quantizer(kind, num_embeddings=8, embedding_dim=4, levels=(4, 2), num_quantizers=2)
+    inputs = np.random.default_rng(0).normal(size=(3, layer.embedding_dim)).astype("float32")
+    layer(inputs)
+    codes = layer.encode(inputs)
+    expected = layer.lookup(codes).numpy()
+    np.testing.assert_array_equal(layer.lookup(codes=codes).numpy(), expected)
+    with pytest.warns(DeprecationWarning, match=r"lookup\(indices=...\) is deprecated: pass .* lookup\(codes=...\)"):
+        np.testing.assert_array_equal(layer.lookup(indices=codes).numpy(), expected)
+    with pytest.raises(TypeError, match="takes codes \\(or its old name indices\\), not both"):
+        layer.lookup(codes, indices=codes)

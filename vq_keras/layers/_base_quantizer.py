@@ -40,6 +40,8 @@ quantizer ("vq", "ema", "fsq", "rvq"); `make_quantizer(kind, **arguments)` build
 `Quantizer` subclass and one line in that registry.
 """
 
+import warnings
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -126,7 +128,7 @@ class Quantizer(keras.layers.Layer):
             raise TypeError(
                 f"{type(self).__name__} expects floating-point inputs (the encoder "
                 f"output z_e). Received: dtype={dtype}. Cast the inputs to float32 "
-                "first, or pass integer code indices to `lookup()` instead."
+                "first, or pass integer codes to `lookup()` instead."
             )
 
     def _check_last_axis(self, input_shape):
@@ -137,19 +139,42 @@ class Quantizer(keras.layers.Layer):
                 f"input_shape={tuple(input_shape)}"
             )
 
-    def _checked_codes(self, indices):
-        """int `indices` with their range checked (eagerly, or by an assertion in a graph)."""
+    def lookup(self, codes=None, *, indices=None):
+        """Returns the float32 vectors (..., embedding_dim) for int codes in [0, num_embeddings).
+
+        Other codes are an error, never a wrapped (-1: the last code) or zero lookup:
+        eagerly a TypeError (not integers) or ValueError; in a graph an assertion that
+        runs before the gather (XLA drops assertions). `indices=`, the argument's old name,
+        still works with a DeprecationWarning. Subclasses implement `_lookup(codes)`."""
+        if indices is not None:
+            if codes is not None:
+                raise TypeError(f"{type(self).__name__}.lookup takes codes (or its old name indices), not both.")
+            warnings.warn(
+                "lookup(indices=...) is deprecated: pass the same int codes as lookup(codes=...).",
+                DeprecationWarning, stacklevel=2,
+            )
+            codes = indices
+        if codes is None:
+            raise TypeError(f"{type(self).__name__}.lookup() needs codes: int codes in [0, num_embeddings).")
+        return self._lookup(codes)
+
+    def _lookup(self, codes):
+        """The vectors of `codes` (the subclass checks them with `_checked_codes`)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _lookup(codes).")
+
+    def _checked_codes(self, codes):
+        """int codes with their range checked (eagerly, or by an assertion in a graph)."""
         name = type(self).__name__
-        if not hasattr(indices, "dtype"):
-            indices = ops.convert_to_tensor(indices)
-        dtype = keras.backend.standardize_dtype(indices.dtype)
+        if not hasattr(codes, "dtype"):
+            codes = ops.convert_to_tensor(codes)
+        dtype = keras.backend.standardize_dtype(codes.dtype)
         if not keras.backend.is_int_dtype(dtype):
             raise TypeError(
-                f"{name} expects integer code indices in lookup(). Received: dtype={dtype}. "
+                f"{name} expects integer codes in lookup(). Received: dtype={dtype}. "
                 "Pass the int32 codes from encode(), or cast them with tf.cast(..., 'int32')."
             )
         message = f"{name} expects codes in [0, num_embeddings={self.num_embeddings}) in lookup()."
-        return checked_range(indices, self.num_embeddings, message, what="codes")
+        return checked_range(codes, self.num_embeddings, message, what="codes")
 
     def _with_gradient(self, inputs, quantized, gradient="straight_through"):
         """`quantized` in value; its gradient reaches `inputs` by the chosen estimator."""
@@ -383,14 +408,8 @@ class BaseQuantizer(Quantizer):
         flat = self._to_lookup_space(ops.reshape(inputs, (-1, self.embedding_dim)))
         return ops.reshape(self._nearest(flat), ops.shape(inputs)[:-1])
 
-    def lookup(self, indices):
-        """Returns the float32 vectors (..., embedding_dim) for int code indices in
-        [0, num_embeddings).
-
-        Other indices are an error, never a wrapped (-1: the last code) or zero lookup:
-        eagerly a TypeError (not integers) or ValueError; in a graph an assertion that
-        runs before the gather (XLA drops assertions)."""
-        return self._from_lookup_space(self._gather(self._checked_codes(indices)))
+    def _lookup(self, codes):
+        return self._from_lookup_space(self._gather(self._checked_codes(codes)))
 
     def _gather(self, indices):
         return ops.take(self._codes_in_use(), indices, axis=0)

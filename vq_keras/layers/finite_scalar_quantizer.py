@@ -131,10 +131,10 @@ class FiniteScalarQuantizer(Quantizer):
         self._check_dtype(inputs)
         return self._codes_of(ops.round(self._bounded(ops.cast(inputs, "float32"))))
 
-    def lookup(self, indices):
+    def _lookup(self, codes):
         """Returns the float32 vectors (..., len(levels)) in [-1, 1] of int codes in
         [0, num_embeddings); other codes are an error (as `VectorQuantizer.lookup`)."""
-        codes = ops.cast(self._checked_codes(indices), "int32")[..., None]
+        codes = ops.cast(self._checked_codes(codes), "int32")[..., None]
         _, _, _, half_levels, bases = self._constants()
         levels = ops.convert_to_tensor(np.asarray(self.levels, dtype=np.int32))
         digits = ops.cast((codes // bases) % levels, "float32")

@@ -135,16 +135,16 @@ class ResidualVectorQuantizer(Quantizer):
             codes.append(stage_codes)
         return ops.stack(codes, axis=-1)
 
-    def lookup(self, indices):
-        """Returns the float32 sum of every stage's code vectors for int codes
+    def _lookup(self, codes):
+        """The float32 sum of every stage's code vectors for int codes
         (..., num_quantizers) in [0, num_embeddings); other codes are an error."""
-        indices = self._checked_codes(indices)
-        if indices.shape[-1] != self.num_quantizers:
+        codes = self._checked_codes(codes)
+        if codes.shape[-1] != self.num_quantizers:
             raise ValueError(
                 f"ResidualVectorQuantizer expects codes with a last axis of num_quantizers="
-                f"{self.num_quantizers} (one code per stage) in lookup(). Received: shape={tuple(indices.shape)}"
+                f"{self.num_quantizers} (one code per stage) in lookup(). Received: shape={tuple(codes.shape)}"
             )
-        return sum(stage.lookup(indices[..., i]) for i, stage in enumerate(self.stages))
+        return sum(stage.lookup(codes[..., i]) for i, stage in enumerate(self.stages))
 
     def get_config(self):
         config = super().get_config()

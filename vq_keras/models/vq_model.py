@@ -123,12 +123,12 @@ class VQModel(keras.Model):
                 f"num_channels={channels} (for example `from_preset(..., num_channels={channels})`), "
                 "or convert the images."
             )
-        step = self.downsampling
+        factor = self.downsampling
         for size in (height, width):
-            if size is not None and (size < step or size % step):
+            if size is not None and (size < factor or size % factor):
                 raise ValueError(
-                    f"{name} downsamples images by {step}, so height and width must be "
-                    f"positive multiples of {step} (e.g. {step * 7}, {step * 8}, {step * 16}). "
+                    f"{name} downsamples images by {factor}, so height and width must be "
+                    f"positive multiples of {factor} (e.g. {factor * 7}, {factor * 8}, {factor * 16}). "
                     f"Received: image size {height}x{width}. Crop or resize the images."
                 )
 
