@@ -97,13 +97,13 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
     size = parse_image_size(image_size)
     model = load_autoencoder(model_path, "--autoencoder")
     prior = None if prior_path is None else load_prior(prior_path, "--prior")
-    step = model.downsampling
+    factor = model.downsampling
     sizes = () if size is None else (size,) * 2 if isinstance(size, int) else size
-    if any(s < step or s % step for s in sizes):
+    if any(s < factor or s % factor for s in sizes):
         raise UsageError(
-            f"--image_size={image_size}: {type(model).__name__} downsamples images by {step}, so height and "
-            f"width must be positive multiples of {step} (e.g. {step * 4} or {step * 4}x{step * 8}). "
-            f"Leave out --image_size to accept any multiple of {step}."
+            f"--image_size={image_size}: {type(model).__name__} downsamples images by {factor}, so height and "
+            f"width must be positive multiples of {factor} (e.g. {factor * 4} or {factor * 4}x{factor * 8}). "
+            f"Leave out --image_size to accept any multiple of {factor}."
         )
     try:
         return export_saved_model(

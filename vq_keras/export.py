@@ -218,18 +218,18 @@ def _standardize_image_size(model, image_size):
     if image_size is None:
         return None
     size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else image_size
-    step = model.downsampling
+    factor = model.downsampling
     valid = (
         isinstance(size, (tuple, list))
         and len(size) == 2
         and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in size)
     )
-    if not valid or not all(s >= step and s % step == 0 for s in size):
+    if not valid or not all(s >= factor and s % factor == 0 for s in size):
         raise ValueError(
             f"export_saved_model expects image_size to be None, an int or (height, width), with height "
-            f"and width positive multiples of {step} ({type(model).__name__} downsamples images by "
-            f"{step}; e.g. {step * 4} or ({step * 4}, {step * 8})). Received: image_size={image_size!r}. "
-            f"Pass image_size=None to accept any multiple of {step}."
+            f"and width positive multiples of {factor} ({type(model).__name__} downsamples images by "
+            f"{factor}; e.g. {factor * 4} or ({factor * 4}, {factor * 8})). Received: image_size={image_size!r}. "
+            f"Pass image_size=None to accept any multiple of {factor}."
         )
     return tuple(int(s) for s in size)
 
@@ -282,7 +282,7 @@ class _Endpoints:
     def __init__(self, model, image_size):
         self.model = model
         self.image_size = image_size
-        self.step = int(model.downsampling)
+        self.downsampling = int(model.downsampling)
         self.channels = int(model.num_channels)
         self.num_embeddings = int(model.num_embeddings)
         # A residual quantizer's codes have a last axis of one code per stage.
@@ -292,7 +292,7 @@ class _Endpoints:
         self.grid_names = code_grid_names(model)
         self.grid_sizes = model.code_shapes(image_size) if image_size else None
         # Each grid's size is a fixed multiple of the top grid's (VQVAE2: bottom = 2 x top).
-        unit = model.code_shapes((self.step, self.step))
+        unit = model.code_shapes((self.downsampling, self.downsampling))
         self.grid_factors = [(h // unit[0][0], w // unit[0][1]) for h, w in unit]
 
     # Specs.
@@ -369,19 +369,19 @@ class _Endpoints:
                     tf.logical_and(tf.equal(height, self.image_size[0]), tf.equal(width, self.image_size[1])),
                     f"{signature} expects {self.image_size[0]}x{self.image_size[1]} images (exported with "
                     f"image_size={self.image_size}). Resize the images, or export with image_size=None "
-                    f"to accept any multiple of {self.step}. Received shape:",
+                    f"to accept any multiple of {self.downsampling}. Received shape:",
                     shape,
                 )
             )
         else:
-            step = self.step
+            factor = self.downsampling
             checks.append(
                 _assert(
                     tf.reduce_all(
-                        tf.stack([height >= step, width >= step, height % step == 0, width % step == 0])
+                        tf.stack([height >= factor, width >= factor, height % factor == 0, width % factor == 0])
                     ),
-                    f"{signature} expects image height and width to be positive multiples of {step} "
-                    f"(the model downsamples by {step}; e.g. {step * 4}x{step * 4}). Crop or resize the "
+                    f"{signature} expects image height and width to be positive multiples of {factor} "
+                    f"(the model downsamples by {factor}; e.g. {factor * 4}x{factor * 4}). Crop or resize the "
                     "images. Received shape:",
                     shape,
                 )
@@ -454,7 +454,7 @@ class _Endpoints:
                     top,
                 )
             )
-        example = self.model.code_shapes((self.step * 4, self.step * 4))
+        example = self.model.code_shapes((self.downsampling * 4, self.downsampling * 4))
         for name, (fh, fw), shape in zip(self.grid_names[1:], self.grid_factors[1:], shapes[1:]):
             top = shapes[0]
             fits = tf.stack([
@@ -466,7 +466,7 @@ class _Endpoints:
                     f"decode expects code grids of one batch of images: {name} must have the batch size "
                     f"of {self.grid_names[0]} and {fh}x its height and {fw}x its width (e.g. "
                     + ", ".join(f"{n} {h}x{w}" for n, (h, w) in zip(self.grid_names, example))
-                    + f" for {self.step * 4}x{self.step * 4} images). Received shapes of "
+                    + f" for {self.downsampling * 4}x{self.downsampling * 4} images). Received shapes of "
                     f"{self.grid_names[0]} and {name}:",
                     top,
                     shape,
