@@ -73,6 +73,9 @@ def test_generate_decodes_all_levels_of_a_vqvae2():
     assert float(tf.reduce_min(images)) >= 0.0 and float(tf.reduce_max(images)) <= 1.0
     codes = prior.sample(2, seed=4, image_size=(32, 32))
     np.testing.assert_allclose(images.numpy(), vqvae2.decode(codes).numpy(), atol=1e-6)
+    _, returned = generate(vqvae2, prior, num=2, seed=4, image_size=(32, 32), return_codes=True)
+    for level, expected in zip(returned, codes, strict=True):
+        np.testing.assert_array_equal(np.asarray(level), np.asarray(expected))
     vqvae = VQVAE(num_embeddings=16, **TINY_AUTOENCODER)
     with pytest.raises(ValueError) as error:
         generate(vqvae, prior, num=1, image_size=(32, 32))

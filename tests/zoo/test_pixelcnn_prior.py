@@ -410,6 +410,9 @@ def test_generate_decodes_sampled_codes_of_a_vqvae():
     np.testing.assert_array_equal(images.numpy(), vqvae.decode(codes).numpy())
     # Without image_size, the prior's grid_shape sets it: 4x4 codes -> 16x16 images.
     np.testing.assert_array_equal(generate(vqvae, prior, num=3, seed=2).numpy(), images.numpy())
+    same_images, same_codes = generate(vqvae, prior, num=3, seed=2, return_codes=True)
+    np.testing.assert_array_equal(same_images.numpy(), images.numpy())
+    np.testing.assert_array_equal(np.asarray(same_codes), np.asarray(codes))
     with pytest.raises(ValueError) as error:
         generate(vqvae, PixelCNNPrior(32, grid_shape=(4, 4), **TINY), num=1)
     assert str(error.value) == (

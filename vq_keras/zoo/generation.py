@@ -9,7 +9,7 @@ from vq_keras.zoo.hierarchical_prior import HierarchicalPrior
 
 def generate(
     autoencoder, prior, num, seed=0, labels=None, image_size=None, temperature=1.0, method=None,
-    top_k=None, top_p=None, num_steps=None,
+    top_k=None, top_p=None, num_steps=None, return_codes=False,
 ):
     """Samples codes from `prior` and decodes them into new images.
 
@@ -30,9 +30,12 @@ def generate(
             probabilities sum to top_p, in (0, 1].
         num_steps: masked priors (MaskGITPrior): the parallel decoding steps
             (None: the prior's own).
+        return_codes: also return the codes the images were decoded from.
 
     Returns:
-        float32 images (num, height, width, channels) in [0, 1].
+        float32 images (num, height, width, channels) in [0, 1]; with return_codes,
+        (images, codes): codes an int32 (num, h, w) grid for one level, else a list of
+        grids, top first.
 
     Example:
         >>> images = generate(vqvae, prior, num=16, seed=0, image_size=(32, 32))
@@ -42,7 +45,8 @@ def generate(
         num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0], method=method,
         top_k=top_k, top_p=top_p, num_steps=num_steps,
     )
-    return ops.cast(autoencoder.decode(codes), "float32")
+    images = ops.cast(autoencoder.decode(codes), "float32")
+    return (images, codes) if return_codes else images
 
 
 def generation_grids(autoencoder, prior, image_size=None):
