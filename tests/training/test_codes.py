@@ -8,6 +8,7 @@ from PIL import Image
 
 from tests.conftest import REPO, SHARED_TFDS
 from training.data import codes as code_cache
+from training.data import folder as folder_reader
 from training.data import pipeline
 from training.data.pipeline import SAMPLE_PATH
 from vq_keras.zoo import VQVAE, VQVAE2
@@ -174,7 +175,7 @@ def test_the_cache_key_follows_the_split_rule_and_the_tfds_preparation(tiny_vqva
         tmp_path, path, dataset, data_dir, False
     )
     before = key()
-    monkeypatch.setattr(pipeline, "VALIDATION_EVERY", 5)
+    monkeypatch.setattr(folder_reader, "VALIDATION_EVERY", 5)
     assert key() != before
     shared, copy = SHARED_TFDS, tmp_path / "tfds"
     if not (shared / "cifar10").is_dir():

@@ -8,6 +8,8 @@
   WebP the declared length (a cut-off file is found here), so a bad file is named before training.
 - Split: every VALIDATION_EVERY-th file (sorted) is held out for validation; the rest train.
 - The pixels are decoded in the tf.data pipeline, never all held in memory (`decode_file`).
+- The data variance is estimated from VARIANCE_SAMPLE training files evenly spaced in sorted order
+  (all of them when there are no more).
 """
 
 import os
@@ -15,9 +17,14 @@ import struct
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from training.data.images import decoded_or_flag, to_channels
+from training.data.source import VARIANCE_SAMPLE, DataSource, Splits, file_stamp
+from training.errors import UsageError
+
+FOLDER_PREFIX = "folder:"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 VALIDATION_EVERY = 10  # every 10th file (sorted) is held out
@@ -161,3 +168,65 @@ def decode_file(path, channels):
         lambda name: to_channels(tf.io.decode_image(tf.io.read_file(name), expand_animations=False), channels),
         path, channels,
     )
+
+
+class FolderSource(DataSource):
+    """`folder:PATH`: the image files under PATH, checked, split by file (no class labels)."""
+
+    @classmethod
+    def accepts(cls, name):
+        return name.startswith(FOLDER_PREFIX)
+
+    @property
+    def root(self):
+        return Path(self.name[len(FOLDER_PREFIX):])
+
+    def held_out_split(self):
+        return f"every {VALIDATION_EVERY}th file"
+
+    def fingerprint(self):
+        """The folder's resolved path, the split rule and each image file's relative name, size and
+        modification time."""
+        files = [f"{path.relative_to(self.root).as_posix()}\0{file_stamp(path)}" for path in image_paths(self.root)]
+        return "\n".join([f"folder\0{self.root.resolve()}\0validation_every={VALIDATION_EVERY}", *files])
+
+    def open(self, with_labels, skip_bad_images, channels):
+        root, channels = self.root, channels or 3
+        if with_labels:
+            raise UsageError(
+                f"Data set {self.name!r} is a folder of images without class labels, so it cannot train a "
+                "class-conditional prior. Drop --class_conditional or use a labelled TFDS data set."
+            )
+        paths = image_paths(root)
+        if len(paths) < 2:
+            raise UsageError(
+                f"--dataset=folder:{root} needs a folder with at least two images "
+                f"({', '.join(IMAGE_SUFFIXES)}); found {len(paths)} there."
+            )
+        sizes, bad = check_files(paths)
+        if bad and not skip_bad_images:
+            raise UsageError(str(bad[min(bad)]))
+        paths = [path for path in paths if path in sizes]
+        if len(paths) < 2:
+            raise UsageError(
+                f"--dataset=folder:{root} needs at least two readable images; {len(bad)} of "
+                f"{len(bad) + len(paths)} files could not be read."
+            )
+        train, validation = split_by_file(paths)
+        evenly = np.unique(np.linspace(0, len(train) - 1, min(len(train), VARIANCE_SAMPLE)).round().astype(int))
+        names = lambda chosen: tf.data.Dataset.from_tensor_slices([str(path) for path in chosen])  # noqa: E731
+        distinct = {}
+        for path in paths:
+            distinct.setdefault(sizes[path], path)
+        one_size = next(iter(distinct)) if len(distinct) == 1 else (None, None)
+        return Splits(
+            train=names(train),
+            validation=names(validation),
+            load=lambda path: (*decode_file(path, channels), path),
+            num_train=len(train),
+            num_validation=len(validation),
+            variance_items=names([train[i] for i in evenly]),
+            image_shape=(*one_size, channels),
+            skipped=sorted(bad),
+            sizes=distinct,
+        )

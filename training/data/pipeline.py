@@ -1,15 +1,13 @@
 """The one image pipeline every data source feeds: read, decode, bring to size, shuffle, batch.
 
-A source (the bundled sample, a folder: training/data/folder.py, a TFDS data set:
-training/data/tfds_reader.py) gives its splits as items (an image, a file path or an encoded record)
-and a `load` function decoding one item; this module shuffles the items, decodes them in parallel
-after the shuffle (so neither a folder nor a TFDS data set is ever held in memory), checks every
-image decoded, brings it to `--image_size` (training/data/images.py), and batches.
+A source (training/data/registry.py: the bundled sample, a folder, a TFDS data set) gives its splits
+as items (an image, a file path or an encoded record) and a `load` function decoding one item
+(training/data/source.py); this module shuffles the items, decodes them in parallel after the
+shuffle (so neither a folder nor a TFDS data set is ever held in memory), checks every image
+decoded, brings it to `--image_size` (training/data/images.py), and batches.
 
-The data variance (the loss normaliser) is estimated from a fixed sample of the training split: up to
-VARIANCE_SAMPLE images, all of them when there are no more, else for a folder VARIANCE_SAMPLE files
-evenly spaced in sorted order and for a TFDS data set its first VARIANCE_SAMPLE records (TFDS shuffled
-them when it wrote them); the bundled sample (1,200 images) is used whole.
+The data variance (the loss normaliser) is estimated from the source's fixed sample of the training
+split (`Splits.variance_items`, up to VARIANCE_SAMPLE images).
 """
 
 import dataclasses
@@ -19,22 +17,17 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import tensorflow as tf
 
-from training.data import folder, tfds_reader
+from training.data import folder
 from training.data.images import format_size, parse_image_size, shape_image
+from training.data.registry import data_source
+from training.data.sample_reader import SAMPLE_DATASET, SAMPLE_PATH  # noqa: F401  (the pipeline's public names)
+from training.data.source import VARIANCE_SAMPLE  # noqa: F401
 from training.errors import UsageError
 
-SAMPLE_DATASET = "cifar10_sample"
-SAMPLE_PATH = Path(__file__).with_name("cifar10_sample.npz")
-FOLDER_PREFIX = "folder:"
-SAMPLE_NUM_CLASSES = 10  # CIFAR-10's
-VARIANCE_SAMPLE = 1_000
 SHUFFLE_BUFFER = 10_000
 BAD_IMAGE_MARKER = "vq_keras: undecodable image:"
-VALIDATION_EVERY = folder.VALIDATION_EVERY
-KNOWN_DATASETS = tfds_reader.KNOWN_DATASETS
 
 
 @dataclasses.dataclass
@@ -54,34 +47,12 @@ class ImageData:
     skipped_files: list = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass
-class _Source:
-    """A data set's splits as items, before decoding, and how to decode one."""
-
-    train: tf.data.Dataset  # items, or (item, label) pairs; one pass in a fixed order
-    validation: tf.data.Dataset
-    load: Callable  # item -> (uint8 image (h, w, c), decoded: bool, name: string)
-    num_train: int
-    num_validation: int
-    variance_items: tf.data.Dataset  # the training items the data variance is estimated from
-    image_shape: tuple  # (h, w, c) every image has as read, with None where they differ
-    num_classes: int = None
-    skipped: list = dataclasses.field(default_factory=list)
-
-
-def describe_source(name, data_dir):
-    return f"{name!r} (data_dir={data_dir or os.environ.get('TFDS_DATA_DIR') or 'TFDS default'})"
-
-
 def image_spec_or_none(name, data_dir=None, image_size=None):
     """The (height, width, channels) the pipeline will give for a data set, if known before reading
     any image (a folder's channels are the model's, so its spec is None)."""
-    if name.startswith(FOLDER_PREFIX):
+    shape = data_source(name, data_dir).image_shape()
+    if shape is None:
         return None
-    if name == SAMPLE_DATASET:
-        shape = (32, 32, 3)
-    else:
-        shape = tuple(tfds_reader.tfds_builder(name, data_dir).info.features["image"].shape)
     size = parse_image_size(image_size)
     return shape if size is None else (*size, shape[-1])
 
@@ -266,11 +237,7 @@ def pixel_variance(images):
 
 def held_out_split(name, data_dir=None):
     """The name of the split `read_splits` returns as held out (validation)."""
-    if name == SAMPLE_DATASET:
-        return "test"
-    if name.startswith(FOLDER_PREFIX):
-        return f"every {VALIDATION_EVERY}th file"
-    return tfds_reader.split_names(tfds_reader.prepared_builder(name, data_dir).info.splits)[1]
+    return data_source(name, data_dir).held_out_split()
 
 
 def _fixed_shape(name, source, size, fit_size):
@@ -281,7 +248,7 @@ def _fixed_shape(name, source, size, fit_size):
         return (*size, channels)
     if height is not None and width is not None:
         return source.image_shape
-    sizes = getattr(source, "sizes", None)
+    sizes = source.sizes
     if sizes:
         examples = ", ".join(f"{path} is {h}x{w}" for (h, w), path in list(sizes.items())[:3])
         found = f"differ in size: {examples} ({len(sizes)} sizes in all)"
@@ -298,114 +265,10 @@ def _fixed_shape(name, source, size, fit_size):
 
 
 def _open(name, data_dir, with_labels, skip_bad_images, channels):
-    if name == SAMPLE_DATASET:
-        return _sample_source(with_labels)
-    if name.startswith(FOLDER_PREFIX):
-        if with_labels:
-            raise UsageError(
-                f"Data set {name!r} is a folder of images without class labels, so it cannot train a "
-                "class-conditional prior. Drop --class_conditional or use a labelled TFDS data set."
-            )
-        return _folder_source(name[len(FOLDER_PREFIX):], skip_bad_images, channels or 3)
-    return _tfds_source(name, data_dir, with_labels)
-
-
-def _sample_source(with_labels):
-    with np.load(SAMPLE_PATH) as arrays:
-        arrays = dict(arrays)
-    items = lambda split: (  # noqa: E731
-        (arrays[f"{split}_images"], arrays[f"{split}_labels"]) if with_labels else arrays[f"{split}_images"]
-    )
-    train = tf.data.Dataset.from_tensor_slices(items("train"))
-    return _Source(
-        train=train,
-        validation=tf.data.Dataset.from_tensor_slices(items("test")),
-        load=lambda image: (image, tf.constant(True), tf.constant(SAMPLE_DATASET)),
-        num_train=len(arrays["train_images"]),
-        num_validation=len(arrays["test_images"]),
-        variance_items=tf.data.Dataset.from_tensor_slices(arrays["train_images"]),
-        image_shape=(32, 32, 3),
-        num_classes=SAMPLE_NUM_CLASSES if with_labels else None,
-    )
-
-
-def _tfds_source(name, data_dir, with_labels):
-    builder = tfds_reader.prepared_builder(name, data_dir)
-    train_split, validation_split = tfds_reader.split_names(builder.info.splits)
-    shape = tuple(builder.info.features["image"].shape)
-    channels = shape[-1]
-    return _Source(
-        train=tfds_reader.read_split(builder, train_split, with_labels),
-        validation=tfds_reader.read_split(builder, validation_split, with_labels),
-        load=lambda encoded: (*tfds_reader.decode(encoded, channels), tf.constant(f"a record of TFDS {name}")),
-        num_train=tfds_reader.split_size(builder, train_split),
-        num_validation=tfds_reader.split_size(builder, validation_split),
-        variance_items=tfds_reader.read_split(builder, train_split, False).take(VARIANCE_SAMPLE),
-        image_shape=shape,
-        num_classes=tfds_reader.num_classes(name, builder) if with_labels else None,
-    )
-
-
-def _folder_source(root, skip_bad_images, channels):
-    paths = folder.image_paths(root)
-    if len(paths) < 2:
-        raise UsageError(
-            f"--dataset=folder:{root} needs a folder with at least two images "
-            f"({', '.join(folder.IMAGE_SUFFIXES)}); found {len(paths)} there."
-        )
-    sizes, bad = folder.check_files(paths)
-    if bad and not skip_bad_images:
-        raise UsageError(str(bad[min(bad)]))
-    paths = [path for path in paths if path in sizes]
-    if len(paths) < 2:
-        raise UsageError(
-            f"--dataset=folder:{root} needs at least two readable images; {len(bad)} of "
-            f"{len(bad) + len(paths)} files could not be read."
-        )
-    train, validation = folder.split_by_file(paths)
-    evenly = np.unique(np.linspace(0, len(train) - 1, min(len(train), VARIANCE_SAMPLE)).round().astype(int))
-    names = lambda chosen: tf.data.Dataset.from_tensor_slices([str(path) for path in chosen])  # noqa: E731
-    distinct = {}
-    for path in paths:
-        distinct.setdefault(sizes[path], path)
-    one_size = next(iter(distinct)) if len(distinct) == 1 else (None, None)
-    source = _Source(
-        train=names(train),
-        validation=names(validation),
-        load=lambda path: (*folder.decode_file(path, channels), path),
-        num_train=len(train),
-        num_validation=len(validation),
-        variance_items=names([train[i] for i in evenly]),
-        image_shape=(*one_size, channels),
-        skipped=sorted(bad),
-    )
-    source.sizes = distinct
-    return source
+    return data_source(name, data_dir).open(with_labels, skip_bad_images, channels)
 
 
 def data_fingerprint(name, data_dir=None):
-    """A text that changes whenever the splits `read_splits(name, data_dir)` returns may change,
-    read from file metadata only (no image bytes):
-
-    - folder:PATH: the folder's resolved path, the split rule (every VALIDATION_EVERY-th sorted
-      file held out) and each image file's relative name, size and modification time;
-    - a TFDS data set: the prepared data set's folder (<data_dir>/<name>/<version>), its
-      version, the split names used and the size and modification time of its dataset_info.json;
-    - the bundled sample: its file's size and modification time.
-    """
-    if name == SAMPLE_DATASET:
-        return f"sample\0{_file_stamp(SAMPLE_PATH)}"
-    if name.startswith(FOLDER_PREFIX):
-        root = Path(name[len(FOLDER_PREFIX):])
-        files = [f"{path.relative_to(root).as_posix()}\0{_file_stamp(path)}" for path in folder.image_paths(root)]
-        return "\n".join([f"folder\0{root.resolve()}\0validation_every={VALIDATION_EVERY}", *files])
-    builder = tfds_reader.tfds_builder(name, data_dir)
-    info_file = Path(builder.data_dir) / "dataset_info.json"
-    stamp = _file_stamp(info_file) if info_file.is_file() else "not prepared"
-    splits = tfds_reader.split_names(builder.info.splits)
-    return f"tfds\0{builder.data_dir}\0{builder.info.version}\0{splits}\0{stamp}"
-
-
-def _file_stamp(path):
-    stat = path.stat()
-    return f"{stat.st_size}\0{stat.st_mtime_ns}"
+    """A text that changes whenever the splits `read_splits(name, data_dir)` returns may change, read
+    from file metadata only (no image bytes): the data source's `fingerprint`."""
+    return data_source(name, data_dir).fingerprint()

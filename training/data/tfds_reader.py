@@ -12,7 +12,8 @@ with an error saying what to do instead of a download that cannot work:
   download for minutes first.
 
 The records are read with the images still encoded (`tfds.decode.SkipDecoding`): the pipeline
-decodes them after shuffling, as it does a folder's files.
+decodes them after shuffling, as it does a folder's files. The data variance is estimated from the
+first VARIANCE_SAMPLE training records (TFDS shuffled them when it wrote them).
 """
 
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from training.data.images import decoded_or_flag
+from training.data.source import VARIANCE_SAMPLE, DataSource, Splits, file_stamp
 from training.errors import UsageError
 
 CONNECT_TIMEOUT = 10  # seconds per download host
@@ -141,3 +143,41 @@ def num_classes(name, builder):
             "Drop --class_conditional."
         )
     return label.num_classes
+
+
+class TFDSSource(DataSource):
+    """A TFDS image data set by name: the source of every name no other source accepts."""
+
+    @classmethod
+    def accepts(cls, name):
+        return True
+
+    def image_shape(self):
+        return tuple(tfds_builder(self.name, self.data_dir).info.features["image"].shape)
+
+    def held_out_split(self):
+        return split_names(prepared_builder(self.name, self.data_dir).info.splits)[1]
+
+    def fingerprint(self):
+        """The prepared data set's folder (<data_dir>/<name>/<version>), its version, the split names
+        used and the size and modification time of its dataset_info.json."""
+        builder = tfds_builder(self.name, self.data_dir)
+        info_file = Path(builder.data_dir) / "dataset_info.json"
+        stamp = file_stamp(info_file) if info_file.is_file() else "not prepared"
+        splits = split_names(builder.info.splits)
+        return f"tfds\0{builder.data_dir}\0{builder.info.version}\0{splits}\0{stamp}"
+
+    def open(self, with_labels, skip_bad_images, channels):
+        name, builder = self.name, prepared_builder(self.name, self.data_dir)
+        train_split, validation_split = split_names(builder.info.splits)
+        shape = tuple(builder.info.features["image"].shape)
+        return Splits(
+            train=read_split(builder, train_split, with_labels),
+            validation=read_split(builder, validation_split, with_labels),
+            load=lambda encoded: (*decode(encoded, shape[-1]), tf.constant(f"a record of TFDS {name}")),
+            num_train=split_size(builder, train_split),
+            num_validation=split_size(builder, validation_split),
+            variance_items=read_split(builder, train_split, False).take(VARIANCE_SAMPLE),
+            image_shape=shape,
+            num_classes=num_classes(name, builder) if with_labels else None,
+        )
