@@ -130,10 +130,11 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_string("autoencoder", None, "--stage=prior: the model.keras stage 1 saved.")
 flags.DEFINE_string("code_cache_dir", None, "--stage=prior: where the encoded data set is cached (default: <logdir>/codes).")
-flags.DEFINE_enum(
-    "prior", "pixelcnn", list(PRIORS),
-    "--stage=prior: the kind of prior of every level: pixelcnn (gated PixelCNN) or transformer "
-    "(decoder-only, key/value-cached sampling).",
+flags.DEFINE_string(
+    "prior", "pixelcnn",
+    f"--stage=prior: the kind of prior of every level, a name in vq_keras.zoo.PRIORS ({', '.join(PRIORS)}): "
+    "pixelcnn (gated PixelCNN), transformer (decoder-only, key/value-cached sampling) or maskgit "
+    "(bidirectional, parallel decoding).",
 )
 flags.DEFINE_integer("num_layers", None, "--stage=prior: gated blocks or transformer blocks per prior (default: the prior preset's).")
 flags.DEFINE_integer("num_filters", None, "--stage=prior --prior=pixelcnn: channels per prior (default: the prior preset's).")

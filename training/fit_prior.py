@@ -51,6 +51,7 @@ LOGS = ("*_prior", "codes")
 
 def train_priors(argv_flags, settings_names):
     """Stage 2 for the parsed flags; returns the path of the saved prior."""
+    overrides = architecture_overrides(argv_flags)  # an unknown --prior before any data is read
     keras.utils.set_random_seed(argv_flags.seed)
     configure_determinism(argv_flags.deterministic, argv_flags.jit_compile)
     logdir = Path(argv_flags.logdir).absolute()
@@ -61,14 +62,14 @@ def train_priors(argv_flags, settings_names):
     with claim_run_dir(
         logdir, settings, RESULTS, LOGS, argv_flags.overwrite, extendable_settings(settings), ADOPTABLE
     ) as run:
-        path = _train_levels(argv_flags, autoencoder, settings, logdir)
+        path = _train_levels(argv_flags, autoencoder, settings, logdir, overrides)
         run.mark_finished()
     print(f"Saved prior: {path}")
     print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
     return path
 
 
-def _train_levels(argv_flags, autoencoder, hparams, logdir):
+def _train_levels(argv_flags, autoencoder, hparams, logdir, overrides):
     """Trains (or reuses) the prior of every level and saves them as <logdir>/prior.keras."""
     data = load_or_encode(
         autoencoder, argv_flags.autoencoder, argv_flags.dataset, argv_flags.data_dir,
@@ -78,7 +79,7 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir):
     grids = [codes.shape[1:] for codes in data.codes["train"]]
     priors = make_priors(
         autoencoder, argv_flags.model, argv_flags.preset, grids, data.num_classes,
-        architecture_overrides(argv_flags), argv_flags.prior,
+        overrides, argv_flags.prior,
     )
     settings = resume_settings(hparams)
     trained = []
