@@ -39,6 +39,7 @@ from training.run_dir import claim_run_dir  # noqa: E402
 from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
 from vq_keras.atomic import save_model  # noqa: E402
 from vq_keras.layers import QUANTIZERS, make_quantizer  # noqa: E402
+from vq_keras.layers._registry import quantizer_arguments, quantizer_parameters  # noqa: E402
 from vq_keras.layers._base_quantizer import GRADIENTS  # noqa: E402
 from vq_keras.zoo import AUTOENCODERS as MODELS  # noqa: E402
 from vq_keras.zoo import PRIORS  # noqa: E402
@@ -50,6 +51,14 @@ flags.DEFINE_string(
     f"folder:PATH for a folder of images, or {SAMPLE_DATASET} (bundled, offline).",
 )
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: $TFDS_DATA_DIR or TFDS's own).")
+
+
+def kinds_taking(argument):
+    """The quantizer kinds whose constructor takes `argument`, as "vq|ema"."""
+    return "|".join(kind for kind in QUANTIZERS if argument in quantizer_arguments(kind))
+
+
+
 flags.DEFINE_string("model", "vqvae", f"Zoo model: one of {', '.join(MODELS)}.")
 flags.DEFINE_string("preset", "cifar10", "The model's preset (see Model.presets()).")
 flags.DEFINE_integer("num_channels", None, "Image channels to build the preset for (default: the preset's).")
@@ -68,20 +77,22 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list(
     "fsq_levels", None,
-    "--quantizer=fsq: levels per channel, e.g. 8,5,5,5 (1000 codes; the default) or 8,8,8,5,5,5; "
+    f"--quantizer={kinds_taking('levels')}: levels per channel, e.g. 8,5,5,5 (1000 codes; the default) or 8,8,8,5,5,5; "
     "the model's embedding_dim becomes their number.",
 )
-flags.DEFINE_integer("num_quantizers", None, "--quantizer=rvq: the number of residual stages (required).")
+flags.DEFINE_integer(
+    "num_quantizers", None, f"--quantizer={kinds_taking('num_quantizers')}: the number of residual stages (required)."
+)
 flags.DEFINE_integer(
     "codebook_dim", None,
-    "--quantizer=vq|ema: look codes up in a learned projection of this size (at most embedding_dim).",
+    f"--quantizer={kinds_taking('codebook_dim')}: look codes up in a learned projection of this size (at most embedding_dim).",
 )
 flags.DEFINE_boolean(
-    "cosine", None, "--quantizer=vq|ema: l2-normalise the encoder outputs and codes (cosine similarity)."
+    "cosine", None, f"--quantizer={kinds_taking('use_cosine_similarity')}: l2-normalise the encoder outputs and codes (cosine similarity)."
 )
 flags.DEFINE_enum(
     "gradient", None, list(GRADIENTS),
-    "--quantizer=vq|ema: the gradient through the quantizer: straight_through (default) or rotation "
+    f"--quantizer={kinds_taking('gradient')}: the gradient through the quantizer: straight_through (default) or rotation "
     "(the rotation trick).",
 )
 flags.DEFINE_integer("epochs", 1, "Number of epochs.")
@@ -196,19 +207,33 @@ def build_model(model_name, preset, num_channels, data_variance, image_shape, da
     return model
 
 
-# The quantizer kinds each quantizer flag applies to, and the layer argument it sets.
+# Each quantizer flag and the layer argument it sets. The kinds it applies to are those whose
+# constructor takes that argument (`flag_kinds`), read from vq_keras.layers.QUANTIZERS, so a new
+# quantizer needs no line here unless it brings a new argument.
 QUANTIZER_FLAGS = {
-    "num_embeddings": (("vq", "ema", "rvq"), "num_embeddings"),
-    "dead_code_threshold": (("vq", "ema", "rvq"), "dead_code_threshold"),
-    "codebook_init": (("vq", "ema", "rvq"), "codebook_init"),
-    "fsq_levels": (("fsq",), "levels"),
-    "num_quantizers": (("rvq",), "num_quantizers"),
-    "codebook_dim": (("vq", "ema"), "codebook_dim"),
-    "cosine": (("vq", "ema"), "use_cosine_similarity"),
-    "gradient": (("vq", "ema"), "gradient"),
+    "num_embeddings": "num_embeddings",
+    "dead_code_threshold": "dead_code_threshold",
+    "codebook_init": "codebook_init",
+    "fsq_levels": "levels",
+    "num_quantizers": "num_quantizers",
+    "codebook_dim": "codebook_dim",
+    "cosine": "use_cosine_similarity",
+    "gradient": "gradient",
 }
 # What the model itself takes; the others reach the quantizer layer the CLI builds.
 MODEL_ARGUMENTS = ("num_embeddings", "dead_code_threshold", "codebook_init")
+
+
+def flag_kinds(name):
+    """The quantizer kinds the flag --name applies to."""
+    return kinds_taking(QUANTIZER_FLAGS[name]).split("|")
+
+
+def required_flags(kind):
+    """The quantizer flags quantizer `kind` cannot do without (a constructor argument with no default
+    that the model does not give)."""
+    required = {p.name for p in quantizer_parameters(kind) if p.default is p.empty}
+    return [name for name, argument in QUANTIZER_FLAGS.items() if argument in required and argument not in MODEL_ARGUMENTS]
 
 
 def codebook_overrides(argv_flags):
@@ -221,22 +246,29 @@ def codebook_overrides(argv_flags):
         raise UsageError(f"Unknown quantizer {kind!r} (--quantizer). Known quantizers: {', '.join(QUANTIZERS)}.")
     given = {name: flag(name) for name in QUANTIZER_FLAGS if flag(name) is not None}
     for name in given:
-        kinds = QUANTIZER_FLAGS[name][0]
+        kinds = flag_kinds(name)
         if kind not in kinds:
             raise UsageError(
                 f"--{name} does not apply to --quantizer={kind}, which would ignore it: it sets "
                 f"--quantizer={'|'.join(kinds)}. Drop it, or pass --quantizer={kinds[0]}."
             )
-    if kind == "rvq" and "num_quantizers" not in given:
-        raise UsageError("--quantizer=rvq needs --num_quantizers, the number of residual stages (e.g. 4).")
+    missing = [name for name in required_flags(kind) if name not in given]
+    if missing:
+        raise UsageError(
+            f"--quantizer={kind} ({QUANTIZERS[kind].__name__}) needs "
+            + ", ".join(f"--{name} ({FLAG_MEANINGS.get(name, QUANTIZER_FLAGS[name])})" for name in missing) + "."
+        )
     if "fsq_levels" in given:
         given["fsq_levels"] = _levels(given["fsq_levels"])
-    overrides = {QUANTIZER_FLAGS[name][1]: value for name, value in given.items()}
+    overrides = {QUANTIZER_FLAGS[name]: value for name, value in given.items()}
     if overrides.get("dead_code_threshold") == 0:
         overrides["dead_code_threshold"] = None  # documented: 0 turns restarts off
     if flag("quantizer") is not None:
         overrides["quantizer"] = kind
     return overrides
+
+
+FLAG_MEANINGS = {"num_quantizers": "the number of residual stages, e.g. 4"}
 
 
 def _levels(values):
@@ -259,9 +291,7 @@ def with_quantizer_layer(config):
     return {**model_config, "quantizer": layer}
 
 
-LAYER_ARGUMENTS = tuple(
-    argument for _, argument in QUANTIZER_FLAGS.values() if argument not in MODEL_ARGUMENTS
-)
+LAYER_ARGUMENTS = tuple(argument for argument in QUANTIZER_FLAGS.values() if argument not in MODEL_ARGUMENTS)
 
 
 def make_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):

@@ -57,10 +57,10 @@ def test_flag_values_reach_the_quantizer_of_every_level():
          "ignore it: it sets --quantizer=fsq. Drop it, or pass --quantizer=fsq."),
         (dict(fsq_levels=["8", "5"]), "--fsq_levels does not apply to --quantizer=ema"),  # the preset's kind
         (dict(quantizer="fsq", num_embeddings=512), "--num_embeddings does not apply to --quantizer=fsq, which "
-         "would ignore it: it sets --quantizer=vq|ema|rvq."),
+         "would ignore it: it sets --quantizer=ema|vq|rvq."),
         (dict(quantizer="rvq", num_quantizers=2, cosine=True), "--cosine does not apply to --quantizer=rvq"),
         (dict(quantizer="vq", num_quantizers=2), "--num_quantizers does not apply to --quantizer=vq"),
-        (dict(quantizer="rvq"), "--quantizer=rvq needs --num_quantizers, the number of residual stages (e.g. 4)."),
+        (dict(quantizer="rvq"), "--quantizer=rvq (ResidualVectorQuantizer) needs --num_quantizers (the number of residual stages, e.g. 4)."),
         (dict(quantizer="lfq"), "Unknown quantizer 'lfq' (--quantizer). Known quantizers: ema, vq, fsq, rvq."),
         (dict(quantizer="fsq", fsq_levels=["8", "x"]), "--fsq_levels expects integers separated by commas, e.g. "
          "8,5,5,5. Received: 8,x"),

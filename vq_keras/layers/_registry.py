@@ -36,14 +36,14 @@ def constructor_parameters(cls, stop):
     return parameters
 
 
-def _parameters(kind):
-    """The constructor parameters of quantizer `kind`: its own and its bases'."""
+def quantizer_parameters(kind):
+    """The constructor parameters (inspect.Parameter) of quantizer `kind`: its own and its bases'."""
     return constructor_parameters(QUANTIZERS[kind], keras.layers.Layer)
 
 
 def quantizer_arguments(kind):
     """The names of the constructor arguments of quantizer `kind`."""
-    return {p.name for p in _parameters(kind)}
+    return {p.name for p in quantizer_parameters(kind)}
 
 
 def make_quantizer(kind, **arguments):
@@ -57,7 +57,7 @@ def make_quantizer(kind, **arguments):
             f"quantizer must be one of {tuple(QUANTIZERS)} or a quantizer layer. Received: quantizer={kind!r}"
         )
     accepted = quantizer_arguments(kind) | {"name", "dtype"}
-    missing = [p.name for p in _parameters(kind) if p.default is p.empty and p.name not in arguments]
+    missing = [p.name for p in quantizer_parameters(kind) if p.default is p.empty and p.name not in arguments]
     if missing:
         raise ValueError(
             f"quantizer={kind!r} ({QUANTIZERS[kind].__name__}) needs {', '.join(missing)}, which this model does "
