@@ -27,7 +27,6 @@ if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is i
 
 import json  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -38,7 +37,7 @@ from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.data import held_out_split, image_spec_or_none, naming_bad_images, pixel_variance, read_splits  # noqa: E402
 from training.data.images import parse_image_size  # noqa: E402
-from training.errors import UsageError  # noqa: E402
+from training.errors import UsageError, exiting_on_usage_errors  # noqa: E402
 from training.flags import check_sampling, define_sampling_flags, sampling_arguments  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.evaluation import evaluate  # noqa: E402
@@ -269,18 +268,13 @@ def write_picture(model, images, path, scale):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
-    try:
+    with exiting_on_usage_errors(argv):
         results = run(
             FLAGS.autoencoder, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, FLAGS.output,
             FLAGS.card, FLAGS.picture, FLAGS.picture_scale, FLAGS.samples, FLAGS.classifier, FLAGS.seed,
             sampling_arguments(FLAGS),
         )
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(table(results))
     written = [path for path in (FLAGS.output, FLAGS.card, FLAGS.picture) if path]
     if written:

@@ -19,7 +19,6 @@ if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is i
 
 import json  # noqa: E402
 import math  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
@@ -27,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from training.data import held_out_split, naming_bad_images, read_splits  # noqa: E402
-from training.errors import UsageError  # noqa: E402
+from training.errors import UsageError, exiting_on_usage_errors  # noqa: E402
 from training.evaluate import commit  # noqa: E402
 from vq_keras.atomic import atomic_file, save_model, why_not_writable  # noqa: E402
 from vq_keras.zoo.image_classifier import ImageClassifier  # noqa: E402
@@ -120,17 +119,12 @@ def without_optimizer(model):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
-    try:
+    with exiting_on_usage_errors(argv):
         results = run(
             FLAGS.dataset, FLAGS.data_dir, FLAGS.preset, FLAGS.epochs, FLAGS.batch_size, FLAGS.learning_rate,
             FLAGS.weight_decay, FLAGS.seed, FLAGS.output,
         )
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(f"Test accuracy on {results['dataset']} {results['split']} ({results['num_images']} images): "
           f"{results['test_accuracy']:.4f}")
     print(f"Wrote {Path(FLAGS.output) / ImageClassifier.PRESET_FILE} and {Path(FLAGS.output) / 'results.json'}")
