@@ -137,3 +137,18 @@ def test_the_installed_wheel_loads_the_presets_by_name_outside_the_repository(bu
     mse, bits = map(float, figures.split())
     assert mse == pytest.approx(card["mse_over_variance"], rel=SAMPLE_MSE_MARGIN)
     assert abs(bits - card["levels"]["codes"]["bits_per_code"]) < SAMPLE_BITS_MARGIN
+
+
+def test_the_headline_of_a_prior_and_of_the_classifier_gives_their_figures(tmp_path):
+    from vq_keras.zoo._trained import headline
+
+    results = {"dataset": "cifar10", "split": "test", "levels": {"codes": {"bits_per_code": 6.7061}},
+               "samples": {"num_samples": 1000, "frechet_distance": 12.345, "real_frechet_distance": 1.5,
+                           "classifier": "classifier_cifar10"}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert headline(tmp_path) == (
+        "trained: 6.71 bits per code on cifar10 test; 1000 samples at Frechet distance 12.35 (held-out images "
+        "1.50) on classifier_cifar10's features"
+    )
+    (tmp_path / "results.json").write_text(json.dumps({"dataset": "cifar10", "split": "test", "test_accuracy": 0.8512}))
+    assert headline(tmp_path) == "trained: accuracy 85.1% on cifar10 test"

@@ -72,12 +72,17 @@ def headline(folder):
     levels = results.get("levels", {})
     # A single level ("codes") needs no name.
     named = lambda level, text: text if len(levels) == 1 else f"{level} {text}"  # noqa: E731
+    samples = results.get("samples")
+    drawn = "" if not samples else (
+        f"; {samples['num_samples']} samples at Frechet distance {samples['frechet_distance']:.2f} "
+        f"(held-out images {samples['real_frechet_distance']:.2f}) on {samples['classifier']}'s features"
+    )
     if any(values.get("bits_per_code") is not None for values in levels.values()):
         bits = ", ".join(named(level, f"{values['bits_per_code']:.2f}") for level, values in levels.items())
-        return f"trained: {bits} bits per code on {where}"
+        return f"trained: {bits} bits per code on {where}{drawn}"
     if any("masked_token_loss" in values for values in levels.values()):  # a masked prior: no exact likelihood
         loss = ", ".join(named(level, f"{values['masked_token_loss']:.3f}") for level, values in levels.items())
-        return f"trained: masked-token loss {loss} nats per masked code on {where}"
+        return f"trained: masked-token loss {loss} nats per masked code on {where}{drawn}"
     usage = ", ".join(named(level, f"{values['codebook_usage']:.0%}") for level, values in levels.items())
     return (
         f"trained: MSE/variance {results['mse_over_variance']:.4f}, PSNR {results['psnr']:.2f} dB, "
