@@ -720,9 +720,8 @@ def test_argument_errors(tmp_path):
     with pytest.raises(TypeError) as error:
         export_saved_model(keras.Sequential([keras.layers.Dense(1)]), tmp_path)
     assert str(error.value) == (
-        "export_saved_model expects a vq_keras autoencoder (VQVAE or VQVAE2, e.g. "
-        "keras.saving.load_model('model.keras')). Received: model of type Sequential, which has no "
-        "encode_levels, decode_levels, code_shapes, level_names, num_channels, downsampling, num_embeddings. "
+        "export_saved_model expects a vq_keras autoencoder (a VQModel such as VQVAE or VQVAE2, e.g. "
+        "keras.saving.load_model('model.keras')). Received: model of type Sequential. "
         "A prior is exported beside its autoencoder: export_saved_model(autoencoder, base, prior=prior)."
     )
     assert os.listdir(tmp_path) == ["file"]  # nothing written

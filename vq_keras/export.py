@@ -69,13 +69,10 @@ import tensorflow as tf
 from vq_keras._image_checks import unit_interval_assertion
 from vq_keras.atomic import atomic_directory, why_not_writable
 from vq_keras.models.autoregressive_prior import AutoregressivePrior
+from vq_keras.models.vq_model import VQModel
 from vq_keras.zoo.generation import generation_grids
 
 # What an autoencoder needs for export (VQVAE and VQVAE2 have all of it).
-_REQUIRED_ATTRIBUTES = (
-    "encode_levels", "decode_levels", "code_shapes", "level_names", "num_channels", "downsampling",
-    "num_embeddings",
-)
 SINGLE_GRID_NAME = "codes"
 MAX_GENERATE_NUM = 1024  # images per generate request: one batch, as training.sample draws
 RANK_SCOPE = "rank_of_request"  # the only ops that read a request before its rank is checked
@@ -202,14 +199,12 @@ def _remove_if_empty(folder):
 
 
 def _check_model(model):
-    missing = [name for name in _REQUIRED_ATTRIBUTES if not hasattr(model, name)]
-    if missing or not isinstance(model, keras.Model):
+    if not isinstance(model, VQModel):  # its contract: encode_levels, decode_levels, code_shapes, ...
         raise TypeError(
-            "export_saved_model expects a vq_keras autoencoder (VQVAE or VQVAE2, e.g. "
+            "export_saved_model expects a vq_keras autoencoder (a VQModel such as VQVAE or VQVAE2, e.g. "
             "keras.saving.load_model('model.keras')). "
-            f"Received: model of type {type(model).__name__}"
-            + (f", which has no {', '.join(missing)}." if missing else ".")
-            + " A prior is exported beside its autoencoder: export_saved_model(autoencoder, base, prior=prior)."
+            f"Received: model of type {type(model).__name__}."
+            " A prior is exported beside its autoencoder: export_saved_model(autoencoder, base, prior=prior)."
         )
 
 

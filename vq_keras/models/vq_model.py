@@ -17,10 +17,16 @@ class VQModel(keras.Model):
     Subclasses build their layers in `__init__` and `build(input_shape)`, pass
     `level_names` (top first; "" for a single level), set `downsampling` (the
     total factor from image to the coarsest (top) code grid: image height and
-    width must be multiples of it), and implement
-    `call(images, training=None, return_codes=False)` returning the
-    reconstruction (and, with `return_codes=True`, the list of int32 code
-    grids, top first), plus `encode` and `decode`.
+    width must be multiples of it), set `num_embeddings` (codes per position,
+    every level), and implement the contract below (what training, stage 2,
+    generation and export rely on, and nothing else):
+    - `call(images, training=None, return_codes=False)`: the reconstruction
+      (and, with `return_codes=True`, the list of int32 code grids, top first);
+    - `quantizers`: the quantizer layer of every level, top first;
+    - `encode_levels(images)` -> [int32 code grid per level], top first;
+    - `decode_levels(codes)` -> float32 images in [0, 1] from those grids;
+    - `code_shapes(image_size)` -> [(height, width) per level], top first, from
+      shapes alone.
 
     The loss is reconstruction MSE / data_variance plus the quantizer losses
     added with `add_loss`. Metrics: loss, reconstruction_loss, vq_loss, and
@@ -91,7 +97,19 @@ class VQModel(keras.Model):
     @property
     def quantizers(self):
         """The quantizer layer of every level, top first."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement quantizers.")
+
+    def encode_levels(self, images):
+        """float32 images in [0, 1] -> list of int32 code grids, top first."""
+        raise NotImplementedError(f"{type(self).__name__} must implement encode_levels.")
+
+    def decode_levels(self, codes):
+        """List of int32 code grids, top first -> float32 images clipped to [0, 1]."""
+        raise NotImplementedError(f"{type(self).__name__} must implement decode_levels.")
+
+    def code_shapes(self, image_size):
+        """(height, width) of every level's code grid for images of `image_size`, top first."""
+        raise NotImplementedError(f"{type(self).__name__} must implement code_shapes.")
 
     def compile(self, optimizer=None, **kwargs):
         """Like `keras.Model.compile`; the default optimizer is Adam(3e-4)."""
