@@ -68,8 +68,9 @@ def configure_determinism(deterministic, jit_compile):
 
 def _metric_variables(model):
     # VQModel.metrics lists only the logged trackers; metrics a model keeps as
-    # attributes (e.g. per-epoch code usage) are in Keras' tracked `_metrics`.
-    metrics = {id(metric): metric for metric in [*model.metrics, *getattr(model, "_metrics", [])]}
+    # attributes (e.g. per-epoch code usage) are in keras.Model's own `metrics`,
+    # which that override hides: ask the base class's property for them.
+    metrics = {id(metric): metric for metric in [*model.metrics, *keras.Model.metrics.fget(model)]}
     return [variable for metric in metrics.values() for variable in metric.variables]
 
 
@@ -304,7 +305,9 @@ class BackupEvery(keras.callbacks.Callback):
 def _build_compiled_metrics(model, data):
     # Without a distribution strategy Keras creates compiled metrics only when it
     # traces the first train step, too late to put their state back; build them
-    # now from the data's shapes as fit() does under a strategy.
+    # now from the data's shapes as fit() does under a strategy. Keras has no public
+    # way: this is the one private Keras call in the project, pinned by
+    # tests/training/test_resume.py::test_the_private_keras_build_resume_relies_on_is_there.
     model._symbolic_build(data_batch=data.element_spec)
 
 

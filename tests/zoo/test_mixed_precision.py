@@ -71,16 +71,26 @@ def test_mixed_precision_trains_like_float32_on_real_images(policy, sample_and_f
     np.testing.assert_allclose(history["loss"], history32["loss"], rtol=TRAINED_RTOL[policy])
 
 
+def sublayers(layer, found=None):
+    """Every layer a layer holds, recursively, once each, by public means: a Model's `layers` (a
+    Sequential's live only there) and the layers in public attributes, alone or in nested lists."""
+    found = {} if found is None else found
+    children = list(layer.layers) if isinstance(layer, keras.Model) else []
+    children += keras.tree.flatten([value for name, value in vars(layer).items() if not name.startswith("_")])
+    for child in children:
+        if isinstance(child, keras.layers.Layer) and id(child) not in found:
+            found[id(child)] = child
+            sublayers(child, found)
+    return list(found.values())
+
+
 @pytest.mark.parametrize("model_class", [VQVAE, VQVAE2])
 def test_a_model_dtype_reaches_every_sublayer(model_class):
     # Keras gives sublayers the global policy, not their owner's: a model built
     # with dtype="mixed_float16" under a float32 global policy must pass it on.
     model = model_class(dtype="mixed_float16", **SMALL)
     model.build_if_needed()
-    layers = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
-        if not isinstance(layer, keras.layers.InputLayer)  # computes nothing
-    ]
+    layers = [layer for layer in sublayers(model) if not isinstance(layer, keras.layers.InputLayer)]
     assert len(layers) > 10
     for layer in layers:
         assert layer.dtype_policy.name == "mixed_float16", layer.name

@@ -240,8 +240,8 @@ class VQModel(keras.Model):
         )
 
     def evaluate(self, x=None, *args, **kwargs):
-        if kwargs.get("_use_cached_eval_dataset"):  # fit's validation data, checked by fit
-            return super().evaluate(x, *args, **kwargs)
+        # Inside fit, x is the validation data fit checked already (and Keras reads its cached
+        # iterator); checking it again costs one lazy map or one pass over arrays.
         return super().evaluate(self._checked_data(x), *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
