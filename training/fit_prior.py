@@ -12,6 +12,14 @@ as it is trained (a rerun skips trained levels). The priors end in
 VQVAE2, which `python -m training.sample` reads beside the autoencoder.
 """
 
+if __name__ == "__main__":  # `python -m training.fit_prior` would otherwise import this and exit 0
+    import sys
+
+    print("error: training.fit_prior is stage 2 of training.fit, not a tool of its own. Run: python -m "
+          "training.fit --stage=prior --autoencoder=PATH.keras [--prior=pixelcnn|transformer|maskgit] ...",
+          file=sys.stderr)
+    sys.exit(2)  # the tools' exit code for a usage error
+
 import hashlib
 import math
 import os

@@ -224,3 +224,10 @@ def test_stage2_trains_a_maskgit_prior_that_reports_its_masked_token_loss(tmp_pa
         "--num=4", "--num_steps=2", f"--out={tmp_path / 'grid.png'}",
     )
     assert sampled.returncode == 0, sampled.stderr[-3000:]
+
+
+def test_running_the_stage_2_module_itself_says_which_tool_to_run():
+    result = run_module("training.fit_prior")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: training.fit_prior is stage 2 of training.fit, not a tool of its own. Run: python -m training.fit " \
+           "--stage=prior" in result.stderr
