@@ -18,7 +18,7 @@ import keras
 from training.errors import UsageError
 from vq_keras.models import Prior
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, ImageClassifier, PixelCNNPrior
-from vq_keras.zoo._trained import looks_like_path, resolve, trained_entries
+from vq_keras.zoo._trained import OtherKindOfEntry, looks_like_path, resolve, trained_entries
 
 AUTOENCODER_FILE = (
     "the autoencoder's .keras file written by training.fit (<logdir>/model.keras, e.g. runs/latest/model.keras)"
@@ -32,21 +32,21 @@ _HDF5_START = b"\x89HDF\r\n\x1a\n"
 def load_autoencoder(path, flag):
     """The VQVAE or VQVAE2 in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's
     name, or a folder holding model.keras), without its training state."""
-    return load_model_file(located(path, VQVAE.PRESET_FILE), flag, (VQVAE, VQVAE2), AUTOENCODER_FILE)
+    return load_model_file(located(path, VQVAE.PRESET_FILE, flag), flag, (VQVAE, VQVAE2), AUTOENCODER_FILE)
 
 
 def load_prior(path, flag):
     """The prior (a `vq_keras.models.Prior` such as PixelCNNPrior, or a HierarchicalPrior)
     in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's name, or a folder
     holding prior.keras)."""
-    return load_model_file(located(path, PixelCNNPrior.PRESET_FILE), flag, (Prior, HierarchicalPrior), PRIOR_FILE)
+    return load_model_file(located(path, PixelCNNPrior.PRESET_FILE, flag), flag, (Prior, HierarchicalPrior), PRIOR_FILE)
 
 
 def load_classifier(path, flag):
     """The ImageClassifier in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's
     name, or a folder holding classifier.keras)."""
     return load_model_file(
-        located(path, ImageClassifier.PRESET_FILE), flag, (ImageClassifier,),
+        located(path, ImageClassifier.PRESET_FILE, flag), flag, (ImageClassifier,),
         "an ImageClassifier's classifier.keras (written by training.fit_classifier), e.g. classifier_cifar10",
     )
 
@@ -57,13 +57,15 @@ def fitting_size(model, height, width):
     return max(factor, min(height, width) // factor * factor)
 
 
-def located(path, file_name):
+def located(path, file_name, flag="--model"):
     """The file `file_name` of a shipped zoo entry named `path` or of a folder `path` holding it;
     any other `path` as it is (check_model_file explains what is wrong with it)."""
     if not path:
         return path
     try:
         return str(resolve(path, file_name))
+    except OtherKindOfEntry as error:  # say which kind it is, rather than "no such file"
+        raise UsageError(f"{flag}={path} names no {file_name}: {error}") from None
     except ValueError:
         return path
 

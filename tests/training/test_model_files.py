@@ -124,3 +124,12 @@ def test_the_tools_print_it_without_a_traceback(files, tmp_path):
             f"archive). Pass {model_files.PRIOR_FILE if flag == '--prior' else model_files.AUTOENCODER_FILE}."
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_entry_of_another_kind_is_named_with_the_class_that_loads_it():
+    with pytest.raises(UsageError) as error:
+        model_files.load_autoencoder("pixelcnn_vqvae_cifar10", "--autoencoder")
+    assert str(error.value).startswith("--autoencoder=pixelcnn_vqvae_cifar10 names no model.keras: ")
+    assert "holds prior.keras (a PixelCNNPrior), not model.keras. Load it with PixelCNNPrior.from_preset(" in str(error.value)
+    with pytest.raises(UsageError, match="--prior=vqvae_cifar10 names no prior.keras: .* holds model.keras \\(a VQVAE\\)"):
+        model_files.load_prior("vqvae_cifar10", "--prior")

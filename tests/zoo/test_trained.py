@@ -152,3 +152,18 @@ def test_the_headline_of_a_prior_and_of_the_classifier_gives_their_figures(tmp_p
     )
     (tmp_path / "results.json").write_text(json.dumps({"dataset": "cifar10", "split": "test", "test_accuracy": 0.8512}))
     assert headline(tmp_path) == "trained: accuracy 85.1% on cifar10 test"
+
+
+@pytest.mark.parametrize("name", [None, ""])
+def test_from_preset_without_a_name_says_what_it_takes(name):
+    with pytest.raises(ValueError, match=rf"VQVAE.from_preset expects a preset name \(cifar10\), a trained entry's name "
+                                         rf"\(vqvae_cifar10.*\), or a folder or .keras path. Received: {name!r}"):
+        VQVAE.from_preset(name)
+
+
+def test_from_preset_names_the_class_of_an_entry_of_another_kind(tmp_path):
+    with pytest.raises(ValueError, match=r"holds prior.keras \(a PixelCNNPrior\), not model.keras. Load it with "
+                                         r"PixelCNNPrior.from_preset\('pixelcnn_vqvae_cifar10'\)"):
+        VQVAE.from_preset("pixelcnn_vqvae_cifar10")
+    with pytest.raises(ValueError, match=f"No such file: {tmp_path / 'x.keras'}: expected a zoo entry folder"):
+        VQVAE.from_preset(str(tmp_path / "x.keras"))

@@ -1,5 +1,7 @@
 """What every zoo model shares: presets as plain data and the quantizer choice."""
 
+import os
+
 import keras
 
 from vq_keras.layers._registry import QUANTIZERS, is_quantizer, make_quantizer
@@ -31,6 +33,12 @@ class PresetMixin:
         """The trained model when `name` is a shipped entry or a folder (a zoo entry, or a run
         written by training.fit) or `.keras` file; else builds the architecture preset `name`
         (constructor arguments, updated by `overrides`)."""
+        if not (isinstance(name, os.PathLike) or (isinstance(name, str) and name)):
+            raise ValueError(
+                f"{cls.__name__}.from_preset expects a preset name ({', '.join(sorted(cls.PRESETS)) or 'none'}), a "
+                f"trained entry's name ({', '.join(trained_entries(cls.__name__)) or 'none'}), or a folder or .keras "
+                f"path. Received: {name!r}"
+            )
         if isinstance(name, str) and name in cls.PRESETS:
             model = cls(**{**cls.PRESETS[name], **overrides})
             model.build_if_needed()

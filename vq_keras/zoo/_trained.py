@@ -18,6 +18,10 @@ import keras
 WEIGHT_FILES = ("model.keras", "prior.keras", "classifier.keras")
 
 
+class OtherKindOfEntry(ValueError):
+    """A name or folder that holds another kind's weights (e.g. a prior's where a model's is asked)."""
+
+
 def entries_root():
     """The folder of the shipped entries: the installed package data, else a checkout's zoo/."""
     package = Path(__file__).resolve().parents[1]
@@ -110,7 +114,15 @@ def resolve(name_or_path, file_name, class_name=None):
             f"or give a folder holding {file_name} or a .keras file."
         )
     if not path.is_file():
-        raise ValueError(f"No {file_name} at {path}: expected a zoo entry folder, a training run folder or a .keras file.")
+        other = next((name for name in WEIGHT_FILES if name != file_name and (path.parent / name).is_file()), None)
+        if other and path.name == file_name:  # an entry of another kind, e.g. a prior's name given for a model
+            holds = saved_class_name(path.parent / other)
+            raise OtherKindOfEntry(
+                f"{path.parent} holds {other} (a {holds}), not {file_name}. Load it with "
+                f"{holds}.from_preset({str(name_or_path)!r}), or pass it where a {holds} is expected."
+            )
+        missing = f"No {file_name} at {path}" if path.name == file_name else f"No such file: {path}"
+        raise ValueError(f"{missing}: expected a zoo entry folder, a training run folder or a .keras file.")
     if class_name is not None and saved_class_name(path) != class_name:
         raise ValueError(
             f"{path} holds a {saved_class_name(path)}, not a {class_name}. "
