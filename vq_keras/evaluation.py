@@ -17,12 +17,15 @@ them too:
   codes used at least once; a residual quantizer's stages pooled) and, with a prior,
   `bits_per_code` (its negative log-likelihood per code, in bits; the prior of a lower level given
   the true codes above) for an autoregressive prior, or `masked_token_loss` (nats per masked code,
-  the masks drawn as in training from the prior's seed generator; no exact likelihood) for a
-  masked one (MaskGITPrior).
+  the masks drawn as in training, from a fixed seed (MASK_SEED) so that the figure reproduces;
+  no exact likelihood) for a masked one (MaskGITPrior).
 
 A class-conditional prior needs the images' labels: `images` then yields (images, labels) batches.
 """
 
+import contextlib
+
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -31,6 +34,7 @@ from vq_keras.models.autoregressive_prior import AutoregressivePrior
 from vq_keras.zoo import HierarchicalPrior
 
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's default Gaussian window
+MASK_SEED = 0  # the seed of a masked prior's evaluation masks
 
 
 def level_labels(autoencoder):
@@ -58,27 +62,8 @@ def evaluate(model, images, data_variance, prior=None):
             f"to be positive. Received: data_variance={data_variance}"
         )
     priors = level_priors(prior)
-    counts = [ops.zeros((quantizer.num_embeddings,), "float32") for quantizer in model.quantizers]
-    sums = {"squared_error": 0.0, "psnr": 0.0, "ssim": 0.0, "images": 0, "pixels": 0}
-    nats = [0.0] * len(counts)
-    positions = [0] * len(counts)
-    measure = tf.function(lambda batch, labels: _measure(model, priors, batch, labels))
-    for batch in images:
-        batch, labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        if priors and priors[0].num_classes is not None and labels is None:
-            raise ValueError(
-                "evaluate: the prior is class-conditional, so `images` must yield (images, labels) batches. "
-                "Received: image batches alone."
-            )
-        squared_error, psnr, ssim, batch_counts, sizes, level_nats = measure(batch, labels)
-        sums["squared_error"] += float(squared_error)
-        sums["psnr"] += float(psnr)
-        sums["ssim"] += float(ssim)
-        sums["images"] += int(batch.shape[0])
-        sums["pixels"] += int(tf.size(batch))
-        counts = [total + level for total, level in zip(counts, batch_counts)]
-        positions = [total + float(size) for total, size in zip(positions, sizes)]
-        nats = [total + float(value) for total, value in zip(nats, level_nats)] if priors else nats
+    with _masks_from_a_fixed_seed(priors):
+        sums, counts, positions, nats = _accumulated(model, priors, images)
     if not sums["images"]:
         raise ValueError("evaluate received no images: `images` yielded no batch. Pass the held-out images.")
     levels = {}
@@ -101,6 +86,47 @@ def evaluate(model, images, data_variance, prior=None):
         "num_images": sums["images"],
         "training_pixel_variance": data_variance,
     }
+
+
+def _accumulated(model, priors, images):
+    """`_measure` over every batch of `images`, summed: (sums, code counts, positions, nats)."""
+    counts = [ops.zeros((quantizer.num_embeddings,), "float32") for quantizer in model.quantizers]
+    sums = {"squared_error": 0.0, "psnr": 0.0, "ssim": 0.0, "images": 0, "pixels": 0}
+    nats = [0.0] * len(counts)
+    positions = [0] * len(counts)
+    measure = tf.function(lambda batch, labels: _measure(model, priors, batch, labels))
+    for batch in images:
+        batch, labels = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        if priors and priors[0].num_classes is not None and labels is None:
+            raise ValueError(
+                "evaluate: the prior is class-conditional, so `images` must yield (images, labels) batches. "
+                "Received: image batches alone."
+            )
+        squared_error, psnr, ssim, batch_counts, sizes, level_nats = measure(batch, labels)
+        sums["squared_error"] += float(squared_error)
+        sums["psnr"] += float(psnr)
+        sums["ssim"] += float(ssim)
+        sums["images"] += int(batch.shape[0])
+        sums["pixels"] += int(tf.size(batch))
+        counts = [total + level for total, level in zip(counts, batch_counts)]
+        positions = [total + float(size) for total, size in zip(positions, sizes)]
+        nats = [total + float(value) for total, value in zip(nats, level_nats)] if priors else nats
+    return sums, counts, positions, nats
+
+
+@contextlib.contextmanager
+def _masks_from_a_fixed_seed(priors):
+    """A masked prior's figure depends on the masks drawn: draw them from one fixed seed, so that
+    the figure reproduces, and give the prior its own seed state back afterwards."""
+    generators = [prior.mask_seeds for prior in priors or [] if not _exact(prior)]
+    saved = [generator.state.numpy() for generator in generators]
+    for generator in generators:
+        generator.state.assign(np.array([MASK_SEED, 0], dtype=saved[0].dtype))
+    try:
+        yield
+    finally:
+        for generator, state in zip(generators, saved):
+            generator.state.assign(state)
 
 
 def _exact(prior):
