@@ -17,8 +17,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 import vq_keras.export
 from vq_keras.export import export_saved_model
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior, generate
+from tests.presets import SMALL_AUTOENCODER as TINY
 
-TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
 K = TINY["num_embeddings"]
 TINY_PRIOR = dict(num_layers=2, num_filters=8, kernel_size=3)
 TINY_TRANSFORMER = dict(num_layers=2, hidden_dim=16, num_heads=2)

@@ -4,8 +4,7 @@ import tensorflow as tf
 
 from vq_keras.sample_quality import feature_statistics, frechet_distance, sample_quality
 from vq_keras.zoo import VQVAE, ImageClassifier, PixelCNNPrior, generate
-
-TINY_AUTOENCODER = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+from tests.presets import TINY_AUTOENCODER
 
 
 def reference_distance(features_a, features_b):

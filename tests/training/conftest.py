@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.presets import TINY_AUTOENCODER
 
 
 def run_module(module, *args, timeout=300):
@@ -28,7 +29,6 @@ def fit_run(tmp_path_factory):
 
 
 TINY_CLASSIFIER = dict(widths=(4, 8), blocks_per_stage=1)
-TINY_AUTOENCODER = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO, SHARED_TFDS
+from tests.presets import TINY_AUTOENCODER as TINY
 from training.data import codes as code_cache
 from training.data import folder as folder_reader
 from training.data import pipeline
 from training.data.pipeline import SAMPLE_PATH
 from vq_keras.zoo import VQVAE, VQVAE2
-
-TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 
 
 def saved(model, path):

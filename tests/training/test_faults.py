@@ -30,10 +30,9 @@ from tests.training.test_resume import KILL_RUN_ARGS, _assert_same_state
 from vq_keras.zoo import VQVAE
 
 import vq_keras  # noqa: F401  (registers the classes the .keras files name)
+from tests.presets import TINY_AUTOENCODER as TINY
 
 pytestmark = pytest.mark.large  # kills and reruns the command line in subprocesses
-
-TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 
 
 def _stage1(root, autoencoder):

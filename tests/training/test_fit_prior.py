@@ -12,10 +12,10 @@ from tests.training.test_callbacks import _tensor_events
 from training.errors import UsageError
 from training.fit_prior import architecture_overrides
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior
+from tests.presets import TINY_AUTOENCODER as TINY
 
 pytestmark = pytest.mark.large  # every test runs the command line in subprocesses
 
-TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 TINY_PRIOR = ("--num_layers=2", "--num_filters=8", "--batch_size=8", "--validation_steps=2", "--jit_compile=false")
 
 

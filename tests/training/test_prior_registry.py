@@ -11,8 +11,7 @@ from training import fit
 from training.errors import UsageError
 from vq_keras.models import Prior
 from vq_keras.zoo import PRIORS, VQVAE
-
-TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+from tests.presets import TINY_AUTOENCODER as TINY
 
 
 @keras.saving.register_keras_serializable(package="tests")

@@ -10,8 +10,7 @@ import tensorflow as tf
 from vq_keras.export import export_saved_model
 from vq_keras.layers import FiniteScalarQuantizer, ResidualVectorQuantizer, VectorQuantizer, VectorQuantizerEMA
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
-
-TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
+from tests.presets import TINY_AUTOENCODER as TINY
 
 
 def _images(n=8, size=8):

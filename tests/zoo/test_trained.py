@@ -15,8 +15,8 @@ from tests.conftest import REPO, SAMPLE_BITS_MARGIN, SAMPLE_MSE_MARGIN
 from training.data.pipeline import SAMPLE_PATH
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior
 from vq_keras.zoo._trained import trained_entries
+from tests.presets import TINY_AUTOENCODER as TINY
 
-TINY = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, embedding_dim=4, num_embeddings=16)
 SHIPPED = {"vqvae_cifar10": VQVAE, "vqvae2_cifar10": VQVAE2, "pixelcnn_vqvae_cifar10": PixelCNNPrior,
            "pixelcnn_vqvae2_cifar10": HierarchicalPrior}
 

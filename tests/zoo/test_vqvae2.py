@@ -6,8 +6,7 @@ import keras
 from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
 from tests.zoo.conftest import train_on_real_images
 from vq_keras.zoo import VQVAE2
-
-TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
+from tests.presets import SMALL_AUTOENCODER as TINY
 
 
 def _images(n=2, size=32, channels=3, seed=0):
