@@ -1,16 +1,13 @@
 """Dead-code restart and k-means++ seeding, shared by both quantizers (BaseQuantizer)."""
 
 import re
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO
+from tests.mirrored import run_on_two_cpus
 from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
 
 QUANTIZERS = [VectorQuantizer, VectorQuantizerEMA]
@@ -162,51 +159,37 @@ def test_bad_arguments_are_clear_errors(cls, kwargs, message):
         cls(8, 4, **kwargs)
 
 
-MIRRORED_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
+MIRRORED_SCRIPT = """
+from vq_keras.layers import VectorQuantizer, VectorQuantizerEMA
 
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(size=(16, 3)).astype("float32") for _ in range(3)]
-    far = np.full((8, 3), 50.0, "float32")  # every code far away: first k-means++, then restarts
-    options = dict(dead_code_threshold=0.9, usage_decay=0.5, codebook_init="kmeans++", seed=5)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    for cls in (VectorQuantizer, VectorQuantizerEMA):
-        single = cls(8, 3, **options)
-        single.build((None, 3)); single.codebook.assign(far)
-        for batch in batches:
-            single(batch, training=True)
-        with strategy.scope():
-            mirrored = cls(8, 3, **options)
-            mirrored.build((None, 3)); mirrored.codebook.assign(far)
-        step = tf.function(lambda x: mirrored(x, training=True))
-        for batch in batches:
-            dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
-            for x in dataset:
-                strategy.run(step, args=(x,))
-        for weight in ("codebook", "usage_ema"):
-            replicas = [v.numpy() for v in strategy.experimental_local_results(getattr(mirrored, weight).value)]
-            assert len(replicas) == 2
-            for replica in replicas:
-                np.testing.assert_allclose(replica, getattr(single, weight).numpy(), rtol=1e-5, atol=1e-5)
-        assert single.usage_ema.numpy().min() > 0 and (single.codebook.numpy() != far).all()
-        print(cls.__name__, "replicas agree")
-    """
-)
+rng = np.random.default_rng(0)
+batches = [rng.normal(size=(16, 3)).astype("float32") for _ in range(3)]
+far = np.full((8, 3), 50.0, "float32")  # every code far away: first k-means++, then restarts
+options = dict(dead_code_threshold=0.9, usage_decay=0.5, codebook_init="kmeans++", seed=5)
+for cls in (VectorQuantizer, VectorQuantizerEMA):
+    single = cls(8, 3, **options)
+    single.build((None, 3)); single.codebook.assign(far)
+    for batch in batches:
+        single(batch, training=True)
+    with strategy.scope():
+        mirrored = cls(8, 3, **options)
+        mirrored.build((None, 3)); mirrored.codebook.assign(far)
+    step = tf.function(lambda x: mirrored(x, training=True))
+    for batch in batches:
+        dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+        for x in dataset:
+            strategy.run(step, args=(x,))
+    for weight in ("codebook", "usage_ema"):
+        assert_replicas_equal(strategy, getattr(mirrored, weight), getattr(single, weight).numpy())
+    assert single.usage_ema.numpy().min() > 0 and (single.codebook.numpy() != far).all()
+    print(cls.__name__, "replicas agree")
+"""
 
 
 @pytest.mark.large
 def test_mirrored_replicas_restart_identically_and_equal_one_device_on_the_whole_batch():
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "VectorQuantizer replicas agree" in result.stdout
-    assert "VectorQuantizerEMA replicas agree" in result.stdout
+    output = run_on_two_cpus(MIRRORED_SCRIPT)
+    assert "VectorQuantizer replicas agree" in output and "VectorQuantizerEMA replicas agree" in output
 
 
 @pytest.mark.parametrize("cls", QUANTIZERS)

@@ -3,16 +3,13 @@ the registry, cosine similarity, a low-dimensional lookup space (codebook_dim) a
 rotation trick, each against a NumPy recomputation; and every quantizer under XLA,
 mixed precision, .keras round trips and MirroredStrategy."""
 
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO
+from tests.mirrored import run_on_two_cpus
 from vq_keras.layers import (
     QUANTIZERS,
     FiniteScalarQuantizer,
@@ -199,53 +196,40 @@ def test_every_quantizer_survives_a_keras_file_round_trip(tmp_path):
         np.testing.assert_allclose(reloaded(x).numpy(), layer(x).numpy(), atol=1e-6)
 
 
-MIRRORED_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    from tests.layers.test_quantizer_contract import _every_quantizer
+MIRRORED_SCRIPT = """
+import keras
+from tests.layers.test_quantizer_contract import _every_quantizer
 
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(size=(8, 2, 2, 4)).astype("float32") for _ in range(3)]
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    singles = _every_quantizer()
+rng = np.random.default_rng(0)
+batches = [rng.normal(size=(8, 2, 2, 4)).astype("float32") for _ in range(3)]
+singles = _every_quantizer()
+with strategy.scope():
+    mirrored = _every_quantizer()
+for single, many in zip(singles, mirrored):
+    keras.utils.set_random_seed(0)
+    single.build((None, 2, 2, 4))
     with strategy.scope():
-        mirrored = _every_quantizer()
-    for single, many in zip(singles, mirrored):
-        keras.utils.set_random_seed(0)
-        single.build((None, 2, 2, 4))
-        with strategy.scope():
-            many.build((None, 2, 2, 4))
-        for variable, value in zip(many.weights, single.get_weights()):
-            variable.assign(value)
-        step = tf.function(lambda x, layer=many: layer(x, training=True, return_codes=True)[1])
-        for batch in batches:
-            want = single(batch, training=True, return_codes=True)[1].numpy()
-            dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
-            for x in dataset:
-                got = strategy.experimental_local_results(strategy.run(step, args=(x,)))
-            np.testing.assert_array_equal(np.concatenate([g.numpy() for g in got]), want)
-        for one, variable in zip(single.weights, many.weights):
-            replicas = strategy.experimental_local_results(variable.value)
-            assert len(replicas) == 2
-            for value in replicas:
-                np.testing.assert_allclose(value.numpy(), one.numpy(), rtol=1e-5, atol=1e-5, err_msg=one.path)
-        print(type(single).__name__, "replicas agree")
-    """
-)
+        many.build((None, 2, 2, 4))
+    for variable, value in zip(many.weights, single.get_weights()):
+        variable.assign(value)
+    step = tf.function(lambda x, layer=many: layer(x, training=True, return_codes=True)[1])
+    for batch in batches:
+        want = single(batch, training=True, return_codes=True)[1].numpy()
+        dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+        for x in dataset:
+            got = strategy.experimental_local_results(strategy.run(step, args=(x,)))
+        np.testing.assert_array_equal(np.concatenate([g.numpy() for g in got]), want)
+    for one, variable in zip(single.weights, many.weights):
+        assert_replicas_equal(strategy, variable, one.numpy(), name=one.path)
+    print(type(single).__name__, "replicas agree")
+"""
 
 
 @pytest.mark.large
 def test_mirrored_replicas_of_every_quantizer_equal_one_device_on_the_whole_batch():
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    output = run_on_two_cpus(MIRRORED_SCRIPT)
     for name in ("VectorQuantizer", "VectorQuantizerEMA", "FiniteScalarQuantizer", "ResidualVectorQuantizer"):
-        assert f"{name} replicas agree" in result.stdout, result.stdout
+        assert f"{name} replicas agree" in output, output
 
 
 @pytest.mark.parametrize("kind", sorted(QUANTIZERS))

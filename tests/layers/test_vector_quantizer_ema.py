@@ -1,12 +1,9 @@
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO
+from tests.mirrored import run_on_two_cpus
 from vq_keras.layers import VectorQuantizerEMA
 
 
@@ -105,42 +102,29 @@ def test_config_round_trip_gives_identical_outputs_and_updates():
     np.testing.assert_array_equal(clone.codebook.numpy(), layer.codebook.numpy())
 
 
-MIRRORED_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from vq_keras.layers import VectorQuantizerEMA
+MIRRORED_SCRIPT = """
+from vq_keras.layers import VectorQuantizerEMA
 
-    batch = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
-    initial = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
+batch = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+initial = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
 
-    single = VectorQuantizerEMA(5, 4, decay=0.5)
-    single.build((None, 4)); single.codebook.assign(initial)
-    single(batch, training=True)
+single = VectorQuantizerEMA(5, 4, decay=0.5)
+single.build((None, 4)); single.codebook.assign(initial)
+single(batch, training=True)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        mirrored = VectorQuantizerEMA(5, 4, decay=0.5)
-        mirrored.build((None, 4)); mirrored.codebook.assign(initial)
-    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).unbatch().batch(8))
-    step = tf.function(lambda x: mirrored(x, training=True))
-    for x in dataset:
-        strategy.run(step, args=(x,))
-    replicas = [v.numpy() for v in strategy.experimental_local_results(mirrored.codebook.value)]
-    assert len(replicas) == 2
-    for replica in replicas:
-        np.testing.assert_allclose(replica, single.codebook.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(mirrored.ema_cluster_size.numpy(), single.ema_cluster_size.numpy(), rtol=1e-6)
-    print("replicas agree")
-    """
-)
+with strategy.scope():
+    mirrored = VectorQuantizerEMA(5, 4, decay=0.5)
+    mirrored.build((None, 4)); mirrored.codebook.assign(initial)
+dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).unbatch().batch(8))
+step = tf.function(lambda x: mirrored(x, training=True))
+for x in dataset:
+    strategy.run(step, args=(x,))
+assert_replicas_equal(strategy, mirrored.codebook, single.codebook.numpy(), atol=1e-6)
+np.testing.assert_allclose(mirrored.ema_cluster_size.numpy(), single.ema_cluster_size.numpy(), rtol=1e-6)
+print("replicas agree")
+"""
 
 
 @pytest.mark.large
 def test_statistics_are_summed_across_replicas():
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "replicas agree" in result.stdout
+    assert "replicas agree" in run_on_two_cpus(MIRRORED_SCRIPT)
