@@ -106,19 +106,6 @@ def measured_samples(model, prior, classifier, reference, held_out, samples, see
         raise UsageError(str(error)) from None
 
 
-def check_images_fit(model, image_shape, dataset):
-    """A UsageError unless the model takes the data set's images (when their shape is known)."""
-    if image_shape is None:
-        return
-    try:
-        model.check_image_shape(image_shape)
-    except ValueError as error:
-        hint = ""
-        if image_shape[-1] == model.num_channels and None not in image_shape[:2]:
-            hint = f" Pass --image_size={model_files.fitting_size(model, *image_shape[:2])} to resize them, as in training."
-        raise UsageError(f"--dataset={dataset} does not fit --autoencoder: {error}{hint}") from None
-
-
 def check_prior_fits(model, prior, image_shape):
     """A UsageError unless `prior` models the code grids of `model` for these images."""
     if prior is None:
@@ -163,7 +150,9 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     measure = model_files.load_classifier(classifier, "--classifier") if samples else None
     size = parse_image_size(image_size)
     image_shape = image_spec_or_none(dataset, data_dir, size)
-    check_images_fit(model, image_shape, dataset)
+    model_files.check_images_fit(
+        model, image_shape, dataset, "--autoencoder", "Pass a data set of such images, or an autoencoder built for these."
+    )
     check_prior_fits(model, prior, image_shape)
     with_labels = getattr(prior, "num_classes", None) is not None
     train, held_out, num_classes, _ = read_splits(dataset, data_dir, with_labels=with_labels, image_size=size)

@@ -21,12 +21,12 @@ if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is i
 
     quiet_native_logs()
 
-import re  # noqa: E402
 import sys  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from training.data.images import parse_image_size  # noqa: E402
 from training.errors import UsageError  # noqa: E402
 from training.model_files import load_autoencoder, load_prior  # noqa: E402
 from vq_keras.atomic import why_not_writable  # noqa: E402
@@ -51,20 +51,6 @@ def define_flags():
         "image_size", None,
         "Fix the signatures' image size: N (square) or HxW. Default: any multiple of the model's downsampling.",
     )
-
-
-def parse_image_size(text):
-    """None, "32" -> 32, "32x48" -> (32, 48)."""
-    if text is None or text == "":
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+)\s*)?", text)
-    if not match:
-        raise UsageError(
-            f"--image_size expects N (square images) or HxW, e.g. --image_size=32 or --image_size=32x48. "
-            f"Received: --image_size={text}"
-        )
-    height, width = match.groups()
-    return int(height) if width is None else (int(height), int(width))
 
 
 def export(model_path, export_base, version=None, overwrite=False, image_size=None, prior_path=None):
@@ -98,8 +84,7 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
     model = load_autoencoder(model_path, "--autoencoder")
     prior = None if prior_path is None else load_prior(prior_path, "--prior")
     factor = model.downsampling
-    sizes = () if size is None else (size,) * 2 if isinstance(size, int) else size
-    if any(s < factor or s % factor for s in sizes):
+    if size is not None and any(s % factor for s in size):
         raise UsageError(
             f"--image_size={image_size}: {type(model).__name__} downsamples images by {factor}, so height and "
             f"width must be positive multiples of {factor} (e.g. {factor * 4} or {factor * 4}x{factor * 8}). "

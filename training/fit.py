@@ -33,7 +33,7 @@ from training.data.images import parse_image_size  # noqa: E402
 from training.distribute import PRECISIONS, STRATEGIES, prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
-from training.model_files import fitting_size  # noqa: E402
+from training import model_files  # noqa: E402
 from training.optimizer import LEARNING_RATE_DECAYS, extendable_settings, make_optimizer, resume_settings  # noqa: E402
 from training.run_dir import claim_run_dir  # noqa: E402
 from training.resume import DEFAULT_BACKUP_EVERY_STEPS, Backups, configure_determinism, fit_resumable  # noqa: E402
@@ -311,28 +311,11 @@ def make_model(model_name, preset, num_channels, data_variance, image_shape, dat
         model = model_class(**with_quantizer_layer({**model_class.PRESETS[preset], **overrides, **(codebook or {})}))
     except ValueError as error:
         raise UsageError(f"--model={model_name} --preset={preset}: {error}") from None
-    check_images_fit(model, image_shape, dataset, preset)
+    model_files.check_images_fit(
+        model, image_shape, dataset, f"preset {preset!r}",
+        f"Pass --num_channels={image_shape and image_shape[-1]} to build the preset for them.",
+    )
     return model
-
-
-def check_images_fit(model, image_shape, dataset, preset):
-    if image_shape is None:
-        return
-    try:
-        model.check_image_shape(image_shape)
-    except ValueError as error:
-        if image_shape[-1] != model.num_channels:
-            raise UsageError(
-                f"Data set {dataset!r} has {image_shape[-1]}-channel images of shape {image_shape}, "
-                f"but preset {preset!r} is built for {model.num_channels}-channel images. "
-                f"Pass --num_channels={image_shape[-1]} to build the preset for them."
-            ) from None
-        height, width = image_shape[:2]
-        size = fitting_size(model, height or 64, width or 64)
-        raise UsageError(
-            f"Data set {dataset!r}: {error} Pass --image_size={size} to resize the images (shorter side "
-            f"{size}, centre-cropped to {size}x{size}), or --image_size=HxW with multiples of {model.downsampling}."
-        ) from None
 
 
 def train(argv_flags):
@@ -375,7 +358,7 @@ def train_and_save(argv_flags, strategy, outputs, settings, path, unbuilt):
     data = load_image_data(
         argv_flags.dataset, argv_flags.data_dir, argv_flags.batch_size, argv_flags.seed, argv_flags.skip_bad_images,
         image_size=argv_flags.image_size, channels=unbuilt.num_channels, random_crop=argv_flags.random_crop,
-        random_flip=argv_flags.random_flip, fit_size=functools.partial(fitting_size, unbuilt),
+        random_flip=argv_flags.random_flip, fit_size=functools.partial(model_files.fitting_size, unbuilt),
     )
     report_skipped(data.skipped_files)
     steps = argv_flags.steps_per_epoch or data.num_train // argv_flags.batch_size

@@ -51,6 +51,27 @@ def load_classifier(path, flag):
     )
 
 
+def check_images_fit(model, image_shape, dataset, built, channels_fix):
+    """A UsageError unless `model` takes the data set's images (when their shape is known before
+    reading any): for other channels it names `built` (what fixed them: "preset 'cifar10'",
+    "--autoencoder") and `channels_fix`; for sizes it names the --image_size that fits."""
+    if image_shape is None:
+        return
+    try:
+        model.check_image_shape(image_shape)
+    except ValueError as error:
+        if image_shape[-1] != model.num_channels:
+            raise UsageError(
+                f"Data set {dataset!r} has {image_shape[-1]}-channel images of shape {image_shape}, "
+                f"but {built} is built for {model.num_channels}-channel images. {channels_fix}"
+            ) from None
+        size = fitting_size(model, image_shape[0] or 64, image_shape[1] or 64)
+        raise UsageError(
+            f"Data set {dataset!r}: {error} Pass --image_size={size} to resize the images (shorter side "
+            f"{size}, centre-cropped to {size}x{size}), or --image_size=HxW with multiples of {model.downsampling}."
+        ) from None
+
+
 def fitting_size(model, height, width):
     """The largest square size, at most the images' shorter side, that `model` takes."""
     factor = model.downsampling

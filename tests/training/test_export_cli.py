@@ -11,7 +11,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tests.conftest import REPO
 import training.export
 from training.errors import UsageError
-from training.export import export, parse_image_size
+from training.export import export
 from vq_keras.zoo import VQVAE, generate
 
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
@@ -125,13 +125,6 @@ def test_user_errors(model_file, tmp_path):
         export(str(other), str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["3", "dense.keras"]
 
-
-def test_image_size_flag():
-    assert parse_image_size(None) is None
-    assert parse_image_size("32") == 32
-    assert parse_image_size("32x48") == (32, 48)
-    with pytest.raises(UsageError, match=r"--image_size expects N \(square images\) or HxW, e.g. --image_size=32"):
-        parse_image_size("large")
 
 
 def test_an_export_base_it_cannot_write_is_refused_before_loading_the_model(
