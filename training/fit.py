@@ -21,6 +21,7 @@ if __name__ == "__main__":  # the tool as a user runs it: before TensorFlow is i
 
 import functools  # noqa: E402
 import math  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 
 import keras  # noqa: E402
@@ -347,7 +348,7 @@ def train(argv_flags):
         outputs.clean_up()
         return None
     print(f"Saved model: {path}")
-    print(f"TensorBoard logs: {outputs.logdir}  (view with: tensorboard --logdir {outputs.logdir})")
+    print(f"TensorBoard logs: {outputs.logdir}  (view with: tensorboard --logdir {shlex.quote(str(outputs.logdir))})")
     return path
 
 

@@ -23,6 +23,7 @@ if __name__ == "__main__":  # `python -m training.fit_prior` would otherwise imp
 import hashlib
 import math
 import os
+import shlex
 from pathlib import Path
 
 import keras
@@ -73,7 +74,7 @@ def train_priors(argv_flags, settings_names):
         path = _train_levels(argv_flags, autoencoder, settings, logdir, overrides)
         run.mark_finished()
     print(f"Saved prior: {path}")
-    print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {logdir})")
+    print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {shlex.quote(str(logdir))})")
     return path
 
 

@@ -79,13 +79,13 @@ def test_a_source_registered_from_a_test_serves_the_pipeline(noise_source):
 
 
 @pytest.mark.large
-def test_a_source_registered_from_a_test_trains_through_training_fit(noise_source, tmp_path):
+def test_a_source_registered_from_a_test_trains_through_training_fit(noise_source, tmp_path, capsys):
     import keras
 
     from training import fit
 
     fit.FLAGS.unparse_flags()
-    fit.FLAGS(["fit", "--dataset=noise:40", f"--logdir={tmp_path / 'run'}", "--steps_per_epoch=3",
+    fit.FLAGS(["fit", "--dataset=noise:40", f"--logdir={tmp_path / 'my run'}", "--steps_per_epoch=3",
                "--validation_steps=1", "--batch_size=4", "--monitor_images=2", "--jit_compile=false"])
     try:
         path = fit.train(fit.FLAGS)
@@ -93,5 +93,7 @@ def test_a_source_registered_from_a_test_trains_through_training_fit(noise_sourc
         fit.FLAGS.unparse_flags()
     model = keras.saving.load_model(path)
     assert model.optimizer.iterations.numpy() == 3
+    # the command it prints runs as printed: the folder's space is quoted
+    assert f"(view with: tensorboard --logdir '{tmp_path / 'my run'}')" in capsys.readouterr().out
     images = NoiseSource("noise:40").images()[:2] / np.float32(255)
     assert model.reconstruct(images).shape == (2, 16, 16, 3)
