@@ -237,12 +237,16 @@ def required_flags(kind):
     return [name for name, argument in QUANTIZER_FLAGS.items() if argument in required and argument not in MODEL_ARGUMENTS]
 
 
+def preset_quantizer(model_name, preset):
+    """The quantizer kind a model preset builds when --quantizer is not given."""
+    return getattr(MODELS.get(model_name), "PRESETS", {}).get(preset, {}).get("quantizer", "ema")
+
+
 def codebook_overrides(argv_flags):
     """The model and quantizer arguments the quantizer flags set (only those given),
     checked against the quantizer kind (--quantizer, or the preset's)."""
     flag = lambda name: getattr(argv_flags, name, None)  # noqa: E731
-    preset = getattr(MODELS.get(flag("model") or "vqvae"), "PRESETS", {}).get(flag("preset") or "cifar10", {})
-    kind = flag("quantizer") or preset.get("quantizer", "ema")
+    kind = flag("quantizer") or preset_quantizer(flag("model") or "vqvae", flag("preset") or "cifar10")
     if kind not in QUANTIZERS:
         raise UsageError(f"Unknown quantizer {kind!r} (--quantizer). Known quantizers: {', '.join(QUANTIZERS)}.")
     given = {name: flag(name) for name in QUANTIZER_FLAGS if flag(name) is not None}
@@ -331,6 +335,8 @@ def train(argv_flags):
         codebook_overrides(argv_flags),
     )
     settings = {name: getattr(argv_flags, name) for name in AUTOENCODER_SETTINGS}
+    if settings["quantizer"] == preset_quantizer(argv_flags.model, argv_flags.preset):
+        settings["quantizer"] = None  # naming the preset's own quantizer is the same run as leaving it out
     with claim_run_dir(
         outputs.logdir, settings, RESULTS, LOGS, argv_flags.overwrite, extendable_settings(settings)
     ) as run:

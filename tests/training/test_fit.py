@@ -195,3 +195,19 @@ def test_a_flag_of_the_other_stage_is_refused_not_ignored():
     parser = copy.deepcopy(flags.FLAGS)
     parser(["training.fit", "--stage=prior", "--num_layers=2", "--seed=3"])
     fit.check_stage_flags(parser)  # both stages' and this stage's flags pass
+
+
+@pytest.mark.large
+def test_naming_the_presets_own_quantizer_is_the_same_finished_run(tmp_path, capsys):
+    from training import fit
+
+    common = [f"--logdir={tmp_path / 'run'}", "--steps_per_epoch=2", "--validation_steps=1", "--batch_size=4",
+              "--monitor_images=2", "--jit_compile=false"]
+    for extra in ([], ["--quantizer=ema"]):
+        fit.FLAGS.unparse_flags()
+        fit.FLAGS(["fit", *common, *extra])
+        try:
+            fit.train(fit.FLAGS)
+        finally:
+            fit.FLAGS.unparse_flags()
+    assert "Nothing to do: this run has finished already" in capsys.readouterr().out
