@@ -27,7 +27,7 @@ from absl import app, flags  # noqa: E402
 
 from training.data import held_out_split, naming_bad_images, read_splits  # noqa: E402
 from training.errors import UsageError, exiting_on_usage_errors  # noqa: E402
-from training.evaluate import commit  # noqa: E402
+from training.evaluate import commit, to_unit_interval  # noqa: E402
 from vq_keras.atomic import atomic_file, save_model, why_not_writable  # noqa: E402
 from vq_keras.zoo.image_classifier import ImageClassifier  # noqa: E402
 
@@ -59,7 +59,7 @@ def augment(image, label):
 
 
 def to_unit(image, label):
-    return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
+    return to_unit_interval(image), tf.cast(label, tf.int32)
 
 
 def run(dataset, data_dir, preset, epochs, batch_size, learning_rate, weight_decay, seed, output):
