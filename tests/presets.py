@@ -7,3 +7,10 @@ TINY_AUTOENCODER = dict(num_hiddens=8, num_residual_hiddens=4, num_residual_laye
 SMALL_AUTOENCODER = dict(
     num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32
 )
+
+# The smallest prior of each kind in vq_keras.zoo.PRIORS (pass num_embeddings, grid_shape, ...).
+TINY_PRIORS = dict(
+    pixelcnn=dict(num_layers=2, num_filters=8, kernel_size=3),
+    transformer=dict(num_layers=2, hidden_dim=16, num_heads=2),
+    maskgit=dict(num_layers=2, hidden_dim=16, num_heads=2),
+)

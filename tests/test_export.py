@@ -18,10 +18,11 @@ import vq_keras.export
 from vq_keras.export import export_saved_model
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior, generate
 from tests.presets import SMALL_AUTOENCODER as TINY
+from tests.presets import TINY_PRIORS
 
 K = TINY["num_embeddings"]
-TINY_PRIOR = dict(num_layers=2, num_filters=8, kernel_size=3)
-TINY_TRANSFORMER = dict(num_layers=2, hidden_dim=16, num_heads=2)
+TINY_PRIOR = TINY_PRIORS["pixelcnn"]
+TINY_TRANSFORMER = TINY_PRIORS["transformer"]
 CLASSES = 3
 PY_FUNC_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
@@ -116,6 +117,11 @@ def exports(tmp_path_factory):
     # A hierarchy of two kinds: num_steps reaches the masked bottom level only.
     masked2 = HierarchicalPrior.from_autoencoder(vqvae2, "maskgit", grid_shape=(2, 3), **TINY_TRANSFORMER)
     mixed2 = HierarchicalPrior([transformer2.priors[0], masked2.priors[1]])
+    # Trained with label dropout: generate takes a classifier-free guidance scale.
+    guided = TransformerPrior(K, grid_shape=(4, 4), num_classes=CLASSES, label_dropout=0.1, **TINY_TRANSFORMER)
+    guided_maskgit = MaskGITPrior(
+        K, grid_shape=(4, 4), num_classes=CLASSES, label_dropout=0.1, num_steps=4, **TINY_TRANSFORMER
+    )
     exports.update(
         prior=prior,
         prior2=prior2,
@@ -123,12 +129,16 @@ def exports(tmp_path_factory):
         transformer2=transformer2,
         maskgit=maskgit,
         mixed2=mixed2,
+        guided=guided,
+        guided_maskgit=guided_maskgit,
         generate=export_saved_model(vqvae, root / "generate", prior=prior),  # 16x16 from the prior's 4x4 grid
         generate2=export_saved_model(vqvae2, root / "generate2", prior=prior2, image_size=(16, 24)),
         generate_transformer=export_saved_model(vqvae, root / "generate_transformer", prior=transformer),
         generate2_transformer=export_saved_model(vqvae2, root / "generate2_transformer", prior=transformer2),
         generate_maskgit=export_saved_model(vqvae, root / "generate_maskgit", prior=maskgit),
         generate2_mixed=export_saved_model(vqvae2, root / "generate2_mixed", prior=mixed2),
+        generate_guided=export_saved_model(vqvae, root / "generate_guided", prior=guided),
+        generate_guided_maskgit=export_saved_model(vqvae, root / "generate_guided_maskgit", prior=guided_maskgit),
     )
     return dict(exports, before=before, after=after)
 
@@ -167,7 +177,8 @@ def _requests(exports):
         t_nan=np.float32(np.nan), labels3=np.array([2, 0, 1], "int32"), labels1=np.array([1], "int32"),
         labels_out=np.array([0, 3, 1], "int32"), labels_short=np.array([0, 1], "int32"),
         s0=np.int32(0), s3=np.int32(3), s_negative=np.int32(-2), k0=np.int32(0), k5=np.int32(5), k33=np.int32(33), k_negative=np.int32(-1), p1=np.float32(1.0),
-        p08=np.float32(0.8), p0=np.float32(0.0),
+        p08=np.float32(0.8), p0=np.float32(0.0), g1=np.float32(1.0), g3=np.float32(3.0), g0=np.float32(0.0),
+        g_negative=np.float32(-0.5), g_inf=np.float32(np.inf),
     )
     generate_labels = dict(
         num="n3", seed="seed7", temperature="t07", top_k="k0", top_p="p1", num_steps="s0", labels="labels3"
@@ -208,6 +219,14 @@ def _requests(exports):
         "v2_mixed_generate": ("generate2_mixed", "generate", "function", dict(generate2, num_steps="s3")),
         "v2_transformer_generate_filtered": (
             "generate2_transformer", "generate", "function", dict(generate2, top_k="k5", top_p="p08")
+        ),
+        "guided_generate": ("generate_guided", "generate", "function", dict(generate_labels, guidance="g3")),
+        "guided_generate_off": ("generate_guided", "generate", "session", dict(generate_labels, guidance="g1")),
+        "guided_generate_unconditional": (
+            "generate_guided", "generate", "function", dict(generate_labels, guidance="g0", top_k="k5")
+        ),
+        "guided_maskgit_generate": (
+            "generate_guided_maskgit", "generate", "session", dict(generate_labels, guidance="g3")
         ),
         # Bad requests.
         "size_not_multiple": ("any_size", "encode", "function", dict(images="x_18x16")),
@@ -251,6 +270,10 @@ def _requests(exports):
         "generate_top_p_zero": ("generate2", "generate", "function", dict(generate2, top_p="p0")),
         "generate_steps_autoregressive": ("generate", "generate", "function", dict(generate_labels, num_steps="s3")),
         "generate_steps_negative": ("generate_maskgit", "generate", "session", dict(generate_labels, num_steps="s_negative")),
+        "generate_guidance_negative": (
+            "generate_guided", "generate", "function", dict(generate_labels, guidance="g_negative")
+        ),
+        "generate_guidance_inf": ("generate_guided_maskgit", "generate", "session", dict(generate_labels, guidance="g_inf")),
         "generate_labels_short": ("generate", "generate", "session", dict(generate_labels, labels="labels_short")),
         # Empty batches: nothing to compute, refused with a clear message.
         "empty_batch": ("any_size", "serving_default", "function", dict(images="x_0")),
@@ -264,6 +287,10 @@ def _requests(exports):
 
 
 BAD_REQUESTS = {
+    "generate_guidance_negative": "[generate expects guidance >= 0 and finite (1: no guidance; above 1 steers each "
+    "image towards its label). Received guidance:] [-0.5]",
+    "generate_guidance_inf": "[generate expects guidance >= 0 and finite (1: no guidance; above 1 steers each "
+    "image towards its label). Received guidance:] [inf]",
     "generate_none": "[generate expects num (images to draw) in [1, 1024]; draw more with several requests and "
     "other seeds. Received num:] [0]",
     "generate_too_many": "[generate expects num (images to draw) in [1, 1024]; draw more with several requests "
@@ -442,6 +469,7 @@ def test_signatures_match_the_keras_model(exports, served):
 GENERATE_PRIORS = {
     "generate": "prior", "generate2": "prior2", "generate_transformer": "transformer",
     "generate2_transformer": "transformer2", "generate_maskgit": "maskgit", "generate2_mixed": "mixed2",
+    "generate_guided": "guided", "generate_guided_maskgit": "guided_maskgit",
 }
 
 
@@ -453,6 +481,8 @@ def _check_generated(exports, export, model, request, received):
     arguments["top_k"] = int(request["top_k"]) or None
     arguments["top_p"] = None if float(request["top_p"]) == 1.0 else float(request["top_p"])
     arguments["num_steps"] = int(request["num_steps"]) or None
+    if "guidance" in request:
+        arguments["guidance"] = None if float(request["guidance"]) == 1.0 else float(request["guidance"])
     if "labels" in request:
         arguments["labels"] = request["labels"]
     image_size = (16, 24) if export == "generate2" else None

@@ -154,6 +154,11 @@ flags.DEFINE_integer("hidden_dim", None, "--stage=prior --prior=transformer: the
 flags.DEFINE_integer("num_heads", None, "--stage=prior: attention heads per attention layer (default: the prior preset's).")
 flags.DEFINE_float("dropout", None, "--stage=prior: dropout rate of the priors (default: the prior preset's).")
 flags.DEFINE_boolean("class_conditional", False, "--stage=prior: condition the priors on the data set's class labels.")
+flags.DEFINE_float(
+    "label_dropout", None,
+    "--stage=prior --class_conditional: the probability that a training grid's label is replaced by 'no class', "
+    "so the priors can sample with classifier-free guidance (--guidance); e.g. 0.1 (default: 0).",
+)
 flags.DEFINE_string(
     "strategy", "default",
     f"tf.distribute strategy: one of {', '.join(STRATEGIES)} (multi_worker reads TF_CONFIG).",
@@ -191,7 +196,7 @@ AUTOENCODER_SETTINGS = (
 )
 PRIOR_SETTINGS = (
     "stage", "dataset", "model", "preset", "image_size", "autoencoder", "class_conditional", "prior", "num_layers", "num_filters",
-    "hidden_dim", "num_heads", "dropout",
+    "hidden_dim", "num_heads", "dropout", "label_dropout",
     "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed", "deterministic",
     "jit_compile",
 )

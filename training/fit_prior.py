@@ -48,7 +48,7 @@ from vq_keras.zoo._registry import prior_arguments
 MONITOR_SAMPLES = 16
 # The flags that override a prior preset's architecture; each applies to the kinds whose
 # constructor takes an argument of its name.
-ARCHITECTURE_FLAGS = ("num_layers", "num_filters", "hidden_dim", "num_heads", "dropout")
+ARCHITECTURE_FLAGS = ("num_layers", "num_filters", "hidden_dim", "num_heads", "dropout", "label_dropout")
 
 
 # What stage 2 leaves in its log directory: trained work, then logs (see training/run_dir.py).
@@ -178,6 +178,11 @@ def architecture_overrides(argv_flags):
     if kind not in PRIORS:
         raise UsageError(f"Unknown prior {kind!r} (--prior). Known priors: {', '.join(PRIORS)}.")
     given = {name: getattr(argv_flags, name) for name in ARCHITECTURE_FLAGS if getattr(argv_flags, name) is not None}
+    if given.get("label_dropout") and not argv_flags.class_conditional:
+        raise UsageError(
+            f"--label_dropout={given['label_dropout']} drops class labels, and the priors get none without "
+            "--class_conditional. Pass --class_conditional, or drop --label_dropout."
+        )
     for name in given:
         if name not in prior_arguments(kind):
             kinds = [other for other in PRIORS if name in prior_arguments(other)]

@@ -29,7 +29,7 @@ from absl import app, flags  # noqa: E402
 from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.errors import UsageError  # noqa: E402
-from training.flags import check_sampling, define_sampling_flags  # noqa: E402
+from training.flags import check_sampling, define_sampling_flags, sampling_arguments  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.zoo import generate  # noqa: E402
 
@@ -48,21 +48,19 @@ def define_flags():
     flags.DEFINE_string("out", "samples.png", "The PNG file to write (written atomically; checked before sampling).")
 
 
-def sample_grid(
-    autoencoder_path, prior_path, num, seed, out, temperature=1.0, labels=None, columns=None, scale=1,
-    top_k=None, top_p=None, num_steps=None,
-):
+def sample_grid(autoencoder_path, prior_path, num, seed, out, labels=None, columns=None, scale=1, **sampling):
     """Writes `num` new images as a PNG grid at `out`; returns its path and the
-    seconds sampling and decoding took (tracing included)."""
-    check_flags(num, seed, temperature, columns, out, scale, top_k, top_p, num_steps)
+    seconds sampling and decoding took (tracing included). `sampling`: `generate`'s
+    sampling arguments (the SAMPLING_FLAGS: temperature, top_k, ...)."""
+    check_flags(num, seed, columns, out, scale, **sampling)
     autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
     prior = model_files.load_prior(prior_path, "--prior")
     row_labels, columns = _rows(prior.num_classes, labels, num, columns)
     started = time.perf_counter()
     try:
         images = generate(
-            autoencoder, prior, num, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, num_steps=num_steps,
-            labels=None if row_labels is None else np.repeat(row_labels, columns),
+            autoencoder, prior, num, seed=seed, labels=None if row_labels is None else np.repeat(row_labels, columns),
+            **sampling,
         )
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
@@ -75,7 +73,7 @@ def sample_grid(
     return Path(out), seconds
 
 
-def check_flags(num, seed, temperature, columns, out, scale=1, top_k=None, top_p=None, num_steps=None):
+def check_flags(num, seed, columns, out, scale=1, **sampling):
     """UsageErrors for the flags that need no model, before minutes of sampling."""
     if not 1 <= scale <= MAX_SCALE:
         raise UsageError(
@@ -86,7 +84,7 @@ def check_flags(num, seed, temperature, columns, out, scale=1, top_k=None, top_p
             f"--num must be in [1, {MAX_NUM}]: the images are sampled as one batch and written as one grid. "
             f"Received: --num={num}. For more images, run again with other --seed values."
         )
-    check_sampling(seed, temperature, top_k, top_p, num_steps)
+    check_sampling(seed, **sampling)
     if columns is not None and not 1 <= columns <= num:
         raise UsageError(
             f"--columns must be in [1, --num={num}] (images per row), or left out for a square grid. "
@@ -130,8 +128,8 @@ def main(argv):
     FLAGS = flags.FLAGS
     try:
         path, seconds = sample_grid(
-            FLAGS.autoencoder, FLAGS.prior, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.temperature,
-            FLAGS.labels, FLAGS.columns, FLAGS.scale, FLAGS.top_k, FLAGS.top_p, FLAGS.num_steps,
+            FLAGS.autoencoder, FLAGS.prior, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.labels, FLAGS.columns,
+            FLAGS.scale, **sampling_arguments(FLAGS),
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

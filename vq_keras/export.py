@@ -23,18 +23,21 @@ top first) or "codes" for VQVAE's single grid.
                         int32 scalar "num_steps" (0:
                         the prior's; masked priors);
                         int32 "labels" (num,) for a
-                        class-conditional prior
+                        class-conditional prior;
+                        float32 scalar "guidance"
+                        (1: off) for a prior trained
+                        with label_dropout
 
 `generate` (exported when a prior is given) draws new images: the prior's
 cached sampling loop, every level top-down, then the decoder, all in the
 graph. For the same num, seed, temperature, top_k, top_p, num_steps and labels
 it returns the images of `vq_keras.zoo.generate(model, prior, num, seed=seed,
-...)` (top_k 0, top_p 1 and num_steps 0 stand for None). Its image size is
+...)` (top_k 0, top_p 1, num_steps 0 and guidance 1 stand for None). Its image size is
 `image_size`, else the one the prior's grid_shape implies. num must be in
 [1, MAX_GENERATE_NUM], seed in [0, 2**31), temperature > 0 and finite, top_k
 in [0, num_embeddings], top_p in (0, 1], num_steps >= 0 (and 0 unless a level
-is a masked prior: autoregressive priors draw one code per step), and labels
-in [0, num_classes), one per image.
+is a masked prior: autoregressive priors draw one code per step), labels
+in [0, num_classes), one per image, and guidance >= 0 and finite.
 
 Bad requests fail inside the graph (`InvalidArgumentError`) however the
 signature is run (`tf.saved_model.load`, or a session fed with the request as
@@ -487,6 +490,7 @@ class _Generator:
         # top_k may not exceed any level's number of codes; num_steps needs a masked level.
         self.max_top_k = min(level.num_embeddings for level in levels)
         self.takes_num_steps = not all(isinstance(level, AutoregressivePrior) for level in levels)
+        self.takes_guidance = any(level.label_dropout for level in levels)
 
     def specs(self):
         specs = [
@@ -497,24 +501,37 @@ class _Generator:
             tf.TensorSpec((), tf.float32, name="top_p"),
             tf.TensorSpec((), tf.int32, name="num_steps"),
         ]
-        return specs + ([tf.TensorSpec((None,), tf.int32, name="labels")] if self.num_classes else [])
+        if self.num_classes:
+            specs.append(tf.TensorSpec((None,), tf.int32, name="labels"))
+        if self.takes_guidance:
+            specs.append(tf.TensorSpec((), tf.float32, name="guidance"))
+        return specs
 
-    def generate(self, num, seed, temperature, top_k, top_p, num_steps, labels=None):
-        num, seed, temperature, top_k, top_p, num_steps, labels = self._checked(
-            num, seed, temperature, top_k, top_p, num_steps, labels
+    def generate(self, num, seed, temperature, top_k, top_p, num_steps, labels=None, guidance=None):
+        num, seed, temperature, top_k, top_p, num_steps, labels, guidance = self._checked(
+            num, seed, temperature, top_k, top_p, num_steps, labels, guidance
         )
-        with keras.StatelessScope():
-            grids = self.prior.draw_levels(
-                num, self.grid_shapes, labels, temperature, seed, top_k=top_k, top_p=top_p, num_steps=num_steps
+
+        def draw(guidance):
+            return self.prior.draw_levels(
+                num, self.grid_shapes, labels, temperature, seed, top_k=top_k, top_p=top_p, num_steps=num_steps,
+                guidance=guidance,
             )
+
+        with keras.StatelessScope():
+            if guidance is None:
+                grids = draw(None)
+            else:  # guidance 1 draws what the library's guidance=None draws, at the cost of one batch
+                grids = tf.cond(tf.equal(guidance, 1.0), lambda: draw(None), lambda: draw(guidance))
             images = tf.cast(self.model.decode_levels(grids), tf.float32)
         return {"images": images, **dict(zip(self.grid_names, grids))}
 
-    def _checked(self, num, seed, temperature, top_k, top_p, num_steps, labels):
+    def _checked(self, num, seed, temperature, top_k, top_p, num_steps, labels, guidance):
         ranks_ok = []
         scalars = (
             ("num", num), ("seed", seed), ("temperature", temperature), ("top_k", top_k), ("top_p", top_p),
             ("num_steps", num_steps),
+            *((("guidance", guidance),) if guidance is not None else ()),
         )
         for name, value in scalars:
             rank = _rank_of(value)
@@ -574,9 +591,19 @@ class _Generator:
                         labels,
                     ),
                 ]
+            if guidance is not None:
+                checks.append(
+                    _assert(
+                        tf.logical_and(guidance >= 0, tf.math.is_finite(guidance)),
+                        "generate expects guidance >= 0 and finite (1: no guidance; above 1 steers each image "
+                        "towards its label). Received guidance:",
+                        guidance,
+                    )
+                )
         with tf.control_dependencies(checks):
             identity = lambda value: None if value is None else tf.identity(value)  # noqa: E731
-            return tuple(identity(value) for value in (num, seed, temperature, top_k, top_p, num_steps, labels))
+            values = (num, seed, temperature, top_k, top_p, num_steps, labels, guidance)
+            return tuple(identity(value) for value in values)
 
 
 def _build_archive(model, image_size, generator=None):

@@ -9,7 +9,8 @@ from keras import ops
 
 from vq_keras.models import AutoregressivePrior
 from vq_keras.models.prior import filter_logits
-from vq_keras.zoo import VQVAE, HierarchicalPrior, PixelCNNPrior, generate
+from tests.presets import TINY_PRIORS
+from vq_keras.zoo import PRIORS, VQVAE, HierarchicalPrior, PixelCNNPrior, generate
 
 K = 6  # codes
 
@@ -164,3 +165,147 @@ def test_bad_filters_are_refused(arguments, message):
     with pytest.raises(ValueError) as error:
         prior.sample(2, **arguments)
     assert message in str(error.value) and str(error.value).startswith("PreviousCodePrior.sample expects top_")
+
+
+# ------------------------------------------------------------ classifier-free guidance
+
+CLASSES = 3
+
+
+class LabelTablePrior(AutoregressivePrior):
+    """Every position's logits are one row of a table per label (row CLASSES: no class): a
+    class-conditional network whose guided logits NumPy recomputes exactly."""
+
+    def __init__(self, num_embeddings, **kwargs):
+        super().__init__(num_embeddings=num_embeddings, **kwargs)
+        self.table = keras.layers.Embedding(self.num_label_embeddings, num_embeddings, name="table")
+
+    def build(self, *shapes):
+        self.table.build((None,))
+
+    def call(self, codes, labels=None, condition=None, training=None):
+        shape = ops.shape(codes)
+        return ops.broadcast_to(self.table(labels)[:, None, None], (shape[0], shape[1], shape[2], self.num_embeddings))
+
+    def cached_sampler(self, num, height, width, labels, condition):
+        return (), lambda state, codes, position: (self.table(labels), state)
+
+
+def _label_table_prior(seed=0):
+    prior = LabelTablePrior(K, num_classes=CLASSES, label_dropout=0.1, grid_shape=(2, 3))
+    prior.build_if_needed()
+    prior.table.embeddings.assign(np.random.default_rng(seed).normal(scale=2.0, size=(CLASSES + 1, K)).astype("float32"))
+    return prior
+
+
+@pytest.mark.parametrize("guidance", [0.0, 0.5, 2.0, 5.0])
+def test_guided_codes_follow_the_mixed_logits_of_a_numpy_recomputation(guidance):
+    prior = _label_table_prior()
+    table = prior.table.embeddings.numpy()
+    mixed = table[CLASSES] + guidance * (table[:CLASSES] - table[CLASSES])  # u + s (c - u), per class
+    labels = np.arange(CLASSES, dtype="int32")
+    for method in ("cached", "full"):
+        greedy = prior.sample(CLASSES, labels=labels, guidance=guidance, top_k=1, method=method).numpy()
+        np.testing.assert_array_equal(greedy.reshape(CLASSES, -1), np.argmax(mixed, axis=1)[:, None].repeat(6, 1))
+    # Drawn, not greedy: the frequencies of 3000 grids' codes match softmax(u + s (c - u)).
+    drawn = prior.sample(500, labels=np.full(500, 1, "int32"), guidance=guidance, seed=3).numpy()
+    expected = np.exp(_log_softmax(mixed[1]))
+    np.testing.assert_allclose(np.bincount(drawn.ravel(), minlength=K) / drawn.size, expected, atol=0.03)
+
+
+def test_guidance_one_draws_the_unguided_codes_and_zero_the_unconditional_ones():
+    prior = _label_table_prior(seed=1)
+    labels = np.array([0, 1, 2, 0], "int32")
+    unguided = prior.sample(4, labels=labels, seed=5).numpy()
+    np.testing.assert_array_equal(prior.sample(4, labels=labels, seed=5, guidance=1.0).numpy(), unguided)
+    no_class = prior.sample(4, labels=np.full(4, CLASSES, "int32"), seed=5).numpy()
+    np.testing.assert_array_equal(prior.sample(4, labels=labels, seed=5, guidance=0.0).numpy(), no_class)
+
+
+def test_label_dropout_replaces_that_fraction_of_the_training_labels_by_no_class():
+    prior = _label_table_prior()
+    labels = tf.constant(np.arange(20000) % CLASSES, tf.int32)
+    dropped = prior.dropped_labels(labels).numpy()
+    is_dropped = dropped == CLASSES
+    assert 0.09 < is_dropped.mean() < 0.11
+    np.testing.assert_array_equal(dropped[~is_dropped], labels.numpy()[~is_dropped])  # the others untouched
+    without = LabelTablePrior(K, num_classes=CLASSES)
+    assert without.dropped_labels(labels) is labels and without.label_seeds is None
+
+
+def test_training_with_label_dropout_learns_the_no_class_distribution_too():
+    prior = LabelTablePrior(K, num_classes=CLASSES, label_dropout=0.3, grid_shape=(1, 1))
+    prior.compile(optimizer=keras.optimizers.Adam(0.05))
+    labels = np.arange(300) % CLASSES
+    codes = labels.reshape(-1, 1, 1).astype("int32")  # class c always has code c
+    data = tf.data.Dataset.from_tensor_slices({"codes": codes, "labels": labels.astype("int32")}).batch(30)
+    prior.fit(data, epochs=20, verbose=0)
+    probabilities = np.exp(_log_softmax(prior.table.embeddings.numpy()))
+    np.testing.assert_allclose(probabilities[np.arange(CLASSES), np.arange(CLASSES)], 1.0, atol=0.05)
+    np.testing.assert_allclose(probabilities[CLASSES, :CLASSES], 1 / CLASSES, atol=0.08)  # the mixture of the classes
+
+
+@pytest.mark.parametrize(
+    "build, sample, message",
+    [
+        (dict(), dict(guidance=2.0, labels=[0, 1]), "LabelTablePrior.sample: guidance (classifier-free) needs a "
+         "class-conditional prior trained with label_dropout > 0, which also models codes without a class; this "
+         "LabelTablePrior has num_classes=3, label_dropout=0.0. Received: guidance=2.0. Leave guidance out, or "
+         "train with label_dropout (e.g. 0.1)."),
+        (dict(label_dropout=0.1), dict(guidance=2.0), "LabelTablePrior.sample: guidance steers each sample towards "
+         "its label; pass labels. Received: labels=None, guidance=2.0"),
+        (dict(label_dropout=0.1), dict(guidance=-1.0, labels=[0, 1]), "LabelTablePrior.sample expects guidance in "
+         "[0, inf). Received: guidance=-1.0"),
+        (dict(label_dropout=0.1), dict(guidance=float("inf"), labels=[0, 1]), "LabelTablePrior.sample expects "
+         "guidance to be a finite number. Received: guidance=inf"),
+        (dict(), dict(labels=[0, 3]), "LabelTablePrior expects labels in [0, num_classes=3)."),
+    ],
+)
+def test_guidance_the_prior_cannot_use_is_refused(build, sample, message):
+    prior = LabelTablePrior(K, num_classes=CLASSES, grid_shape=(2, 2), **build)
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)) as error:
+        prior.sample(2, **sample)
+    assert message in str(error.value)
+
+
+def test_label_dropout_needs_classes_and_a_rate_below_one():
+    with pytest.raises(ValueError, match=r"expects label_dropout=0 without num_classes: it drops class labels, and "
+                       r"an unconditional prior has none. Received: label_dropout=0.1, num_classes=None"):
+        LabelTablePrior(K, label_dropout=0.1)
+    with pytest.raises(ValueError, match=r"expects label_dropout in \[0, 1\). Received: label_dropout=1.0"):
+        LabelTablePrior(K, num_classes=CLASSES, label_dropout=1.0)
+
+
+@pytest.mark.parametrize("kind", sorted(PRIORS))
+def test_every_prior_kind_trains_with_label_dropout_and_samples_guided(kind, tmp_path):
+    prior = PRIORS[kind](K, grid_shape=(3, 3), num_classes=CLASSES, label_dropout=0.2, **TINY_PRIORS[kind])
+    prior.compile(optimizer=keras.optimizers.Adam(1e-2))
+    codes = np.random.default_rng(0).integers(0, K, (32, 3, 3)).astype("int32")
+    data = {"codes": codes, "labels": (np.arange(32) % CLASSES).astype("int32")}
+    prior.fit(tf.data.Dataset.from_tensor_slices(data).batch(16), epochs=2, verbose=0)
+    labels = np.array([0, 1, 2, 1], "int32")
+    guided = prior.sample(4, labels=labels, seed=2, guidance=3.0).numpy()
+    if kind != "maskgit":
+        np.testing.assert_array_equal(prior.sample(4, labels=labels, seed=2, guidance=3.0, method="full").numpy(), guided)
+    np.testing.assert_array_equal(prior.sample(4, labels=labels, seed=2, guidance=1.0), prior.sample(4, labels=labels, seed=2))
+    no_class = prior.sample(4, labels=np.full(4, CLASSES, "int32"), seed=2)
+    np.testing.assert_array_equal(prior.sample(4, labels=labels, seed=2, guidance=0.0), no_class)
+    prior.save(tmp_path / "prior.keras")
+    loaded = keras.saving.load_model(tmp_path / "prior.keras")
+    assert loaded.label_dropout == 0.2
+    np.testing.assert_array_equal(loaded.sample(4, labels=labels, seed=2, guidance=3.0).numpy(), guided)
+
+
+def test_a_hierarchical_prior_guides_the_levels_trained_with_label_dropout():
+    top = PRIORS["transformer"](K, grid_shape=(2, 2), num_classes=CLASSES, label_dropout=0.1, **TINY_PRIORS["transformer"])
+    bottom = PixelCNNPrior(
+        K, num_classes=CLASSES, condition_num_embeddings=K, condition_upsampling=2, **TINY_PRIORS["pixelcnn"]
+    )
+    hierarchical = HierarchicalPrior([top, bottom])
+    labels = np.array([0, 2], "int32")
+    top_codes, bottom_codes = hierarchical.sample(2, labels=labels, seed=1, guidance=2.0)
+    np.testing.assert_array_equal(top_codes, top.sample(2, labels=labels, seed=(1, 0), guidance=2.0))
+    np.testing.assert_array_equal(bottom_codes, bottom.sample(2, labels=labels, condition=top_codes, seed=(1, 1)))
+    unguided = HierarchicalPrior([type(top).from_config({**top.get_config(), "label_dropout": 0.0}), bottom])
+    with pytest.raises(ValueError, match="HierarchicalPrior.sample: guidance .classifier-free. needs a class-conditional"):
+        unguided.sample(2, labels=labels, guidance=2.0)

@@ -174,18 +174,19 @@ def test_stage2_trains_transformer_priors_for_each_level_of_a_vqvae2(tmp_path):
     autoencoder = save_autoencoder(VQVAE2(**TINY), tmp_path / "vqvae2.keras")
     result = run_module(
         "training.fit", "--stage=prior", "--prior=transformer", "--model=vqvae2", f"--autoencoder={autoencoder}",
-        "--class_conditional", "--epochs=1", "--steps_per_epoch=2", "--num_layers=1", "--hidden_dim=8",
-        "--num_heads=2", "--batch_size=8", "--validation_steps=2", f"--logdir={tmp_path / 'run'}",
+        "--class_conditional", "--label_dropout=0.2", "--epochs=1", "--steps_per_epoch=2", "--num_layers=1",
+        "--hidden_dim=8", "--num_heads=2", "--batch_size=8", "--validation_steps=2", f"--logdir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     prior = keras.saving.load_model(tmp_path / "run" / "prior.keras")
     top, bottom = prior.priors
+    assert top.label_dropout == bottom.label_dropout == 0.2
     assert isinstance(top, TransformerPrior) and isinstance(bottom, TransformerPrior)
     assert (top.grid_shape, bottom.grid_shape, bottom.condition_upsampling) == ((4, 4), (8, 8), 2)
     assert top.num_classes == bottom.num_classes == 10 and top.hidden_dim == 8 and top.num_layers == 1
     sampled = run_module(
         "training.sample", f"--autoencoder={autoencoder}", f"--prior={tmp_path / 'run' / 'prior.keras'}",
-        "--num=4", "--labels=3,7", "--top_k=5", f"--out={tmp_path / 'rows.png'}",
+        "--num=4", "--labels=3,7", "--top_k=5", "--guidance=3", f"--out={tmp_path / 'rows.png'}",
     )
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     assert keras.utils.img_to_array(keras.utils.load_img(tmp_path / "rows.png")).shape == (2 * 32, 2 * 32, 3)
@@ -198,14 +199,19 @@ def test_stage2_trains_transformer_priors_for_each_level_of_a_vqvae2(tmp_path):
          "(TransformerPrior), which would ignore it: it sets --prior=pixelcnn. Drop it, or pass --prior=pixelcnn."),
         (dict(prior="pixelcnn", hidden_dim=8), "--hidden_dim does not apply to --prior=pixelcnn (PixelCNNPrior), "
          "which would ignore it: it sets --prior=transformer|maskgit. Drop it, or pass --prior=transformer."),
+        (dict(prior="maskgit", label_dropout=0.1), "--label_dropout=0.1 drops class labels, and the priors get none "
+         "without --class_conditional. Pass --class_conditional, or drop --label_dropout."),
     ],
 )
 def test_architecture_flags_that_do_not_fit_the_prior_kind_are_refused(flags, message):
-    given = {**dict(num_layers=None, num_filters=None, hidden_dim=None, num_heads=None, dropout=None), **flags}
+    given = {
+        **dict(num_layers=None, num_filters=None, hidden_dim=None, num_heads=None, dropout=None, label_dropout=None),
+        "class_conditional": False, **flags,
+    }
     with pytest.raises(UsageError) as error:
         architecture_overrides(types.SimpleNamespace(**given))
     assert str(error.value) == message
-    assert architecture_overrides(types.SimpleNamespace(**{**given, "num_filters": None, "hidden_dim": None})) == {}
+    assert architecture_overrides(types.SimpleNamespace(**{**given, "num_filters": None, "hidden_dim": None, "label_dropout": None})) == {}
 
 
 def test_stage2_trains_a_maskgit_prior_that_reports_its_masked_token_loss(tmp_path):

@@ -50,6 +50,12 @@ FLAG_ERRORS = {
                   "probabilities sum to top_p), or left out to draw among all. Received: --top_p=nan"),
     "num_steps_zero": (dict(num_steps=0), "--num_steps must be at least 1 (the parallel decoding steps of a masked "
                        "prior), or left out for the prior's own. Received: --num_steps=0"),
+    "guidance_negative": (dict(guidance=-1.0), "--guidance must be a finite number >= 0 (the classifier-free "
+                           "guidance scale: 1 samples as without it, above 1 steers each image towards its class), "
+                           "or left out. Received: --guidance=-1.0"),
+    "guidance_nan": (dict(guidance=math.nan), "--guidance must be a finite number >= 0 (the classifier-free "
+                     "guidance scale: 1 samples as without it, above 1 steers each image towards its class), or left "
+                     "out. Received: --guidance=nan"),
     "scale_zero": (dict(scale=0), "--scale must be an integer in [1, 16] (screen pixels per image pixel). "
                    "Received: --scale=0"),
     "out_empty": (dict(out=""), "--out names the PNG file to write, ending in .png (e.g. --out=grid.png). Received: "
@@ -121,6 +127,9 @@ def test_the_filters_reach_the_sampler_and_a_top_k_over_the_codes_is_refused(tin
         sample_grid(*files, 4, 0, str(tmp_path / "x.png"), top_k=17)
     with pytest.raises(UsageError, match="draws one code per step in raster order .* Received: num_steps=4"):
         sample_grid(*files, 4, 0, str(tmp_path / "x.png"), num_steps=4)
+    with pytest.raises(UsageError, match=r"guidance \(classifier-free\) needs a class-conditional prior trained with "
+                       r"label_dropout > 0, .* this PixelCNNPrior has num_classes=None, label_dropout=0.0"):
+        sample_grid(*files, 4, 0, str(tmp_path / "x.png"), guidance=2.0)
 
 
 def test_scale_repeats_each_pixel(tiny_model_files, tmp_path):

@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
-from vq_keras.models.prior import Prior
+from vq_keras.models.prior import Prior, guide_logits
 
 tfd = tfp.distributions
 
@@ -78,6 +78,25 @@ class AutoregressivePrior(Prior):
             f'{type(self).__name__} has no cached sampler; sample with method="full".'
         )
 
+    def guided_sampler(self, sampler, guidance):
+        """`sampler` (a hook above), or with classifier-free guidance (`Prior.guided_call`)
+        the same hook run on the grids with and without their labels in one batch of
+        2 * num, its logits mixed by `guide_logits`."""
+        if guidance is None:
+            return sampler
+
+        def guided(num, height, width, labels, condition):
+            labels, condition = self.guidance_inputs(labels, condition)
+            state, step = sampler(2 * num, height, width, labels, condition)
+
+            def guided_step(state, codes, position):
+                logits, state = step(state, tf.concat([codes, codes], axis=0), position)
+                return guide_logits(logits, guidance), state
+
+            return state, guided_step
+
+        return guided
+
     def check_sampling_options(self, owner, method, num_steps):
         method = "cached" if method is None else method
         check_sampling_method(owner, method)
@@ -91,7 +110,7 @@ class AutoregressivePrior(Prior):
 
     def draw(
         self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
-        num_steps=None,
+        num_steps=None, guidance=None,
     ):
         """The raster-order loop (see `Prior.draw`): a tf.while_loop over the
         height * width positions; the method's step gives the logits of
@@ -101,7 +120,7 @@ class AutoregressivePrior(Prior):
         check_sampling_method(f"{type(self).__name__}.sample", method)
         height, width = grid_shape
         sampler = self.cached_sampler if method == "cached" else self.full_sampler
-        state, step = sampler(num, height, width, labels, condition)
+        state, step = self.guided_sampler(sampler, guidance)(num, height, width, labels, condition)
 
         def draw_one(position, codes, state):
             logits, state = step(state, codes, position)

@@ -18,6 +18,8 @@ A prior supplies `call` (logits of every position), `per_code_loss` (its
 training objective) and `draw` (its sampling loop as graph ops).
 """
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -97,6 +99,17 @@ def filter_logits(logits, top_k=None, top_p=None):
     return tf.where(logits >= threshold, logits, -np.inf)
 
 
+def guide_logits(logits, guidance):
+    """Classifier-free guidance: float32 logits (2N, ...) of N grids given their
+    labels, then of the same N given "no class" -> (N, ...) logits
+    l_u + s (l_c - l_u) for the guidance scale s (a float32 scalar); exactly
+    l_c at s = 1, l_u at s = 0.
+    """
+    conditional, unconditional = tf.split(logits, 2, axis=0)
+    guided = unconditional + guidance * (conditional - unconditional)
+    return tf.where(tf.equal(guidance, 1.0), conditional, guided)
+
+
 class Prior(keras.Model):
     """Base class of the priors: p(codes) over a grid, trained by `fit`, sampled by `sample`.
 
@@ -125,6 +138,12 @@ class Prior(keras.Model):
             (1, 2, 4, ...); 2 between VQ-VAE-2 levels.
         grid_shape: optional (height, width) of the code grid the prior is
             meant for; the default of `sample(grid_shape=...)` and `generate`.
+        label_dropout: class-conditional priors: the probability that training
+            replaces a grid's label by the "no class" label `num_classes`
+            (classifier-free guidance's condition dropout), in [0, 1). A prior
+            trained with it also models p(codes) without a class (labels equal
+            to num_classes) and samples with `guidance`. 0: labels in
+            [0, num_classes) only, as before.
         **kwargs: standard `keras.Model` arguments (name, ...).
     """
 
@@ -137,6 +156,7 @@ class Prior(keras.Model):
         condition_num_embeddings=None,
         condition_upsampling=1,
         grid_shape=None,
+        label_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,6 +164,12 @@ class Prior(keras.Model):
         require_positive_int(name, "num_embeddings", num_embeddings)
         if num_classes is not None:
             require_positive_int(name, "num_classes", num_classes)
+        require_number(name, "label_dropout", label_dropout, low=0, high=1)
+        if label_dropout and num_classes is None:
+            raise ValueError(
+                f"{name} expects label_dropout=0 without num_classes: it drops class labels, and an "
+                f"unconditional prior has none. Received: label_dropout={label_dropout}, num_classes=None"
+            )
         if condition_num_embeddings is not None:
             require_positive_int(name, "condition_num_embeddings", condition_num_embeddings)
         require_positive_int(name, "condition_upsampling", condition_upsampling)
@@ -168,8 +194,19 @@ class Prior(keras.Model):
         self.condition_num_embeddings = condition_num_embeddings
         self.condition_upsampling = condition_upsampling
         self.grid_shape = grid_shape
+        self.label_dropout = label_dropout
+        # Created only when used: a prior saved without label dropout has no such state to load.
+        self.label_seeds = keras.random.SeedGenerator(name="label_seeds") if label_dropout else None
         self._trackers = [keras.metrics.Mean(name=n) for n in self.METRIC_NAMES]
         self._samplers = _CompiledSamplers()
+
+    @property
+    def num_label_embeddings(self):
+        """The rows of a class embedding: num_classes, plus the "no class" label
+        num_classes when trained with label_dropout; None when unconditional."""
+        if self.num_classes is None:
+            return None
+        return self.num_classes + (1 if self.label_dropout else 0)
 
     def build_if_needed(self):
         """Builds the prior (its weights do not depend on the grid size) if it is not built yet."""
@@ -198,6 +235,13 @@ class Prior(keras.Model):
         """(limit, its name): the codes `call` takes lie in [0, limit)."""
         return self.num_embeddings, "num_embeddings"
 
+    def _label_range(self):
+        """(limit, its name): labels lie in [0, limit); num_classes itself ("no class") is one
+        when the prior was trained with label_dropout."""
+        if self.label_dropout:
+            return self.num_classes + 1, "num_classes + 1 (num_classes: no class)"
+        return self.num_classes, "num_classes"
+
     def _check_presence(self, argument, value, setting, setting_value, what):
         if (value is None) != (setting_value is None):
             expected = "not expected" if setting_value is None else "required"
@@ -219,7 +263,7 @@ class Prior(keras.Model):
         codes = self._check_codes("codes", codes, 3, *self._code_range())
         self._check_presence("labels", labels, "num_classes", self.num_classes, "labels (dataset key 'labels') are")
         if labels is not None:
-            labels = self._check_codes("labels", labels, 1, self.num_classes, "num_classes")
+            labels = self._check_codes("labels", labels, 1, *self._label_range())
         self._check_presence(
             "condition", condition, "condition_num_embeddings", self.condition_num_embeddings,
             "a condition (the codes of the level above, dataset key 'condition') is",
@@ -277,8 +321,18 @@ class Prior(keras.Model):
         every code, equally)."""
         raise NotImplementedError(f"{type(self).__name__} must implement per_code_loss.")
 
+    def dropped_labels(self, labels):
+        """Training labels with each replaced by "no class" (num_classes) with probability
+        label_dropout (from `label_seeds`); unchanged without label dropout."""
+        if labels is None or not self.label_dropout:
+            return labels
+        dropped = keras.random.uniform(ops.shape(labels), seed=self.label_seeds) < self.label_dropout
+        return ops.where(dropped, ops.cast(self.num_classes, labels.dtype), labels)
+
     def _loss_and_record(self, data, training):
         codes, labels, condition = self._unpack(data)
+        if training:
+            labels = self.dropped_labels(ops.convert_to_tensor(labels) if labels is not None else None)
         logits, nll, weights = self.per_code_loss(codes, labels, condition, training)
         if weights is None:
             loss = ops.mean(nll)
@@ -319,7 +373,7 @@ class Prior(keras.Model):
 
     def draw(
         self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
-        num_steps=None,
+        num_steps=None, guidance=None,
     ):
         """The sampling loop as graph ops (`sample` compiles it; the generate
         signature of an export traces it with scalar tensors).
@@ -333,11 +387,51 @@ class Prior(keras.Model):
             method: the kind's sampling method (see `check_sampling_options`).
             top_k, top_p: None, or int32 / float32 scalar tensors (see `filter_logits`).
             num_steps: None, or an int32 scalar tensor: the steps of a masked prior.
+            guidance: None, or a float32 scalar tensor: the classifier-free
+                guidance scale (see `guided_call`; labels are given).
 
         Returns:
             int32 codes (num, height, width).
         """
         raise NotImplementedError(f"{type(self).__name__} must implement draw.")
+
+    def guidance_inputs(self, labels, condition):
+        """The labels and condition of a guided batch: the N grids with their labels,
+        then the same N with "no class" (num_classes); the condition twice."""
+        labels = tf.concat([labels, tf.fill(tf.shape(labels), tf.cast(self.num_classes, labels.dtype))], axis=0)
+        return labels, None if condition is None else tf.concat([condition, condition], axis=0)
+
+    def guided_call(self, codes, labels, condition, guidance=None):
+        """float32 logits (N, H, W, K) of `call` (inference), steered by
+        classifier-free guidance when `guidance` (the scale s) is given: the
+        network runs on the grids with and without their labels in one batch
+        and `guide_logits` mixes the two."""
+        if guidance is None:
+            return self.call(codes, labels=labels, condition=condition, training=False)
+        labels, condition = self.guidance_inputs(labels, condition)
+        logits = self.call(tf.concat([codes, codes], axis=0), labels=labels, condition=condition, training=False)
+        return guide_logits(logits, guidance)
+
+    def check_guidance(self, owner, guidance, has_labels):
+        """Refuses a guidance scale the prior cannot use: it needs label_dropout training
+        (the "no class" label) and labels to steer towards."""
+        if guidance is None:
+            return
+        require_number(owner, "guidance", guidance, low=0)
+        if not math.isfinite(guidance):
+            raise ValueError(f"{owner} expects guidance to be a finite number. Received: guidance={guidance!r}")
+        if not self.label_dropout:
+            raise ValueError(
+                f"{owner}: guidance (classifier-free) needs a class-conditional prior trained with "
+                f"label_dropout > 0, which also models codes without a class; this "
+                f"{type(self).__name__} has num_classes={self.num_classes}, label_dropout={self.label_dropout}. "
+                f"Received: guidance={guidance!r}. Leave guidance out, or train with label_dropout (e.g. 0.1)."
+            )
+        if not has_labels:
+            raise ValueError(
+                f"{owner}: guidance steers each sample towards its label; pass labels. Received: labels=None, "
+                f"guidance={guidance!r}"
+            )
 
     def draw_codes(self, logits, temperature, top_k, top_p, key):
         """int32 codes drawn from Categorical(logits / temperature) filtered by top_k and
@@ -348,12 +442,15 @@ class Prior(keras.Model):
         return tf.reshape(tf.cast(drawn, tf.int32), shape[:-1])
 
     def draw_levels(
-        self, num, grid_shapes, labels, temperature, seed, method=None, top_k=None, top_p=None, num_steps=None
+        self, num, grid_shapes, labels, temperature, seed, method=None, top_k=None, top_p=None, num_steps=None,
+        guidance=None,
     ):
         """`sample(seed=seed)` as graph ops for an int32 scalar `seed`: [codes] of the one
         grid `grid_shapes[0]`, as `HierarchicalPrior.draw_levels` gives every level's."""
         key = tf.stack([tf.zeros_like(seed), seed])  # the key seed_pair makes of an int seed
-        return [self.draw(num, grid_shapes[0], labels, None, temperature, key, method, top_k, top_p, num_steps)]
+        return [
+            self.draw(num, grid_shapes[0], labels, None, temperature, key, method, top_k, top_p, num_steps, guidance)
+        ]
 
     def _sampling_inputs(self, num, labels, condition, grid_shape):
         """Checked int32 labels and condition tensors (or None) and the (height, width) grid."""
@@ -396,15 +493,17 @@ class Prior(keras.Model):
         key = (num, *grid_shape, has_labels, has_condition, method)
         if key not in self._samplers.functions:
 
-            def sample_codes(labels, condition, temperature, seed, top_k, top_p, num_steps):
-                return self.draw(num, grid_shape, labels, condition, temperature, seed, method, top_k, top_p, num_steps)
+            def sample_codes(labels, condition, temperature, seed, top_k, top_p, num_steps, guidance):
+                return self.draw(
+                    num, grid_shape, labels, condition, temperature, seed, method, top_k, top_p, num_steps, guidance
+                )
 
             self._samplers.functions[key] = tf.function(sample_codes, reduce_retracing=True)
         return self._samplers.functions[key]
 
     def sample(
         self, num, labels=None, condition=None, temperature=1.0, seed=0, grid_shape=None, method=None,
-        top_k=None, top_p=None, num_steps=None,
+        top_k=None, top_p=None, num_steps=None, guidance=None,
     ):
         """Draws `num` code grids in one compiled call.
 
@@ -434,6 +533,12 @@ class Prior(keras.Model):
                 probabilities (after temperature and top_k) sum to top_p, in (0, 1].
             num_steps: masked priors: the parallel decoding steps (None: the
                 prior's num_steps); autoregressive priors take None only.
+            guidance: None, or the classifier-free guidance scale s >= 0 for a
+                prior trained with label_dropout: each step's logits are
+                l_u + s (l_c - l_u), from the network given the labels (l_c)
+                and given "no class" (l_u), in one batch of 2 * num. 1 draws
+                what None draws (at twice the cost); above 1 steers samples
+                harder towards their class, 0 ignores the labels.
 
         Returns:
             int32 codes (num, height, width) in [0, num_embeddings).
@@ -442,6 +547,7 @@ class Prior(keras.Model):
         require_number(name, "temperature", temperature, low=0, low_inclusive=False)
         method = self.check_sampling_options(name, method, num_steps)
         check_filters(name, top_k, top_p, self.num_embeddings)
+        self.check_guidance(name, guidance, labels is not None)
         key = seed_pair(seed, name)
         self.build_if_needed()
         labels, condition, grid_shape = self._sampling_inputs(num, labels, condition, grid_shape)
@@ -449,7 +555,8 @@ class Prior(keras.Model):
         top_k = None if top_k is None else tf.constant(top_k, tf.int32)
         top_p = None if top_p is None else tf.constant(top_p, tf.float32)
         num_steps = None if num_steps is None else tf.constant(num_steps, tf.int32)
-        return function(labels, condition, tf.constant(temperature, tf.float32), key, top_k, top_p, num_steps)
+        guidance = None if guidance is None else tf.constant(guidance, tf.float32)
+        return function(labels, condition, tf.constant(temperature, tf.float32), key, top_k, top_p, num_steps, guidance)
 
     # ------------------------------------------------------------ serialising
 
@@ -462,4 +569,5 @@ class Prior(keras.Model):
             "condition_num_embeddings": self.condition_num_embeddings,
             "condition_upsampling": self.condition_upsampling,
             "grid_shape": self.grid_shape,
+            "label_dropout": self.label_dropout,
         }

@@ -56,7 +56,7 @@ class GridTransformerMixin:
         self.code_embedding = self._embedding(num_tokens, "code_embedding")
         self.row_embedding = self._embedding(height, "row_embedding")
         self.column_embedding = self._embedding(width, "column_embedding")
-        classes = self.num_classes
+        classes = self.num_label_embeddings
         self.start_embedding = self._embedding(classes or 1, "label_embedding" if classes else "start_embedding")
         if self.condition_num_embeddings:
             self.condition_embedding = self._embedding(self.condition_num_embeddings, "condition_embedding")

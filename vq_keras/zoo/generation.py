@@ -9,7 +9,7 @@ from vq_keras.zoo.hierarchical_prior import HierarchicalPrior
 
 def generate(
     autoencoder, prior, num, seed=0, labels=None, image_size=None, temperature=1.0, method=None,
-    top_k=None, top_p=None, num_steps=None, return_codes=False,
+    top_k=None, top_p=None, num_steps=None, guidance=None, return_codes=False,
 ):
     """Samples codes from `prior` and decodes them into new images.
 
@@ -30,6 +30,8 @@ def generate(
             probabilities sum to top_p, in (0, 1].
         num_steps: masked priors (MaskGITPrior): the parallel decoding steps
             (None: the prior's own).
+        guidance: None, or the classifier-free guidance scale (>= 0; 1 draws what None
+            draws) for priors trained with label_dropout, as in `Prior.sample`.
         return_codes: also return the codes the images were decoded from.
 
     Returns:
@@ -43,7 +45,7 @@ def generate(
     shapes = generation_grids(autoencoder, prior, image_size)
     codes = prior.sample(
         num, labels=labels, temperature=temperature, seed=seed, grid_shape=shapes[0], method=method,
-        top_k=top_k, top_p=top_p, num_steps=num_steps,
+        top_k=top_k, top_p=top_p, num_steps=num_steps, guidance=guidance,
     )
     images = ops.cast(autoencoder.decode(codes), "float32")
     return (images, codes) if return_codes else images

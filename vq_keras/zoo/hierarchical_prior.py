@@ -203,7 +203,7 @@ class HierarchicalPrior(PresetMixin, keras.Model):
 
     def sample(
         self, num, labels=None, temperature=1.0, seed=0, image_size=None, grid_shape=None, method=None,
-        top_k=None, top_p=None, num_steps=None,
+        top_k=None, top_p=None, num_steps=None, guidance=None,
     ):
         """Samples every level top-down: the top grid, then each lower grid
         conditioned on the one above. Level i uses the stateless key (seed, i).
@@ -221,12 +221,15 @@ class HierarchicalPrior(PresetMixin, keras.Model):
                 default) or "full", as in `Prior.sample`; both draw the same codes.
             top_k, top_p: the sampling filters of every level, as in `Prior.sample`.
             num_steps: the masked levels' parallel steps (None: each prior's own).
+            guidance: the classifier-free guidance scale of the levels trained
+                with label_dropout, as in `Prior.sample` (the others sample unguided).
 
         Returns:
             A list of int32 code grids (num, h_i, w_i), top first.
         """
         require_number("HierarchicalPrior.sample", "temperature", temperature, low=0, low_inclusive=False)
         self._check_level_options(method, num_steps)
+        self.check_guidance("HierarchicalPrior.sample", guidance, labels is not None)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
             raise ValueError(
                 f"HierarchicalPrior.sample expects seed to be an integer in [0, 2**31). Received: seed={seed!r}"
@@ -244,6 +247,7 @@ class HierarchicalPrior(PresetMixin, keras.Model):
                     grid_shape=shapes[level],
                     top_k=top_k,
                     top_p=top_p,
+                    guidance=self._level_guidance(prior, guidance),
                     **self._level_options(prior, method, num_steps),
                 )
             )
@@ -265,6 +269,16 @@ class HierarchicalPrior(PresetMixin, keras.Model):
                 f"(MaskGITPrior), and every level of this prior is autoregressive. Received: num_steps={num_steps!r}"
             )
 
+    def check_guidance(self, owner, guidance, has_labels):
+        """Refuses a guidance scale that no level can use (see `Prior.check_guidance`)."""
+        guided = [prior for prior in self.priors if prior.label_dropout]
+        (guided or self.priors)[0].check_guidance(owner, guidance, has_labels)
+
+    @staticmethod
+    def _level_guidance(prior, guidance):
+        """The guidance of one level: none for a level trained without label_dropout."""
+        return guidance if prior.label_dropout else None
+
     @staticmethod
     def _level_options(prior, method, num_steps):
         """The sampling option a level takes: its method if autoregressive, else num_steps."""
@@ -276,7 +290,8 @@ class HierarchicalPrior(PresetMixin, keras.Model):
         return self.priors[0].num_classes
 
     def draw_levels(
-        self, num, grid_shapes, labels, temperature, seed, method=None, top_k=None, top_p=None, num_steps=None
+        self, num, grid_shapes, labels, temperature, seed, method=None, top_k=None, top_p=None, num_steps=None,
+        guidance=None,
     ):
         """`sample` as graph ops (see `Prior.draw`): int32 scalar `seed`, the
         grids of every level, top first; the codes of `sample(seed=seed)`."""
@@ -286,7 +301,10 @@ class HierarchicalPrior(PresetMixin, keras.Model):
             condition = codes[-1] if codes else None
             options = self._level_options(prior, method, num_steps)
             codes.append(
-                prior.draw(num, shape, labels, condition, temperature, key, top_k=top_k, top_p=top_p, **options)
+                prior.draw(
+                    num, shape, labels, condition, temperature, key, top_k=top_k, top_p=top_p,
+                    guidance=self._level_guidance(prior, guidance), **options,
+                )
             )
         return codes
 

@@ -229,12 +229,14 @@ class MaskGITPrior(PresetMixin, GridTransformerMixin, Prior):
         kept = ops.minimum(ops.maximum(scheduled, 1.0), ops.cast(unknown, "float32") - 1.0)
         return ops.where(step + 1 >= num_steps, 0.0, ops.maximum(kept, 0.0))
 
-    def decode_step(self, codes, step, num_steps, labels, condition, temperature, key, top_k=None, top_p=None):
+    def decode_step(
+        self, codes, step, num_steps, labels, condition, temperature, key, top_k=None, top_p=None, guidance=None
+    ):
         """One step of iterative decoding: int32 (batch, height, width) codes with mask
         tokens -> the same grid with some masked codes committed (see the class docstring)."""
         shape = tf.shape(codes)
         batch, length = shape[0], codes.shape[1] * codes.shape[2]
-        logits = tf.reshape(self.call(codes, labels=labels, condition=condition, training=False), (batch, length, -1))
+        logits = tf.reshape(self.guided_call(codes, labels, condition, guidance), (batch, length, -1))
         flat = tf.reshape(codes, (batch, length))
         sample_key, choice_key = tf.unstack(tf.random.experimental.stateless_split(key))
         unknown = tf.equal(flat, self.mask_token)
@@ -252,7 +254,7 @@ class MaskGITPrior(PresetMixin, GridTransformerMixin, Prior):
 
     def draw(
         self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
-        num_steps=None,
+        num_steps=None, guidance=None,
     ):
         """Iterative decoding from an all-masked grid in num_steps steps (see `Prior.draw`);
         step t uses the stateless RNG key folded from (key, t). num_steps None (or a tensor
@@ -264,7 +266,7 @@ class MaskGITPrior(PresetMixin, GridTransformerMixin, Prior):
         def body(step, codes):
             step_key = tf.random.experimental.stateless_fold_in(key, step)
             return step + 1, self.decode_step(
-                codes, step, num_steps, labels, condition, temperature, step_key, top_k, top_p
+                codes, step, num_steps, labels, condition, temperature, step_key, top_k, top_p, guidance
             )
 
         _, codes = tf.while_loop(lambda step, _: step < num_steps, body, (tf.constant(0), codes))

@@ -170,7 +170,7 @@ class PixelCNNPrior(PresetMixin, AutoregressivePrior):
         dtype = self.dtype_policy  # sublayers follow the model's (mixed) precision
         self.code_embedding = keras_layers.Embedding(num_embeddings, num_filters, name="code_embedding", dtype=dtype)
         self.label_embedding = (
-            keras_layers.Embedding(num_classes, num_filters, name="label_embedding", dtype=dtype)
+            keras_layers.Embedding(self.num_label_embeddings, num_filters, name="label_embedding", dtype=dtype)
             if num_classes
             else None
         )
