@@ -58,37 +58,37 @@ ADOPTABLE = ("*_prior.keras",)
 LOGS = ("*_prior", "codes")
 
 
-def train_priors(argv_flags, settings_names):
+def train_priors(config, settings_names):
     """Stage 2 for the parsed flags; returns the path of the saved prior."""
-    overrides = architecture_overrides(argv_flags)  # an unknown --prior before any data is read
-    keras.utils.set_random_seed(argv_flags.seed)
-    configure_determinism(argv_flags.deterministic, argv_flags.jit_compile)
-    logdir = Path(argv_flags.logdir).absolute()
-    autoencoder = load_autoencoder(argv_flags.autoencoder, argv_flags.model)
-    settings = {name: getattr(argv_flags, name) for name in settings_names}
+    overrides = architecture_overrides(config)  # an unknown --prior before any data is read
+    keras.utils.set_random_seed(config.seed)
+    configure_determinism(config.deterministic, config.jit_compile)
+    logdir = Path(config.logdir).absolute()
+    autoencoder = load_autoencoder(config.autoencoder, config.model)
+    settings = config.settings(settings_names)
     # The priors are trained on this file's codes: one retrained at the same path is another run.
-    settings["autoencoder_sha256"] = hashlib.sha256(Path(argv_flags.autoencoder).read_bytes()).hexdigest()
+    settings["autoencoder_sha256"] = hashlib.sha256(Path(config.autoencoder).read_bytes()).hexdigest()
     with claim_run_dir(
-        logdir, settings, RESULTS, LOGS, argv_flags.overwrite, extendable_settings(settings), ADOPTABLE
+        logdir, settings, RESULTS, LOGS, config.overwrite, extendable_settings(settings), ADOPTABLE
     ) as run:
-        path = _train_levels(argv_flags, autoencoder, settings, logdir, overrides)
+        path = _train_levels(config, autoencoder, settings, logdir, overrides)
         run.mark_finished()
     print(f"Saved prior: {path}")
     print(f"TensorBoard logs: {logdir}  (view with: tensorboard --logdir {shlex.quote(str(logdir))})")
     return path
 
 
-def _train_levels(argv_flags, autoencoder, hparams, logdir, overrides):
+def _train_levels(config, autoencoder, hparams, logdir, overrides):
     """Trains (or reuses) the prior of every level and saves them as <logdir>/prior.keras."""
     data = load_or_encode(
-        autoencoder, argv_flags.autoencoder, argv_flags.dataset, argv_flags.data_dir,
-        argv_flags.code_cache_dir or logdir / "codes", with_labels=argv_flags.class_conditional,
-        image_size=parse_image_size(argv_flags.image_size),
+        autoencoder, config.autoencoder, config.dataset, config.data_dir,
+        config.code_cache_dir or logdir / "codes", with_labels=config.class_conditional,
+        image_size=parse_image_size(config.image_size),
     )
     grids = [codes.shape[1:] for codes in data.codes["train"]]
     priors = make_priors(
-        autoencoder, argv_flags.model, argv_flags.preset, grids, data.num_classes,
-        overrides, argv_flags.prior,
+        autoencoder, config.model, config.preset, grids, data.num_classes,
+        overrides, config.prior,
     )
     settings = resume_settings(hparams)
     trained = []
@@ -102,14 +102,14 @@ def _train_levels(argv_flags, autoencoder, hparams, logdir, overrides):
         else:
             monitor = SampleMonitor(
                 logdir / f"{name}_prior",
-                _sampler(autoencoder, trained, prior, data, argv_flags.seed),
+                _sampler(autoencoder, trained, prior, data, config.seed),
                 {**hparams, **prior.get_config()},
             )
-            backups = fit_prior(prior, data, level, argv_flags, logdir / f"{name}_prior", settings, [monitor])
+            backups = fit_prior(prior, data, level, config, logdir / f"{name}_prior", settings, [monitor])
             save_model(prior, path)
             backups.delete()
         trained.append(prior)
-        _report(name, prior, data, level, argv_flags.batch_size)
+        _report(name, prior, data, level, config.batch_size)
     final = trained[0] if len(trained) == 1 else HierarchicalPrior(trained, downsampling=autoencoder.downsampling)
     return save_model(final, logdir / "prior.keras")
 
@@ -172,13 +172,13 @@ def prior_preset_names(model_name, preset, num_levels):
     )
 
 
-def architecture_overrides(argv_flags):
+def architecture_overrides(config):
     """The prior arguments the architecture flags set (only those given), checked against --prior."""
-    kind = argv_flags.prior
+    kind = config.prior
     if kind not in PRIORS:
         raise UsageError(f"Unknown prior {kind!r} (--prior). Known priors: {', '.join(PRIORS)}.")
-    given = {name: getattr(argv_flags, name) for name in ARCHITECTURE_FLAGS if getattr(argv_flags, name) is not None}
-    if given.get("label_dropout") and not argv_flags.class_conditional:
+    given = {name: getattr(config, name) for name in ARCHITECTURE_FLAGS if getattr(config, name) is not None}
+    if given.get("label_dropout") and not config.class_conditional:
         raise UsageError(
             f"--label_dropout={given['label_dropout']} drops class labels, and the priors get none without "
             "--class_conditional. Pass --class_conditional, or drop --label_dropout."
@@ -221,21 +221,21 @@ def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=N
     return priors
 
 
-def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
+def fit_prior(prior, data, level, config, logdir, settings, callbacks):
     """Trains one level's prior with exact resume from the backups under `logdir`."""
     train = tf.data.Dataset.from_tensor_slices(data.examples("train", level))
     count = len(data.codes["train"][level])
-    if count < argv_flags.batch_size:
+    if count < config.batch_size:
         raise UsageError(
             f"The training split has {count} code grids, fewer than one batch "
-            f"(--batch_size={argv_flags.batch_size}). Use a smaller --batch_size."
+            f"(--batch_size={config.batch_size}). Use a smaller --batch_size."
         )
     validation = tf.data.Dataset.from_tensor_slices(data.examples("validation", level))
     prior.build_if_needed()
-    steps_per_epoch = argv_flags.steps_per_epoch or count // argv_flags.batch_size
-    total_steps = argv_flags.epochs * steps_per_epoch
-    optimizer = make_optimizer(argv_flags.learning_rate, argv_flags.learning_rate_decay, total_steps)
-    prior.compile(optimizer=optimizer, jit_compile=argv_flags.jit_compile)
+    steps_per_epoch = config.steps_per_epoch or count // config.batch_size
+    total_steps = config.epochs * steps_per_epoch
+    optimizer = make_optimizer(config.learning_rate, config.learning_rate_decay, total_steps)
+    prior.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     print(
         f"Training the {prior.name} ({type(prior).__name__}, {prior.num_embeddings} codes on {prior.grid_shape[0]}x"
         f"{prior.grid_shape[1]} grids) on {count} code grids; uniform guessing scores "
@@ -244,15 +244,15 @@ def fit_prior(prior, data, level, argv_flags, logdir, settings, callbacks):
     backups = Backups(logdir / "backup", settings)
     fit_resumable(
         prior,
-        lambda step: shuffled_batches(train, argv_flags.batch_size, argv_flags.seed, count, step).prefetch(
+        lambda step: shuffled_batches(train, config.batch_size, config.seed, count, step).prefetch(
             tf.data.AUTOTUNE
         ),
         backups,
-        epochs=argv_flags.epochs,
+        epochs=config.epochs,
         steps_per_epoch=steps_per_epoch,
-        every_steps=argv_flags.backup_every_steps,
-        validation_data=validation.batch(argv_flags.batch_size).prefetch(tf.data.AUTOTUNE),
-        validation_steps=argv_flags.validation_steps,
+        every_steps=config.backup_every_steps,
+        validation_data=validation.batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
+        validation_steps=config.validation_steps,
         callbacks=[keras.callbacks.TensorBoard(str(logdir)), *callbacks],
         verbose=2 if os.environ.get("CI") else "auto",
     )

@@ -88,7 +88,7 @@ def test_a_source_registered_from_a_test_trains_through_training_fit(noise_sourc
     fit.FLAGS(["fit", "--dataset=noise:40", f"--logdir={tmp_path / 'my run'}", "--steps_per_epoch=3",
                "--validation_steps=1", "--batch_size=4", "--monitor_images=2", "--jit_compile=false"])
     try:
-        path = fit.train(fit.FLAGS)
+        path = fit.train(fit.RunConfig.from_flags(fit.FLAGS))
     finally:
         fit.FLAGS.unparse_flags()
     model = keras.saving.load_model(path)

@@ -117,8 +117,26 @@ def test_every_flag_is_a_recorded_setting_or_free_to_change():
     import training.fit as fit
 
     defined = {name for name, flag in flags.FLAGS._flags().items() if flag.name == name}
-    ours = {name for name in defined if flags.FLAGS.find_module_defining_flag(name) in (fit.__name__, "__main__")}
+    ours = {name for name in defined if flags.FLAGS.find_module_defining_flag(name) == "training.flags"}
     assert ours == {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *fit.FREE_FLAGS}
+
+
+def test_a_run_config_holds_every_flag_of_the_parsed_command_and_is_frozen():
+    import copy
+
+    from absl import flags
+
+    import training.fit as fit
+
+    parser = copy.deepcopy(flags.FLAGS)
+    parser(["training.fit", "--stage=prior", "--prior=maskgit", "--label_dropout=0.1", "--batch_size=7"])
+    config = fit.RunConfig.from_flags(parser)
+    names = {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *fit.FREE_FLAGS}
+    assert {name: getattr(config, name) for name in names} == {name: parser[name].value for name in names}
+    assert (config.prior, config.label_dropout, config.batch_size, config.epochs) == ("maskgit", 0.1, 7, 1)
+    assert config.settings(("batch_size", "prior")) == {"batch_size": 7, "prior": "maskgit"}
+    with pytest.raises(AttributeError, match="A RunConfig is frozen: build another to change --batch_size."):
+        config.batch_size = 8
 
 
 @pytest.mark.large
@@ -178,12 +196,12 @@ def test_a_flag_of_the_other_stage_is_refused_not_ignored():
 
     from absl import flags
 
-    import training.fit as fit
+    from training.flags import check_stage_flags
 
     parser = copy.deepcopy(flags.FLAGS)
     parser(["training.fit", "--stage=prior", "--num_embeddings=16", "--monitor_images=2"])
     with pytest.raises(UsageError) as error:
-        fit.check_stage_flags(parser)
+        check_stage_flags(parser)
     assert str(error.value) == (
         "--num_embeddings, --monitor_images only applies to --stage=autoencoder, and this is --stage=prior, which "
         "would ignore it. Drop it, or pass --stage=autoencoder."
@@ -191,10 +209,10 @@ def test_a_flag_of_the_other_stage_is_refused_not_ignored():
     parser = copy.deepcopy(flags.FLAGS)
     parser(["training.fit", "--num_layers=2", "--code_cache_dir=/tmp/codes"])
     with pytest.raises(UsageError, match=r"^--num_layers, --code_cache_dir only applies to --stage=prior, and"):
-        fit.check_stage_flags(parser)
+        check_stage_flags(parser)
     parser = copy.deepcopy(flags.FLAGS)
     parser(["training.fit", "--stage=prior", "--num_layers=2", "--seed=3"])
-    fit.check_stage_flags(parser)  # both stages' and this stage's flags pass
+    check_stage_flags(parser)  # both stages' and this stage's flags pass
 
 
 @pytest.mark.large
@@ -207,7 +225,7 @@ def test_naming_the_presets_own_quantizer_is_the_same_finished_run(tmp_path, cap
         fit.FLAGS.unparse_flags()
         fit.FLAGS(["fit", *common, *extra])
         try:
-            fit.train(fit.FLAGS)
+            fit.train(fit.RunConfig.from_flags(fit.FLAGS))
         finally:
             fit.FLAGS.unparse_flags()
     assert "Nothing to do: this run has finished already" in capsys.readouterr().out

@@ -127,7 +127,7 @@ END_TO_END = textwrap.dedent(
         fit.FLAGS.unparse_flags()
         fit.FLAGS(["fit", f"--logdir={root}/{kind}", "--steps_per_epoch=2", "--validation_steps=1", "--batch_size=4",
                    "--monitor_images=2", "--jit_compile=false", *args])
-        path = fit.train(fit.FLAGS)  # trains, saves model.keras and checks its reload
+        path = fit.train(fit.RunConfig.from_flags(fit.FLAGS))  # trains, saves model.keras and checks its reload
         model = keras.saving.load_model(path)
         assert model.optimizer.iterations.numpy() == 2
         codes = model.encode(images)

@@ -41,7 +41,7 @@ class PositionPrior(Prior):
         return None
 
     def draw(self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
-             num_steps=None):
+             num_steps=None, guidance=None):
         logits = tf.broadcast_to(self.position_logits, tf.stack([num, *self.position_logits.shape]))
         return self.draw_codes(logits, temperature, top_k, top_p, key)
 
@@ -55,8 +55,7 @@ def run_fit(*args):
     fit.FLAGS.unparse_flags()
     fit.FLAGS(["fit", *args])
     try:
-        fit.check_stage_flags(fit.FLAGS)
-        return fit.train_priors(fit.FLAGS, fit.PRIOR_SETTINGS)
+        return fit.train_priors(fit.RunConfig.from_flags(fit.FLAGS), fit.PRIOR_SETTINGS)
     finally:
         fit.FLAGS.unparse_flags()
 

@@ -7,6 +7,7 @@ import pytest
 from keras import ops
 
 from training import fit
+from training.flags import flag_kinds
 from training.errors import UsageError
 from vq_keras.layers import QUANTIZERS
 from vq_keras.layers._base_quantizer import Quantizer
@@ -52,7 +53,7 @@ def fixed_quantizer(monkeypatch):
 
 
 def test_the_cli_derives_which_flags_a_registered_quantizer_takes(fixed_quantizer):
-    assert "fixed" in fit.flag_kinds("num_embeddings") and "fixed" not in fit.flag_kinds("codebook_dim")
+    assert "fixed" in flag_kinds("num_embeddings") and "fixed" not in flag_kinds("codebook_dim")
     fit.FLAGS.unparse_flags()
     fit.FLAGS(["fit", "--quantizer=fixed", "--codebook_dim=8"])
     try:
@@ -69,7 +70,7 @@ def test_a_quantizer_registered_from_a_test_trains_through_training_fit(fixed_qu
                "--steps_per_epoch=3", "--validation_steps=1", "--batch_size=4", "--monitor_images=2",
                "--jit_compile=false"])
     try:
-        path = fit.train(fit.FLAGS)
+        path = fit.train(fit.RunConfig.from_flags(fit.FLAGS))
     finally:
         fit.FLAGS.unparse_flags()
     model = keras.saving.load_model(path)
