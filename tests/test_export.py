@@ -635,7 +635,7 @@ def fake_archive(monkeypatch):
     def use(content, fail_after_writing=None):
         archives.append(_FakeArchive(content, fail_after_writing))
 
-    monkeypatch.setattr(vq_keras.export, "_build_archive", lambda model, image_size, generator: archives.pop(0))
+    monkeypatch.setattr(vq_keras.export.saved_model, "_build_archive", lambda model, image_size, generator: archives.pop(0))
     return use
 
 

@@ -28,13 +28,13 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from training.callbacks import SkippedImagesLog, VQMonitor  # noqa: E402
-from training.data import SAMPLE_DATASET, image_spec_or_none, load_image_data, naming_bad_images  # noqa: E402
+from training.data import image_spec_or_none, load_image_data, naming_bad_images  # noqa: E402
 from training.data.images import parse_image_size  # noqa: E402
 from training.distribute import prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
 from training.fit_prior import train_priors  # noqa: E402
 from training.flags import (  # noqa: E402
-    AUTOENCODER_SETTINGS, FREE_FLAGS, MODEL_ARGUMENTS, PRIOR_SETTINGS, QUANTIZER_FLAGS, RunConfig, codebook_overrides,
+    AUTOENCODER_SETTINGS, MODEL_ARGUMENTS, PRIOR_SETTINGS, QUANTIZER_FLAGS, RunConfig, codebook_overrides,
     define_fit_flags, preset_quantizer,
 )
 from training import model_files  # noqa: E402

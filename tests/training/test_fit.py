@@ -9,6 +9,7 @@ from tests.training.conftest import FIT_RUN_ARGS, run_module
 from training.data import image_spec_or_none
 from training.errors import UsageError
 from training.fit import build_model, codebook_overrides
+from training.flags import FREE_FLAGS
 
 
 def _scalar_tags(event_dir):
@@ -118,7 +119,7 @@ def test_every_flag_is_a_recorded_setting_or_free_to_change():
 
     defined = {name for name, flag in flags.FLAGS._flags().items() if flag.name == name}
     ours = {name for name in defined if flags.FLAGS.find_module_defining_flag(name) == "training.flags"}
-    assert ours == {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *fit.FREE_FLAGS}
+    assert ours == {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *FREE_FLAGS}
 
 
 def test_a_run_config_holds_every_flag_of_the_parsed_command_and_is_frozen():
@@ -131,7 +132,7 @@ def test_a_run_config_holds_every_flag_of_the_parsed_command_and_is_frozen():
     parser = copy.deepcopy(flags.FLAGS)
     parser(["training.fit", "--stage=prior", "--prior=maskgit", "--label_dropout=0.1", "--batch_size=7"])
     config = fit.RunConfig.from_flags(parser)
-    names = {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *fit.FREE_FLAGS}
+    names = {*fit.AUTOENCODER_SETTINGS, *fit.PRIOR_SETTINGS, *FREE_FLAGS}
     assert {name: getattr(config, name) for name in names} == {name: parser[name].value for name in names}
     assert (config.prior, config.label_dropout, config.batch_size, config.epochs) == ("maskgit", 0.1, 7, 1)
     assert config.settings(("batch_size", "prior")) == {"batch_size": 7, "prior": "maskgit"}
