@@ -1,7 +1,9 @@
 """Your own images: folders and TFDS data sets of any size and shape, streamed (issue 13)."""
 
 import io
+import re
 import socket
+import struct
 import time
 
 import numpy as np
@@ -107,6 +109,72 @@ def test_the_start_check_finds_cut_off_files_of_every_format(tmp_path):
     (tmp_path / "text.png").write_text("hello")
     with pytest.raises(folder.BadImageFile, match=r"not a JPEG, PNG, BMP, GIF or WebP file"):
         folder.image_file_size(tmp_path / "text.png")
+
+
+def _palette_bmp(indices, palette, bits, top_down=False):
+    """An uncompressed BMP of palette `indices` (h, w) at `bits` per pixel, written by hand."""
+    height, width = indices.shape
+    row_bytes = (width * bits + 31) // 32 * 4
+    rows = np.zeros((height, row_bytes * 8 // bits), np.uint8)
+    rows[:, :width] = indices
+    packed = rows.reshape(height, -1, 8 // bits)
+    packed = (packed << (np.arange(8 // bits)[::-1] * bits).astype(np.uint8)).sum(-1).astype(np.uint8)
+    pixels = (packed if top_down else packed[::-1]).tobytes()
+    table = np.concatenate([palette[:, ::-1], np.zeros((len(palette), 1), np.uint8)], -1).tobytes()
+    start = 14 + 40 + len(table)
+    info = struct.pack("<IiiHHIIiiII", 40, width, -height if top_down else height, 1, bits, 0, len(pixels),
+                       2835, 2835, len(palette), 0)
+    return b"BM" + struct.pack("<IHHI", start + len(pixels), 0, 0, start) + info + table + pixels
+
+
+def test_palette_bmps_decode_to_their_colours_not_their_indices(tmp_path):
+    rng = np.random.default_rng(4)
+    for bits, top_down in ((1, False), (4, False), (8, False), (8, True), (4, True)):
+        palette = rng.integers(0, 256, (2 ** bits, 3), np.uint8)
+        indices = rng.integers(0, 2 ** bits, (7, 11), np.uint8)
+        path = tmp_path / f"{bits}_{top_down}.bmp"
+        path.write_bytes(_palette_bmp(indices, palette, bits, top_down))
+        assert folder.image_file_size(path) == (7, 11)
+        image, decoded = folder.decode_file(str(path), 3)
+        assert bool(decoded)
+        np.testing.assert_array_equal(image.numpy(), palette[indices], err_msg=path.name)
+    rgb = rng.integers(0, 256, (9, 13, 3), np.uint8)
+    for mode in ("P", "1", "L"):  # written by PIL, read back by PIL: the reference
+        data = _encoded_mode(rgb, mode)
+        (tmp_path / f"{mode}.bmp").write_bytes(data)
+        image, _ = folder.decode_file(str(tmp_path / f"{mode}.bmp"), 3)
+        np.testing.assert_array_equal(image.numpy(), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), mode)
+
+
+def _encoded_mode(rgb, mode):
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).convert(mode).save(buffer, "BMP")
+    return buffer.getvalue()
+
+
+def test_formats_no_decoder_here_reads_are_refused_by_name_before_tensorflow_sees_them(tmp_path):
+    rgb = np.random.default_rng(5).integers(0, 256, (9, 13, 3), np.uint8)
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], duration=100)
+    run_length = bytearray(_encoded_mode(rgb, "P"))
+    run_length[30:34] = struct.pack("<I", 1)  # BI_RLE8
+    sixteen_bit = bytearray(_encoded(rgb, "BMP"))
+    sixteen_bit[28:30] = struct.pack("<H", 16)
+    for name, data, reason in (
+        ("moving.webp", buffer.getvalue(), "an animated WebP: TensorFlow's WebP decoder crashes the whole process"),
+        ("rle.bmp", bytes(run_length), "a run-length-compressed BMP, which no decoder here reads"),
+        ("deep.bmp", bytes(sixteen_bit), "a 16-bit (compression 0) BMP, which no decoder here reads"),
+    ):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(folder.BadImageFile, match=re.escape(f"Cannot decode image file {tmp_path / name} (")) as error:
+            folder.image_file_size(tmp_path / name)
+        assert reason in str(error.value)
+    for i in range(4):
+        tf.io.write_file(str(tmp_path / f"{i}.png"), tf.io.encode_png(np.full((9, 13, 3), 40 * i, np.uint8)))
+    # in process: had TensorFlow decoded the animation (the variance estimate does), this process would abort
+    data = load_image_data(f"folder:{tmp_path}", batch_size=2, skip_bad_images=True)
+    assert data.skipped_files == sorted(tmp_path / name for name in ("deep.bmp", "moving.webp", "rle.bmp"))
 
 
 def _corrupt_inside(folder_path):

@@ -2,7 +2,9 @@
 
 - Files: every file under PATH (recursively) whose suffix is an image format's, sorted by path. JPEG,
   PNG (8 and 16 bit; 16-bit values keep their top 8 bits), BMP, GIF (the first frame) and WebP are
-  read, all by `tf.io.decode_image`. EXIF orientation is ignored: pixels are used as stored.
+  read by `tf.io.decode_image`, palette BMPs by their palette (training/data/bmp.py). Animated WebP,
+  run-length-compressed, 16-bit and OS/2 BMPs are refused by the start check, by name.
+  EXIF orientation is ignored: pixels are used as stored.
 - The check at the start reads each file's first bytes and its last ones, not its pixels: a known
   format's signature, its width and height, and for PNG, JPEG and GIF the end marker and for BMP and
   WebP the declared length (a cut-off file is found here), so a bad file is named before training.
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from training.data.bmp import PALETTE_BITS, decode_palette_bmp, is_palette_bmp
 from training.data.images import decoded_or_flag, to_channels
 from training.data.source import VARIANCE_SAMPLE, DataSource, Splits, file_stamp
 from training.errors import UsageError
@@ -30,6 +33,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 VALIDATION_EVERY = 10  # every 10th file (sorted) is held out
 PROGRESS_EVERY_SECONDS = 5.0
 LARGE_FOLDER = 10_000  # files; the check of a larger folder ends with a line saying so
+BMP_UNCOMPRESSED = (0, 3)  # BI_RGB, and BI_BITFIELDS (32-bit files)
+BMP_RUN_LENGTH = (1, 2)
+WEBP_ANIMATION_FLAG = 0x02  # in the VP8X chunk's flags byte
 BAD_FILE_HINT = "Replace or delete it, or pass --skip_bad_images to leave such files out."
 
 
@@ -118,16 +124,31 @@ def _read_header(head, tail, size, handle):
         width, height = struct.unpack("<HH", head[6:10])
         ended = tail.rstrip(b"\0").endswith(b";")
         return (height, width), None if ended else "the GIF has no trailer byte (cut off?)"
-    if head.startswith(b"BM") and len(head) >= 26:
-        declared = struct.unpack("<I", head[2:6])[0]
-        width, height = struct.unpack("<ii", head[18:26])
-        short = size < declared
-        return (abs(height), width), f"the BMP declares {declared} bytes (cut off?)" if short else None
+    if head.startswith(b"BM") and len(head) >= 34:
+        return _bmp_size(head, size)
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         declared = struct.unpack("<I", head[4:8])[0] + 8
+        if head[12:16] == b"VP8X" and head[20] & WEBP_ANIMATION_FLAG:
+            return None, ("an animated WebP: TensorFlow's WebP decoder crashes the whole process on animations. "
+                          "Save one frame as a still image (e.g. PNG)")
         short = size < declared
         return _webp_size(head), f"the WebP declares {declared} bytes (cut off?)" if short else None
     return None, "not a JPEG, PNG, BMP, GIF or WebP file (unknown signature)"
+
+
+def _bmp_size(head, size):
+    """((height, width), problem or None) of a BMP: the ones TensorFlow or `bmp.decode_palette_bmp` read
+    (uncompressed 1, 4, 8, 24 or 32 bits per pixel with a Windows info header) or the reason not."""
+    declared, header_bytes = struct.unpack("<I", head[2:6])[0], struct.unpack("<I", head[14:18])[0]
+    width, height = struct.unpack("<ii", head[18:26])
+    bits, compression = struct.unpack("<HI", head[28:34])
+    if header_bytes < 40:
+        return None, f"an OS/2 BMP ({header_bytes}-byte header), which no decoder here reads. Save it as PNG"
+    if bits not in (*PALETTE_BITS, 24, 32) or compression not in BMP_UNCOMPRESSED:
+        kind = "run-length-compressed" if compression in BMP_RUN_LENGTH else f"{bits}-bit (compression {compression})"
+        return None, f"a {kind} BMP, which no decoder here reads. Save it as an uncompressed 24-bit BMP or as PNG"
+    short = size < declared
+    return (abs(height), width), f"the BMP declares {declared} bytes (cut off?)" if short else None
 
 
 def _jpeg_size(handle):
@@ -164,9 +185,15 @@ def _webp_size(head):
 
 def decode_file(path, channels):
     """(uint8 image (h, w, `channels`), decoded) for one file path, in the pipeline (see `decoded_or_flag`)."""
-    return decoded_or_flag(
-        lambda name: to_channels(tf.io.decode_image(tf.io.read_file(name), expand_animations=False), channels),
-        path, channels,
+    return decoded_or_flag(lambda name: to_channels(decode_image(tf.io.read_file(name)), channels), path, channels)
+
+
+def decode_image(data):
+    """The uint8 pixels of an encoded image: palette BMPs by their palette, the rest by TensorFlow."""
+    return tf.cond(
+        is_palette_bmp(data),
+        lambda: decode_palette_bmp(data),
+        lambda: tf.io.decode_image(data, expand_animations=False),
     )
 
 
