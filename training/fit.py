@@ -39,6 +39,7 @@ from training.flags import (  # noqa: E402
 )
 from training import model_files  # noqa: E402
 from training.optimizer import extendable_settings, make_optimizer, resume_settings  # noqa: E402
+from training.data.split_record import SPLIT_FILE, keep_split  # noqa: E402
 from training.run_dir import claim_run_dir  # noqa: E402
 from training.resume import Backups, configure_determinism, fit_resumable  # noqa: E402
 from vq_keras.atomic import save_model  # noqa: E402
@@ -49,7 +50,7 @@ FLAGS = flags.FLAGS
 define_fit_flags()
 
 # What stage 1 leaves in its log directory: trained work, then logs (see training/run_dir.py).
-RESULTS = ("model.keras", "backup", "backup-*")
+RESULTS = ("model.keras", "backup", "backup-*", SPLIT_FILE)
 LOGS = ("events.out.tfevents.*", "train", "validation")
 
 def build_model(model_name, preset, num_channels, data_variance, image_shape, dataset, codebook=None):
@@ -156,8 +157,9 @@ def train_and_save(config, strategy, outputs, settings, path, unbuilt):
         f"{data.num_train} training and {data.num_validation} validation images of shape "
         f"{data.image_shape}, pixel variance {data.data_variance:.5f}."
     )
-    monitor_images = next(iter(data.validation.unbatch().batch(config.monitor_images)))
     backups = Backups(outputs.backup, resume_settings(settings))
+    keep_split(logdir, data.split_files, resuming=bool(backups.steps()))
+    monitor_images = next(iter(data.validation.unbatch().batch(config.monitor_images)))
     fit_resumable(
         model,
         data.train_from_step,

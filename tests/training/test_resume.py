@@ -10,6 +10,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import REPO
 from tests.training.conftest import run_module
@@ -335,3 +336,34 @@ def test_the_private_keras_build_resume_relies_on_is_there():
     import inspect
 
     assert "data_batch" in inspect.signature(keras.Model._symbolic_build).parameters
+
+
+@pytest.mark.large
+def test_a_folder_run_resumed_after_its_files_changed_stops_and_resumes_once_they_are_back(tmp_path):
+    images, logdir = tmp_path / "images", tmp_path / "run"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        tf.io.write_file(str(images / f"{i:02d}.png"), tf.io.encode_png(rng.integers(0, 256, (32, 32, 3), np.uint8)))
+    args = lambda epochs: (*KILL_RUN_ARGS, f"--epochs={epochs}", f"--dataset=folder:{images}")  # noqa: E731
+    with open(tmp_path / "first.log", "w") as log:
+        first = _start_fit(logdir, log, args(30))
+        try:
+            assert _kill_after_first_backup(first, logdir, 0.0) == -signal.SIGKILL
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+    left = _backups(logdir)
+    kept = (images / "03.png").read_bytes()
+    (images / "03.png").unlink()
+    changed = run_module("training.fit", *args(30), f"--logdir={logdir}")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert f"error: The image folder of the run in {logdir} changed since it started: 1 removed (03.png)." in (
+        changed.stderr
+    )
+    assert _backups(logdir) == left
+    (images / "03.png").write_bytes(kept)
+    resumed = run_module("training.fit", *args(1), f"--logdir={logdir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from backup {logdir / 'backup' / left[-1]}" in resumed.stdout

@@ -256,4 +256,5 @@ class FolderSource(DataSource):
             image_shape=(*one_size, channels),
             skipped=sorted(bad),
             sizes=distinct,
+            files=tuple([path.relative_to(root).as_posix() for path in part] for part in (train, validation)),
         )

@@ -45,6 +45,7 @@ class ImageData:
     # image files left out (skip_bad_images): found by the check at the start, then any that fail to
     # decode in the pipeline, appended while it runs
     skipped_files: list = dataclasses.field(default_factory=list)
+    split_files: tuple = None  # (training names, validation names) of a folder: `Splits.files`
 
 
 def image_spec_or_none(name, data_dir=None, image_size=None):
@@ -127,6 +128,7 @@ def load_image_data(
         num_validation=source.num_validation,
         train_from_step=train_from_step,
         skipped_files=source.skipped,
+        split_files=source.files,
     )
 
 
