@@ -4,6 +4,7 @@ that table, and on the bundled CIFAR-10 sample it measures what the card implies
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from absl import flags
 
 from tests.conftest import REPO, SAMPLE_BITS_MARGIN, SAMPLE_MSE_MARGIN
 from training import evaluate
+from vq_keras.models import autoencoder_identity, check_trained_on
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, ImageClassifier, MaskGITPrior, PixelCNNPrior, TransformerPrior
 from vq_keras.zoo._trained import WEIGHT_FILES, resolve, saved_class_name, trained_entries
 
@@ -95,6 +97,15 @@ def test_every_prior_has_its_samples_measured_on_the_shipped_classifier(name):
     assert {"class_accuracy", "real_class_accuracy", "reconstruction_class_accuracy"} <= set(figures) or not conditional
     # the scale: held-out real images are closer to the training images than anything generated
     assert figures["real_frechet_distance"] < figures["reconstruction_frechet_distance"] < figures["frechet_distance"]
+
+
+@pytest.mark.parametrize("name", [name for name in GENERATORS if entry_class(name) in PRIOR_CLASSES])
+def test_every_prior_records_the_autoencoder_its_recipe_trained_it_on(name):
+    recipe = (ZOO / name / "recipe.flags").read_text()
+    source = re.search(r"--autoencoder=zoo/(\w+)/model.keras", recipe).group(1)
+    prior, autoencoder = entry_class(name).from_preset(name), entry_class(source).from_preset(source)
+    assert prior.trained_on == autoencoder_identity(autoencoder, source=source)
+    check_trained_on(autoencoder, prior)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

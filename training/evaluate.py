@@ -38,7 +38,7 @@ from training.callbacks import tile  # noqa: E402
 from training.data import held_out_split, image_spec_or_none, naming_bad_images, pixel_variance, read_splits  # noqa: E402
 from training.data.images import parse_image_size  # noqa: E402
 from training.errors import UsageError, exiting_on_usage_errors  # noqa: E402
-from training.flags import check_sampling, define_sampling_flags, sampling_arguments  # noqa: E402
+from training.flags import check_sampling, define_pairing_flag, define_sampling_flags, sampling_arguments  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.evaluation import evaluate  # noqa: E402
 from vq_keras.sample_quality import sample_quality  # noqa: E402
@@ -70,6 +70,7 @@ def define_flags():
     )
     flags.DEFINE_string("classifier", "classifier_cifar10", "--samples: the ImageClassifier whose features measure the images.")
     define_sampling_flags("--samples: the seed of the first 100 samples (each next 100: +1).")
+    define_pairing_flag()
 
 
 def to_unit_interval(images):
@@ -132,7 +133,8 @@ def commit():
 
 
 def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_size=100, output=None, card=None,
-        picture=None, picture_scale=4, samples=0, classifier="classifier_cifar10", seed=0, sampling=None):
+        picture=None, picture_scale=4, samples=0, classifier="classifier_cifar10", seed=0, sampling=None,
+        any_autoencoder=False):
     """Loads, checks, measures and writes the results (to `output`, `card`, `picture` if given);
     returns them. With `samples` > 0 they hold `vq_keras.sample_quality`'s figures under "samples",
     the images drawn with `sampling` (`generate`'s temperature, top_k, top_p, num_steps)."""
@@ -146,7 +148,7 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
         if path and why_not_writable(path):
             raise UsageError(f"{flag}={path}: {why_not_writable(path)}. Pass a {kind} path in a folder you can write to.")
     model = model_files.load_autoencoder(model_path, "--autoencoder")
-    prior = model_files.load_prior(prior_path, "--prior") if prior_path else None
+    prior = model_files.load_prior_for(model, prior_path, any_autoencoder) if prior_path else None
     measure = model_files.load_classifier(classifier, "--classifier") if samples else None
     size = parse_image_size(image_size)
     image_shape = image_spec_or_none(dataset, data_dir, size)
@@ -262,7 +264,7 @@ def main(argv):
         results = run(
             FLAGS.autoencoder, FLAGS.prior, FLAGS.dataset, FLAGS.data_dir, FLAGS.image_size, FLAGS.batch_size, FLAGS.output,
             FLAGS.card, FLAGS.picture, FLAGS.picture_scale, FLAGS.samples, FLAGS.classifier, FLAGS.seed,
-            sampling_arguments(FLAGS),
+            sampling_arguments(FLAGS), FLAGS.any_autoencoder,
         )
     print(table(results))
     written = [path for path in (FLAGS.output, FLAGS.card, FLAGS.picture) if path]

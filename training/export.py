@@ -28,7 +28,8 @@ from absl import app, flags, logging  # noqa: E402
 
 from training.data.images import parse_image_size  # noqa: E402
 from training.errors import UsageError  # noqa: E402
-from training.model_files import load_autoencoder, load_prior  # noqa: E402
+from training.flags import define_pairing_flag  # noqa: E402
+from training.model_files import load_autoencoder, load_prior_for  # noqa: E402
 from vq_keras.atomic import why_not_writable  # noqa: E402
 from vq_keras.export import export_saved_model  # noqa: E402
 
@@ -51,9 +52,11 @@ def define_flags():
         "image_size", None,
         "Fix the signatures' image size: N (square) or HxW. Default: any multiple of the model's downsampling.",
     )
+    define_pairing_flag()
 
 
-def export(model_path, export_base, version=None, overwrite=False, image_size=None, prior_path=None):
+def export(model_path, export_base, version=None, overwrite=False, image_size=None, prior_path=None,
+           any_autoencoder=False):
     """Loads the autoencoder at `model_path` (and the prior at `prior_path`) and
     exports it; returns the version folder."""
     if not model_path:
@@ -82,7 +85,7 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
         )
     size = parse_image_size(image_size)
     model = load_autoencoder(model_path, "--autoencoder")
-    prior = None if prior_path is None else load_prior(prior_path, "--prior")
+    prior = None if prior_path is None else load_prior_for(model, prior_path, any_autoencoder)
     factor = model.downsampling
     if size is not None and any(s % factor for s in size):
         raise UsageError(
@@ -107,7 +110,8 @@ def main(argv):
     tf.get_logger().setLevel("WARNING")
     try:
         path = export(
-            FLAGS.autoencoder, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size, FLAGS.prior
+            FLAGS.autoencoder, FLAGS.export_base, FLAGS.version, FLAGS.overwrite, FLAGS.image_size, FLAGS.prior,
+            FLAGS.any_autoencoder,
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

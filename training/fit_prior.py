@@ -41,6 +41,7 @@ from training.resume import Backups, configure_determinism, fit_resumable
 from training.run_dir import claim_run_dir
 from vq_keras.atomic import save_model
 from vq_keras.evaluation import level_labels
+from vq_keras.models import autoencoder_identity
 from vq_keras.zoo import AUTOENCODERS, PRIORS, HierarchicalPrior, generate
 from vq_keras.zoo._common import require_one_code_per_position
 from vq_keras.zoo._registry import prior_arguments
@@ -111,6 +112,7 @@ def _train_levels(config, autoencoder, hparams, logdir, overrides):
         trained.append(prior)
         _report(name, prior, data, level, config.batch_size)
     final = trained[0] if len(trained) == 1 else HierarchicalPrior(trained, downsampling=autoencoder.downsampling)
+    final.trained_on = autoencoder_identity(autoencoder, source=str(config.autoencoder))
     return save_model(final, logdir / "prior.keras")
 
 

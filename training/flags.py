@@ -36,6 +36,15 @@ def define_sampling_flags(seed_help):
     )
 
 
+def define_pairing_flag():
+    """--any_autoencoder: for the tools that take an --autoencoder and the --prior trained on its codes."""
+    flags.DEFINE_boolean(
+        "any_autoencoder", False,
+        "Use --prior with an --autoencoder other than the one it was trained on (refused by default: the "
+        "codes mean other things to another decoder, so the samples are noise).",
+    )
+
+
 def sampling_arguments(flag_values):
     """The parsed SAMPLING_FLAGS, as `generate`'s keyword arguments."""
     return {name: getattr(flag_values, name) for name in SAMPLING_FLAGS}

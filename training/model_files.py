@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from training.errors import UsageError
-from vq_keras.models import Prior
+from vq_keras.models import MismatchedAutoencoder, Prior, check_trained_on
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, ImageClassifier, PixelCNNPrior
 from vq_keras.zoo._trained import OtherKindOfEntry, looks_like_path, resolve, trained_entries
 
@@ -40,6 +40,19 @@ def load_prior(path, flag):
     in the `.keras` file `path` (given as `flag`; or a shipped zoo entry's name, or a folder
     holding prior.keras)."""
     return load_model_file(located(path, PixelCNNPrior.PRESET_FILE, flag), flag, (Prior, HierarchicalPrior), PRIOR_FILE)
+
+
+def load_prior_for(autoencoder, path, any_autoencoder=False, flag="--prior"):
+    """The prior in `path` (as `load_prior`), checked to be trained on `autoencoder`'s codes
+    (`check_trained_on`): a UsageError if not, or with `any_autoencoder` a warning."""
+    prior = load_prior(path, flag)
+    try:
+        check_trained_on(autoencoder, prior)
+    except MismatchedAutoencoder as error:
+        if not any_autoencoder:
+            raise UsageError(f"{flag}={path}: {error} (--any_autoencoder uses them together anyway.)") from None
+        print(f"Warning: {flag}={path}: {error} Going on as asked (--any_autoencoder).")
+    return prior
 
 
 def load_classifier(path, flag):

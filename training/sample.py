@@ -29,7 +29,7 @@ from absl import app, flags  # noqa: E402
 from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.errors import UsageError  # noqa: E402
-from training.flags import check_sampling, define_sampling_flags, sampling_arguments  # noqa: E402
+from training.flags import check_sampling, define_pairing_flag, define_sampling_flags, sampling_arguments  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
 from vq_keras.zoo import generate  # noqa: E402
 
@@ -42,19 +42,22 @@ def define_flags():
     flags.DEFINE_string("prior", None, "The prior.keras of stage 2 (--stage=prior).")
     flags.DEFINE_integer("num", 64, f"Number of images, at most {MAX_NUM} (one batch, one grid).")
     define_sampling_flags("Sampling seed in [0, 2**31); the same seed gives the same images.")
+    define_pairing_flag()
     flags.DEFINE_list("labels", None, "Class-conditional priors: the classes, one row each (default: all).")
     flags.DEFINE_integer("columns", None, "Images per row, 1 to --num (default: a square grid, or --num / classes).")
     flags.DEFINE_integer("scale", 1, "Screen pixels per image pixel across and down (nearest neighbour), 1 to 16.")
     flags.DEFINE_string("out", "samples.png", "The PNG file to write (written atomically; checked before sampling).")
 
 
-def sample_grid(autoencoder_path, prior_path, num, seed, out, labels=None, columns=None, scale=1, **sampling):
+def sample_grid(
+    autoencoder_path, prior_path, num, seed, out, labels=None, columns=None, scale=1, any_autoencoder=False, **sampling
+):
     """Writes `num` new images as a PNG grid at `out`; returns its path and the
     seconds sampling and decoding took (tracing included). `sampling`: `generate`'s
     sampling arguments (the SAMPLING_FLAGS: temperature, top_k, ...)."""
     check_flags(num, seed, columns, out, scale, **sampling)
     autoencoder = model_files.load_autoencoder(autoencoder_path, "--autoencoder")
-    prior = model_files.load_prior(prior_path, "--prior")
+    prior = model_files.load_prior_for(autoencoder, prior_path, any_autoencoder)
     row_labels, columns = _rows(prior.num_classes, labels, num, columns)
     started = time.perf_counter()
     try:
@@ -129,7 +132,7 @@ def main(argv):
     try:
         path, seconds = sample_grid(
             FLAGS.autoencoder, FLAGS.prior, FLAGS.num, FLAGS.seed, FLAGS.out, FLAGS.labels, FLAGS.columns,
-            FLAGS.scale, **sampling_arguments(FLAGS),
+            FLAGS.scale, FLAGS.any_autoencoder, **sampling_arguments(FLAGS),
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -11,6 +11,7 @@ from tests.training.conftest import run_module
 from tests.training.test_callbacks import _tensor_events
 from training.errors import UsageError
 from training.fit_prior import architecture_overrides
+from vq_keras.models import autoencoder_identity
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior
 from tests.presets import TINY_AUTOENCODER as TINY
 
@@ -45,6 +46,8 @@ def test_stage2_trains_and_saves_a_prior_per_level(vqvae2_stage2):
     logdir, _, first, _ = vqvae2_stage2
     prior = keras.saving.load_model(logdir / "prior.keras")
     assert isinstance(prior, HierarchicalPrior) and prior.downsampling == 8
+    autoencoder = keras.saving.load_model(logdir.parent / "vqvae2.keras", compile=False)
+    assert prior.trained_on == autoencoder_identity(autoencoder, source=str(logdir.parent / "vqvae2.keras"))
     top, bottom = prior.priors
     assert (top.num_embeddings, top.grid_shape, top.num_layers, top.num_filters) == (16, (4, 4), 2, 8)
     assert (bottom.condition_num_embeddings, bottom.condition_upsampling, bottom.grid_shape) == (16, 2, (8, 8))

@@ -9,6 +9,7 @@ import pytest
 from tests.training.conftest import run_module
 from training import fit_prior, model_files
 from training.errors import UsageError
+from training.evaluate import run as evaluate_run
 from training.export import export
 from training.sample import sample_grid
 from vq_keras.zoo import VQVAE, PixelCNNPrior
@@ -133,3 +134,43 @@ def test_an_entry_of_another_kind_is_named_with_the_class_that_loads_it():
     assert "holds prior.keras (a PixelCNNPrior), not model.keras. Load it with PixelCNNPrior.from_preset(" in str(error.value)
     with pytest.raises(UsageError, match="--prior=vqvae_cifar10 names no prior.keras: .* holds model.keras \\(a VQVAE\\)"):
         model_files.load_prior("vqvae_cifar10", "--prior")
+
+
+@pytest.fixture(scope="module")
+def mismatched_pair(tiny_model_files, tmp_path_factory):
+    """(an autoencoder, a prior recorded as trained on another autoencoder of the same shapes)."""
+    import keras
+
+    from tests.presets import TINY_AUTOENCODER
+    from vq_keras.models import autoencoder_identity
+
+    root = tmp_path_factory.mktemp("pair")
+    keras.utils.set_random_seed(7)
+    other = VQVAE(**TINY_AUTOENCODER)
+    other.build_if_needed()
+    prior = PixelCNNPrior(16, num_layers=1, num_filters=8, grid_shape=(8, 8),
+                          trained_on=autoencoder_identity(other, source="other.keras"))
+    prior.build_if_needed()
+    prior.save(root / "prior.keras")
+    return str(tiny_model_files / "model.keras"), str(root / "prior.keras")
+
+
+TOOLS_TAKING_A_PAIR = {
+    "sample": lambda autoencoder, prior, tmp_path, **kw: sample_grid(autoencoder, prior, 4, 0, tmp_path / "s.png", **kw),
+    "evaluate": lambda autoencoder, prior, tmp_path, **kw: evaluate_run(autoencoder, prior, "cifar10_sample", **kw),
+    "export": lambda autoencoder, prior, tmp_path, **kw: export(autoencoder, tmp_path / "exports", prior_path=prior, **kw),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS_TAKING_A_PAIR))
+def test_a_prior_trained_on_another_autoencoder_is_refused_unless_asked(tool, mismatched_pair, tmp_path, capsys):
+    autoencoder, prior = mismatched_pair
+    with pytest.raises(UsageError) as error:
+        TOOLS_TAKING_A_PAIR[tool](autoencoder, prior, tmp_path)
+    assert str(error.value).startswith(
+        f"--prior={prior}: This prior was trained on the codes of another autoencoder: a VQVAE (other.keras) whose "
+        "weights hash to "
+    )
+    assert str(error.value).endswith("(--any_autoencoder uses them together anyway.)")
+    TOOLS_TAKING_A_PAIR[tool](autoencoder, prior, tmp_path, any_autoencoder=True)
+    assert f"Warning: --prior={prior}: This prior was trained on the codes of another autoencoder" in capsys.readouterr().out

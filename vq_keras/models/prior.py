@@ -29,6 +29,7 @@ from keras import ops
 from vq_keras import metrics
 from vq_keras._index_checks import checked_range
 from vq_keras._replicas import loss_for_gradients
+from vq_keras.models.pairing import checked_identity
 from vq_keras.layers._validation import require_number, require_positive_int
 
 tfd = tfp.distributions
@@ -144,6 +145,9 @@ class Prior(keras.Model):
             trained with it also models p(codes) without a class (labels equal
             to num_classes) and samples with `guidance`. 0: labels in
             [0, num_classes) only, as before.
+        trained_on: None, or the `autoencoder_identity` of the autoencoder whose
+            codes the prior was trained on (stage 2 records it); the tools refuse
+            to sample it with another (`check_trained_on`).
         **kwargs: standard `keras.Model` arguments (name, ...).
     """
 
@@ -157,10 +161,12 @@ class Prior(keras.Model):
         condition_upsampling=1,
         grid_shape=None,
         label_dropout=0.0,
+        trained_on=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         name = type(self).__name__
+        self.trained_on = checked_identity(name, trained_on)
         require_positive_int(name, "num_embeddings", num_embeddings)
         if num_classes is not None:
             require_positive_int(name, "num_classes", num_classes)
@@ -570,4 +576,5 @@ class Prior(keras.Model):
             "condition_upsampling": self.condition_upsampling,
             "grid_shape": self.grid_shape,
             "label_dropout": self.label_dropout,
+            "trained_on": self.trained_on,
         }

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from vq_keras.layers._validation import require_number, require_positive_int
 from vq_keras.models.autoregressive_prior import AutoregressivePrior, check_sampling_method
+from vq_keras.models.pairing import checked_identity
 from vq_keras.models.prior import Prior
 from vq_keras.zoo._common import PresetMixin, require_one_code_per_position
 from vq_keras.zoo._registry import prior_class
@@ -32,6 +33,8 @@ class HierarchicalPrior(PresetMixin, keras.Model):
         downsampling: optional image size over the top grid size (the
             autoencoder's `downsampling`, 8 for `VQVAE2.from_preset("cifar10")`),
             so that `sample(image_size=...)` can find the grid sizes.
+        trained_on: None, or the `autoencoder_identity` of the VQVAE2 whose codes
+            the levels were trained on (stage 2 records it), as in `Prior`.
         **kwargs: standard `keras.Model` arguments.
 
     Call arguments:
@@ -65,9 +68,10 @@ class HierarchicalPrior(PresetMixin, keras.Model):
 
     PRESET_FILE = "prior.keras"  # trained presets only: the zoo entries (from_preset)
 
-    def __init__(self, priors, downsampling=None, **kwargs):
+    def __init__(self, priors, downsampling=None, trained_on=None, **kwargs):
         super().__init__(**kwargs)
         name = "HierarchicalPrior"
+        self.trained_on = checked_identity(name, trained_on)
         priors = list(priors) if isinstance(priors, (list, tuple)) else priors
         if not isinstance(priors, list) or len(priors) < 2:
             raise ValueError(
@@ -317,7 +321,10 @@ class HierarchicalPrior(PresetMixin, keras.Model):
             config.pop("build_config", None)
             config.pop("compile_config", None)
             priors.append(config)
-        return {"name": self.name, "trainable": self.trainable, "priors": priors, "downsampling": self.downsampling}
+        return {
+            "name": self.name, "trainable": self.trainable, "priors": priors, "downsampling": self.downsampling,
+            "trained_on": self.trained_on,
+        }
 
     @classmethod
     def from_config(cls, config):
