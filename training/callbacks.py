@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from training.data.folder import printable
+
 
 def image_grid(rows):
     """(rows, N, H, W, C) -> one (1, rows*H, N*W, C) image: each row side by side."""
@@ -156,7 +158,7 @@ class SkippedImagesLog(keras.callbacks.Callback):
         self._written += len(new)
         writer = tf.summary.create_file_writer(str(self.logdir / "train"))
         with writer.as_default(step=step):
-            lines = "\n".join(f"- {path}" for path in new)
+            lines = "\n".join(f"- {printable(path)}" for path in new)
             tf.summary.text("skipped_images", f"{len(new)} image files left out (--skip_bad_images):\n\n{lines}")
         writer.close()
 

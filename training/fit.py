@@ -29,6 +29,7 @@ from absl import app, flags  # noqa: E402
 
 from training.callbacks import SkippedImagesLog, VQMonitor  # noqa: E402
 from training.data import image_spec_or_none, load_image_data, naming_bad_images  # noqa: E402
+from training.data.folder import printable  # noqa: E402
 from training.data.images import parse_image_size  # noqa: E402
 from training.distribute import prepare_run  # noqa: E402
 from training.errors import TrainingDiverged, UsageError  # noqa: E402
@@ -182,7 +183,7 @@ def train_and_save(config, strategy, outputs, settings, path, unbuilt):
 
 def report_skipped(skipped_files, shown=5):
     if skipped_files:
-        names = ", ".join(str(path) for path in skipped_files[:shown])
+        names = ", ".join(printable(path) for path in skipped_files[:shown])
         more = f" and {len(skipped_files) - shown} more" if len(skipped_files) > shown else ""
         print(f"Skipped {len(skipped_files)} undecodable image files (--skip_bad_images): {names}{more}.")
 

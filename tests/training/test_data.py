@@ -44,8 +44,9 @@ def test_folder_data_set_round_trips_pixels(tmp_path):
 
 
 def test_folder_errors_name_the_problem(tmp_path):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="needs a folder with at least two images"):
-        load_image_data(f"folder:{tmp_path / 'missing'}")
+        load_image_data(f"folder:{tmp_path / 'empty'}")
     tf.io.write_file(str(tmp_path / "a.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
     tf.io.write_file(str(tmp_path / "b.png"), tf.io.encode_png(np.zeros((8, 6, 3), np.uint8)))
     with pytest.raises(UsageError) as error:
@@ -83,6 +84,33 @@ def test_unknown_and_absent_data_sets(tmp_path):
     message = str(error.value)
     assert "'svhn_cropped' is not prepared under" in message and str(tmp_path) in message
     assert "--data_dir=DIR (or set TFDS_DATA_DIR=DIR)" in message
+
+
+def test_a_wrong_dataset_value_is_named_with_its_fix(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "one.png").write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
+    cases = {
+        str(tmp_path / "images"): f"--dataset={tmp_path / 'images'} looks like a folder, not a TFDS name. For a "
+                                  f"folder of images pass --dataset=folder:{tmp_path / 'images'}. Known data sets:",
+        "./photos": "--dataset=./photos looks like a path, not a TFDS name. For a folder of images pass "
+                    "--dataset=folder:./photos.",
+        "cifar10:1.x/y=": "Unknown data set 'cifar10:1.x/y=' (Parsing builder name string cifar10:1.x/y= failed.).",
+        f"folder:{tmp_path / 'missing'}": f"--dataset=folder:{tmp_path / 'missing'}: no such folder. Pass "
+                                          "--dataset=folder:PATH with PATH the folder that holds the images",
+        f"folder:{tmp_path / 'one.png'}": f"--dataset=folder:{tmp_path / 'one.png'}: a file, not a folder.",
+    }
+    for name, message in cases.items():
+        with pytest.raises(UsageError) as error:
+            load_image_data(name, batch_size=2)
+        assert str(error.value).startswith(message), str(error.value)
+
+
+def test_a_folder_for_a_four_channel_model_is_refused_before_the_pipeline(tmp_path):
+    for i in range(4):
+        tf.io.write_file(str(tmp_path / f"{i}.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(UsageError, match=r"^Image files can be brought to 1 \(grayscale\) or 3 \(RGB\) channels; "
+                       r"the model takes 4. Pass --num_channels=1 or 3.$"):
+        load_image_data(f"folder:{tmp_path}", batch_size=2, channels=4)
 
 
 def test_train_from_step_continues_the_same_batch_stream():

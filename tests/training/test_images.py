@@ -194,13 +194,44 @@ def test_a_file_that_fails_only_when_decoded_is_named_or_skipped(tmp_path):
     bad = _corrupt_inside(tmp_path)
     data = load_image_data(f"folder:{tmp_path}", batch_size=2, skip_bad_images=True)
     assert data.skipped_files == [bad]  # met while the variance sample was decoded, before any step
-    assert sum(len(batch) for batch in data.validation) == 1
+    assert sum(len(batch) for batch in data.validation) == data.num_validation == 1
+    assert data.num_train == 11  # 13 files, 1 held out, 1 skipped: the totals the run prints
     with pytest.raises(UsageError) as error, naming_bad_images():
         load_image_data(f"folder:{tmp_path}", batch_size=2)
     assert str(error.value).startswith(f"Cannot decode image file {bad}: TF's decoder failed on it when the pipeline")
     train, validation, _, _ = read_splits(f"folder:{tmp_path}")
     with pytest.raises(UsageError, match=f"Cannot decode image file {bad}"), naming_bad_images():
         list(train)
+
+
+def test_a_file_removed_while_the_run_reads_the_folder_is_named_as_gone(tmp_path):
+    for i in range(12):
+        tf.io.write_file(str(tmp_path / f"{i:02d}.png"), tf.io.encode_png(np.full((8, 8, 3), i, np.uint8)))
+    train, _, _, _ = read_splits(f"folder:{tmp_path}")
+    (tmp_path / "04.png").unlink()  # after the start check, before the pipeline reads it
+    with pytest.raises(UsageError) as error, naming_bad_images():
+        list(train)
+    assert str(error.value).startswith(
+        f"Image file {tmp_path / '04.png'} is gone: it was there when the run started and was removed or renamed "
+        "while it ran. Put it back and run the same command again"
+    )
+
+
+def test_a_file_name_that_is_not_utf8_is_named_readably_and_can_be_skipped(tmp_path):
+    for i in range(4):
+        tf.io.write_file(str(tmp_path / f"{i}.png"), tf.io.encode_png(np.full((8, 8, 3), 9 * i, np.uint8)))
+    with open(bytes(tmp_path) + b"/\xff\xfe.png", "wb") as handle:  # e.g. Latin-1 bytes from an old archive
+        handle.write((tmp_path / "0.png").read_bytes())
+    with pytest.raises(UsageError) as error:
+        load_image_data(f"folder:{tmp_path}", batch_size=2)
+    assert str(error.value).startswith(
+        f"Image file {tmp_path}/\\xff\\xfe.png: its name is not valid UTF-8 (the bytes shown as \\x..), and "
+        "TensorFlow takes file names as UTF-8 text. Rename it."
+    )
+    str(error.value).encode("utf-8")  # printable: no stray surrogates
+    data = load_image_data(f"folder:{tmp_path}", batch_size=2, skip_bad_images=True)
+    assert data.num_train + data.num_validation == 4 and len(data.skipped_files) == 1
+    assert folder.printable(data.skipped_files[0]) == f"{tmp_path}/\\xff\\xfe.png"
 
 
 def test_a_folder_of_photographs_is_streamed_at_image_size(tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.data.bmp import PALETTE_BITS, decode_palette_bmp, is_palette_bmp
-from training.data.images import decoded_or_flag, to_channels
+from training.data.images import check_channels, decoded_or_flag, to_channels
 from training.data.source import VARIANCE_SAMPLE, DataSource, Splits, file_stamp
 from training.errors import UsageError
 
@@ -89,7 +89,12 @@ def check_files(paths, progress=print):
 
 def image_file_size(path):
     """(height, width) of an image file from its first bytes; raises BadImageFile for an empty file, an
-    unknown format or one whose end shows it was cut off."""
+    unknown format, one whose end shows it was cut off, or a name TensorFlow cannot take."""
+    if printable(path) != str(path):
+        raise BadImageFile(
+            f"Image file {printable(path)}: its name is not valid UTF-8 (the bytes shown as \\x..), and "
+            f"TensorFlow takes file names as UTF-8 text. Rename it. {BAD_FILE_HINT}"
+        )
     try:
         handle = os.open(path, os.O_RDONLY)
         try:
@@ -107,6 +112,11 @@ def image_file_size(path):
     if problem:
         raise BadImageFile(f"Cannot decode image file {path} ({size} bytes; corrupt or truncated?): {problem}. {BAD_FILE_HINT}")
     return dimensions
+
+
+def printable(path):
+    """`path` as text that can be printed: bytes of a name that are not UTF-8 shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _read_header(head, tail, size, handle):
@@ -214,11 +224,18 @@ class FolderSource(DataSource):
     def fingerprint(self):
         """The folder's resolved path, the split rule and each image file's relative name, size and
         modification time."""
-        files = [f"{path.relative_to(self.root).as_posix()}\0{file_stamp(path)}" for path in image_paths(self.root)]
+        files = [f"{printable(path.relative_to(self.root))}\0{file_stamp(path)}" for path in image_paths(self.root)]
         return "\n".join([f"folder\0{self.root.resolve()}\0validation_every={VALIDATION_EVERY}", *files])
 
     def open(self, with_labels, skip_bad_images, channels):
         root, channels = self.root, channels or 3
+        check_channels(channels)  # before the pipeline, where the error would come as a traceback
+        if not root.is_dir():
+            what = "a file, not a folder" if root.exists() else "no such folder"
+            raise UsageError(
+                f"--dataset=folder:{root}: {what}. Pass --dataset=folder:PATH with PATH the folder that holds "
+                "the images (sub-folders are searched too)."
+            )
         if with_labels:
             raise UsageError(
                 f"Data set {self.name!r} is a folder of images without class labels, so it cannot train a "

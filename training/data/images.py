@@ -40,13 +40,18 @@ def format_size(size):
     return str(height) if height == width else f"{height}x{width}"
 
 
-def to_channels(image, channels):
-    """A uint8 (h, w, 1|2|3|4) image as (h, w, `channels`): alpha dropped, then gray <-> RGB."""
+def check_channels(channels):
+    """A UsageError unless image files can be brought to `channels` (1 or 3)."""
     if channels not in CHANNELS:
         raise UsageError(
             f"Image files can be brought to 1 (grayscale) or 3 (RGB) channels; the model takes {channels}. "
             "Pass --num_channels=1 or 3."
         )
+
+
+def to_channels(image, channels):
+    """A uint8 (h, w, 1|2|3|4) image as (h, w, `channels`): alpha dropped, then gray <-> RGB."""
+    check_channels(channels)
     found = tf.shape(image)[-1]
     color = tf.cond(found >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
     if channels == 3:

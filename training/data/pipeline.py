@@ -107,8 +107,11 @@ def load_image_data(
         )
     check = lambda items: _decoded(items, source, skip_bad_images)  # noqa: E731
     centred = lambda images: images.map(lambda image: shape_image(image, size), tf.data.AUTOTUNE)  # noqa: E731
+    skipped_before = len(source.skipped)
     with naming_bad_images():
         variance = pixel_variance(centred(check(source.variance_items)))
+    # the variance sample is training files: those it found undecodable are not training images
+    num_train = source.num_train - (len(source.skipped) - skipped_before)
 
     def train_from_step(step):
         augment = lambda index: (seed, index, random_crop, random_flip)  # noqa: E731
@@ -124,7 +127,7 @@ def load_image_data(
         validation=validation.map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
         image_shape=image_shape,
         data_variance=variance,
-        num_train=source.num_train,
+        num_train=num_train,
         num_validation=source.num_validation,
         train_from_step=train_from_step,
         skipped_files=source.skipped,
@@ -205,6 +208,19 @@ def _record_skipped(skipped, name):
     return tf.ensure_shape(tf.py_function(record, [name], tf.bool), ())
 
 
+def _undecodable(name):
+    if Path(name).suffix.lower() in folder.IMAGE_SUFFIXES and not os.path.exists(name):  # removed while running
+        return (
+            f"Image file {name} is gone: it was there when the run started and was removed or renamed while it "
+            "ran. Put it back and run the same command again (it resumes from the last backup); a resumed run "
+            "refuses a folder whose files changed, as its split would."
+        )
+    return (
+        f"Cannot decode image file {name}: TF's decoder failed on it when the pipeline reached it (the "
+        f"check of its first and last bytes at the start passed: corrupt data inside?). {folder.BAD_FILE_HINT}"
+    )
+
+
 class naming_bad_images:
     """A context in which an image the pipeline could not decode raises a UsageError naming it."""
 
@@ -215,11 +231,7 @@ class naming_bad_images:
         if isinstance(error, tf.errors.InvalidArgumentError) and BAD_IMAGE_MARKER in str(error):
             found = re.search(re.escape(BAD_IMAGE_MARKER) + r"\]\s*\[(.*?)\]", str(error))
             name = found.group(1) if found else "(unnamed)"
-            raise UsageError(
-                f"Cannot decode image file {name}: TF's decoder failed on it when the pipeline reached it (the "
-                f"check of its first and last bytes at the start passed: corrupt data inside?). "
-                f"{folder.BAD_FILE_HINT}"
-            ) from None
+            raise UsageError(_undecodable(name)) from None
         return False
 
 

@@ -16,6 +16,7 @@ decodes them after shuffling, as it does a folder's files. The data variance is 
 first VARIANCE_SAMPLE training records (TFDS shuffled them when it wrote them).
 """
 
+import os
 import socket
 import urllib.parse
 from pathlib import Path
@@ -40,13 +41,25 @@ def tfds_builder(name, data_dir):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise UsageError(f"Unknown data set {name!r}. Known data sets: {KNOWN_DATASETS}.") from None
+        raise UsageError(_unknown(name)) from None
+    except ValueError as error:  # not of the form dataset[/config][:version]
+        raise UsageError(_unknown(name, f" ({str(error).splitlines()[0]})")) from None
     if "image" not in builder.info.features:
         raise UsageError(
             f"TFDS data set {name!r} has no 'image' feature (it has: "
             f"{', '.join(builder.info.features)}); pick an image data set."
         )
     return builder
+
+
+def _unknown(name, reason=""):
+    if os.path.exists(name) or name.startswith((".", "/", "~")):
+        kind = "folder" if os.path.isdir(name) else "file" if os.path.exists(name) else "path"
+        return (
+            f"--dataset={name} looks like a {kind}, not a TFDS name. For a folder of images pass "
+            f"--dataset=folder:{name}. Known data sets: {KNOWN_DATASETS}."
+        )
+    return f"Unknown data set {name!r}{reason}. Known data sets: {KNOWN_DATASETS}."
 
 
 def prepared_builder(name, data_dir):
