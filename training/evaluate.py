@@ -36,7 +36,7 @@ from absl import app, flags  # noqa: E402
 from training import model_files  # noqa: E402
 from training.callbacks import tile  # noqa: E402
 from training.data import held_out_split, image_spec_or_none, naming_bad_images, pixel_variance, read_splits  # noqa: E402
-from training.data.images import parse_image_size  # noqa: E402
+from training.data.images import check_batch_fits_memory, parse_image_size  # noqa: E402
 from training.errors import UsageError, exiting_on_usage_errors  # noqa: E402
 from training.flags import check_sampling, define_pairing_flag, define_sampling_flags, sampling_arguments  # noqa: E402
 from vq_keras.atomic import atomic_file, why_not_writable  # noqa: E402
@@ -151,6 +151,7 @@ def run(model_path, prior_path, dataset, data_dir=None, image_size=None, batch_s
     prior = model_files.load_prior_for(model, prior_path, any_autoencoder) if prior_path else None
     measure = model_files.load_classifier(classifier, "--classifier") if samples else None
     size = parse_image_size(image_size)
+    check_batch_fits_memory(size, model.num_channels, batch_size)
     image_shape = image_spec_or_none(dataset, data_dir, size)
     model_files.check_images_fit(
         model, image_shape, dataset, "--autoencoder", "Pass a data set of such images, or an autoencoder built for these."

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.training.conftest import photo_folder, run_module
 from training.data import folder, load_image_data, naming_bad_images, read_splits, tfds_reader
-from training.data.images import parse_image_size, shape_image
+from training.data.images import check_batch_fits_memory, parse_image_size, shape_image
 from training.data.pipeline import SAMPLE_PATH, VARIANCE_SAMPLE
 from training.errors import UsageError
 
@@ -29,6 +29,19 @@ def test_image_size_flag_values():
     for wrong in ("0", "64x", "x", "-3", "6.5"):
         with pytest.raises(UsageError, match=r"--image_size expects N or HxW with positive whole numbers"):
             parse_image_size(wrong)
+
+
+def test_an_image_size_whose_batch_cannot_fit_in_memory_is_refused_before_any_image_is_read():
+    check_batch_fits_memory((64, 64), 3, 32, memory_bytes=2**30)  # 1.5 MiB: fine
+    with pytest.raises(UsageError) as error:
+        check_batch_fits_memory((100_000, 100_000), 3, 32, memory_bytes=24 * 2**30)
+    assert str(error.value) == (
+        "--image_size=100000 with --batch_size=32: one batch of images alone takes 3,576.3 GiB as float32, more "
+        "than a quarter of this machine's 24 GiB of memory (the model's activations need several times more). "
+        "Pass a smaller --image_size (e.g. 64 or 256) or --batch_size."
+    )
+    with pytest.raises(UsageError, match=r"^--image_size=100000 with --batch_size=32: one batch"):
+        load_image_data("folder:/no/such/folder", batch_size=32, image_size="100000")  # before the folder is read
 
 
 def test_shorter_side_resize_and_centre_crop_equal_explicit_slicing():

@@ -11,6 +11,7 @@ training augmentation. Every data source's images go through these functions (tr
   the training stream), so a resumed run sees the same crops and flips as an uninterrupted one.
 """
 
+import os
 import re
 
 import tensorflow as tf
@@ -33,6 +34,23 @@ def parse_image_size(text):
             f"--image_size expects N or HxW with positive whole numbers (e.g. 64 or 64x48). Received: {text!r}."
         )
     return height, width
+
+
+def check_batch_fits_memory(size, channels, batch_size, memory_bytes=None):
+    """A UsageError if one batch of `size` = (H, W) float32 images alone would take more than a quarter of
+    the machine's memory (`memory_bytes`; default: its physical memory): the run would die out of memory
+    with a traceback, after decoding and resizing, instead of saying so."""
+    if size is None:
+        return
+    memory_bytes = memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    needed = batch_size * size[0] * size[1] * (channels or 3) * 4
+    if needed > memory_bytes / 4:
+        raise UsageError(
+            f"--image_size={format_size(size)} with --batch_size={batch_size}: one batch of images alone takes "
+            f"{needed / 2**30:,.1f} GiB as float32, more than a quarter of this machine's {memory_bytes / 2**30:.0f} "
+            "GiB of memory (the model's activations need several times more). Pass a smaller --image_size "
+            "(e.g. 64 or 256) or --batch_size."
+        )
 
 
 def format_size(size):

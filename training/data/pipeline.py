@@ -20,7 +20,7 @@ from typing import Callable
 import tensorflow as tf
 
 from training.data import folder
-from training.data.images import format_size, parse_image_size, shape_image
+from training.data.images import check_batch_fits_memory, format_size, parse_image_size, shape_image
 from training.data.registry import data_source
 from training.data.sample_reader import SAMPLE_DATASET, SAMPLE_PATH  # noqa: F401  (the pipeline's public names)
 from training.data.source import VARIANCE_SAMPLE  # noqa: F401
@@ -98,6 +98,7 @@ def load_image_data(
             "--random_crop crops the training images to --image_size, which is not given. Pass "
             "--image_size=N (or HxW) with it, or drop --random_crop."
         )
+    check_batch_fits_memory(size, channels, batch_size)
     source = _open(name, data_dir, False, skip_bad_images, channels)
     image_shape = _fixed_shape(name, source, size, fit_size)
     if source.num_train < batch_size:
