@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 
 from training.errors import UsageError
+from training.run_dir import is_unfinished_run
 from vq_keras.models import MismatchedAutoencoder, Prior, check_trained_on
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, ImageClassifier, PixelCNNPrior
 from vq_keras.zoo._trained import OtherKindOfEntry, looks_like_path, resolve, trained_entries
@@ -133,6 +134,12 @@ def check_model_file(path, flag, what):
     if not path:
         raise UsageError(f"Pass {flag}=PATH.keras, {what}.")
     file = Path(path)
+    if file.is_dir() and is_unfinished_run(file):
+        raise UsageError(
+            f"{flag}={path} is the log folder of a run that has not finished: it has no model yet (its backups "
+            f"hold the training so far). Run its training.fit command again, with the same flags: it resumes "
+            f"from the newest backup and saves the model there at the end. Or pass {what}."
+        )
     if file.is_dir():
         inside = sorted(p.name for p in file.glob("*.keras"))
         hint = f" It holds {', '.join(inside)}: e.g. {flag}={file / inside[0]}." if inside else ""

@@ -122,6 +122,15 @@ def _lock(logdir):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_unfinished_run(logdir):
+    """Whether `logdir` is the log folder of a run that recorded its settings and has not finished."""
+    try:
+        record = _read_record(Path(logdir))
+    except UsageError:
+        return False
+    return record is not None and not record["finished"]
+
+
 def _read_record(logdir):
     path = logdir / RECORD_FILE
     if not path.exists():

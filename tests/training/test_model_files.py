@@ -74,6 +74,20 @@ def test_a_run_folder_or_a_zoo_entry_name_gives_its_model_file(files):
     assert model_files.load_autoencoder(str(files / "run"), "--model").count_params() > 0
 
 
+def test_the_folder_of_a_run_that_has_not_finished_says_how_to_finish_it(tmp_path):
+    from training.run_dir import claim_run_dir
+
+    with claim_run_dir(tmp_path / "run", {"epochs": 2}, ("model.keras",), ()):
+        (tmp_path / "run" / "backup").mkdir()  # killed: a backup, no model
+    with pytest.raises(UsageError) as error:
+        model_files.load_autoencoder(str(tmp_path / "run"), "--autoencoder")
+    assert str(error.value).startswith(
+        f"--autoencoder={tmp_path / 'run'} is the log folder of a run that has not finished: it has no model yet "
+        "(its backups hold the training so far). Run its training.fit command again, with the same flags: it "
+        "resumes from the newest backup"
+    )
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_each_bad_model_file_gets_its_own_message(files, name):
     path = files / name
