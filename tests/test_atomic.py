@@ -145,3 +145,28 @@ def test_why_not_writable_names_what_stops_the_writer(tmp_path, read_only_folder
         assert problem.startswith(f"{read_only_folder} does not accept new files (")
         assert problem.endswith(("(Permission denied)", "(Operation not permitted)", "(Read-only file system)"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "read_only"]  # no probe left
+
+
+def test_only_the_temporaries_of_dead_writers_on_this_host_are_removed(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from vq_keras.atomic import remove_abandoned_temporaries, temporary_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    mine = temporary_path(tmp_path / "1")
+    mine.mkdir()
+    abandoned = tmp_path / f".tmp-{dead_pid}@{socket.gethostname()}-{'a' * 32}-2"
+    abandoned.mkdir()
+    (abandoned / "saved_model.pb").write_text("half")
+    abandoned_file = tmp_path / f".tmp-{dead_pid}@{socket.gethostname()}-{'b' * 32}-model.keras"
+    abandoned_file.write_text("half")
+    elsewhere = tmp_path / f".tmp-{dead_pid}@another-host.example-{'c' * 32}-3"
+    elsewhere.mkdir()
+    unknown = tmp_path / ".tmp-9-abc"
+    unknown.mkdir()
+    remove_abandoned_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, elsewhere.name, unknown.name])
+    assert mine.name.startswith(f".tmp-{os.getpid()}@{socket.gethostname()}-") and mine.name.endswith("-1")

@@ -684,6 +684,21 @@ def test_next_version_skips_temporary_and_other_folders(tmp_path, fake_archive):
     assert Path(base, "6", "saved_model.pb").read_text() == "new"
 
 
+def test_the_next_export_deletes_what_a_killed_export_left(tmp_path, fake_archive):
+    import socket
+    import subprocess
+    import sys
+
+    base = tmp_path / "exports"
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                  capture_output=True, text=True).stdout)
+    left = base / f".tmp-{dead_pid}@{socket.gethostname()}-{'0' * 32}-1"  # kill -9 during an export
+    (left / "variables").mkdir(parents=True)
+    fake_archive("new")
+    assert export_saved_model(VQVAE(**TINY), base) == str(base / "1")
+    assert sorted(os.listdir(base)) == ["1"]
+
+
 def test_an_existing_version_is_kept_unless_overwrite(tmp_path, fake_archive):
     base = tmp_path / "exports"
     _version(base, "3", "old")

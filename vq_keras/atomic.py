@@ -5,7 +5,9 @@ written to a hidden temporary name beside their target, fsynced, and renamed
 into place. A reader (TF Serving, a resumed run, `keras.saving.load_model`)
 sees the old target (or none) or the complete new one, never a part: a run
 killed while writing, even with `kill -9`, leaves only a `.tmp-*` name, which
-nothing reads.
+nothing reads. The name holds the writer's process id and host
+(`.tmp-<pid>@<host>-<uuid>-<name>`), so `remove_abandoned_temporaries` can
+delete what a dead writer left without touching one still writing.
 
 What is published gets the permissions the user's umask gives, as any file
 the user writes: `tempfile.mkdtemp` would create the folder with mode 0700,
@@ -15,12 +17,43 @@ read.
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
 TEMPORARY_PREFIX = ".tmp-"  # being written
 REPLACED_PREFIX = ".old-"  # moved aside while its replacement is renamed into place
+_WRITER = re.compile(re.escape(TEMPORARY_PREFIX) + r"(\d+)@(.+?)-[0-9a-f]{32}-")
+
+
+def temporary_path(path):
+    """A hidden name beside `path` for its content while it is written, naming this process."""
+    path = Path(path)
+    return path.parent / f"{TEMPORARY_PREFIX}{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex}-{path.name}"
+
+
+def remove_abandoned_temporaries(folder):
+    """Deletes the temporaries in `folder` whose writer, a process on this host, has died (killed while
+    writing); those of live writers, of other hosts and of unknown form are left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        writer = _WRITER.match(entry.name)
+        if writer and writer.group(2) == socket.gethostname() and not _alive(int(writer.group(1))):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -30,7 +63,7 @@ def atomic_file(path):
     or the complete new one, never a part. If the block raises, it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f"{TEMPORARY_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    temporary = temporary_path(path)
     try:
         yield temporary
         _fsync(temporary)
@@ -53,7 +86,7 @@ def atomic_directory(path, replace=True):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f"{TEMPORARY_PREFIX}{path.name}-{uuid.uuid4().hex}"
+    temporary = temporary_path(path)
     temporary.mkdir()  # mode 0777 & ~umask, unlike tempfile.mkdtemp's 0700
     try:
         yield temporary

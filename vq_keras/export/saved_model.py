@@ -6,7 +6,7 @@ import os
 import keras
 import tensorflow as tf
 
-from vq_keras.atomic import atomic_directory, why_not_writable
+from vq_keras.atomic import atomic_directory, remove_abandoned_temporaries, why_not_writable
 from vq_keras.export.endpoints import Endpoints
 from vq_keras.export.generate_signature import Generator
 from vq_keras.models.vq_model import VQModel
@@ -16,11 +16,12 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
     """Writes `model` as a SavedModel for TF Serving to `<export_base>/<version>`.
 
     The version folder appears at once and complete: the SavedModel is written
-    to a hidden temporary folder beside it (`<export_base>/.tmp-<version>-...`,
+    to a hidden temporary folder beside it (`<export_base>/.tmp-<pid>@<host>-...`,
     a name TF Serving ignores) and then renamed (`vq_keras.atomic`); its files
     get the permissions of the user's umask, so a server running as another
     user can read them. If anything fails, neither the
-    version folder nor the temporary folder is left behind. `export_base` must
+    version folder nor the temporary folder is left behind; the temporary folder
+    of an export that was killed is deleted by the next export into `export_base`. `export_base` must
     be on a local file system. See the module docstring for the signatures.
 
     Args:
@@ -98,6 +99,7 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
 
     model.build_if_needed()
     archive = _build_archive(model, image_size, generator)
+    remove_abandoned_temporaries(export_base)
 
     created_base = not os.path.isdir(export_base)
     try:
