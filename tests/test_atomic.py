@@ -170,3 +170,16 @@ def test_only_the_temporaries_of_dead_writers_on_this_host_are_removed(tmp_path)
     remove_abandoned_temporaries(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, elsewhere.name, unknown.name])
     assert mine.name.startswith(f".tmp-{os.getpid()}@{socket.gethostname()}-") and mine.name.endswith("-1")
+
+
+def test_a_symbolic_link_is_written_through_not_replaced(tmp_path):
+    from vq_keras.atomic import atomic_file
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "v1.json").write_text("old")
+    (tmp_path / "latest.json").symlink_to(tmp_path / "results" / "v1.json")
+    with atomic_file(tmp_path / "latest.json") as temporary:
+        temporary.write_text("new")
+    assert (tmp_path / "latest.json").is_symlink()
+    assert (tmp_path / "results" / "v1.json").read_text() == "new"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["v1.json"]

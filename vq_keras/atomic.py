@@ -60,8 +60,9 @@ def _alive(pid):
 def atomic_file(path):
     """Yields a hidden temporary path beside `path` (same suffix) to write, and
     renames it to `path` when the block ends: readers see the old file (or none)
-    or the complete new one, never a part. If the block raises, it is removed."""
-    path = Path(path)
+    or the complete new one, never a part. If the block raises, it is removed.
+    A symbolic link is written through: its target gets the new content, the link stays."""
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_path(path)
     try:
