@@ -105,3 +105,22 @@ def test_priors_refuse_residual_codes_with_the_reason():
     vqvae2 = VQVAE2(quantizer=ResidualVectorQuantizer(2, 16, 4), **TINY)
     with pytest.raises(ValueError, match="HierarchicalPrior.from_autoencoder " + message):
         HierarchicalPrior.from_autoencoder(vqvae2, num_layers=1, num_filters=8)
+
+
+@pytest.mark.parametrize("cls", [VQVAE, VQVAE2])
+def test_from_preset_refuses_quantizer_settings_the_chosen_quantizer_would_ignore(cls):
+    with pytest.raises(ValueError) as error:
+        cls.from_preset("cifar10", quantizer="fsq", num_embeddings=64)
+    assert str(error.value) == (
+        f"{cls.__name__}.from_preset('cifar10') would ignore num_embeddings=64: quantizer='fsq' "
+        "(FiniteScalarQuantizer) does not take it. Drop it, or choose a quantizer that takes it ('ema', 'rvq', 'vq')."
+    )
+    with pytest.raises(ValueError, match=r"would ignore decay=0.9: quantizer='vq' \(VectorQuantizer\) does not take it"):
+        cls.from_preset("cifar10", quantizer="vq", decay=0.9)
+    layer = VectorQuantizer(num_embeddings=32, embedding_dim=64)
+    with pytest.raises(ValueError, match=r"would ignore num_embeddings=64: the quantizer layer passed \(VectorQuantizer\) "
+                                         r"has its own. Set it on the layer instead.$"):
+        cls.from_preset("cifar10", quantizer=layer, num_embeddings=64)
+    # what the chosen quantizer takes, and the sizes the networks share, still apply
+    assert cls.from_preset("cifar10", quantizer="vq", num_embeddings=64).quantizers[0].num_embeddings == 64
+    assert cls.from_preset("cifar10", num_embeddings=64, decay=0.9).quantizers[0].decay == 0.9

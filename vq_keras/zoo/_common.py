@@ -4,7 +4,9 @@ import os
 
 import keras
 
-from vq_keras.layers._registry import QUANTIZERS, is_quantizer, make_quantizer
+from vq_keras.layers._registry import (
+    QUANTIZERS, constructor_parameters, is_quantizer, make_quantizer, quantizer_arguments,
+)
 from vq_keras.zoo._trained import headline, load, looks_like_path, trained_entries
 
 # Images are centred on 0 inside the networks, as in Sonnet's VQ-VAE example.
@@ -40,7 +42,9 @@ class PresetMixin:
                 f"path. Received: {name!r}"
             )
         if isinstance(name, str) and name in cls.PRESETS:
-            model = cls(**{**cls.PRESETS[name], **overrides})
+            arguments = {**cls.PRESETS[name], **overrides}
+            _refuse_ignored_overrides(cls, name, arguments, overrides)
+            model = cls(**arguments)
             model.build_if_needed()
             return model
         # Any class's entry name goes to load, which names the class that loads it.
@@ -57,6 +61,29 @@ class PresetMixin:
             f"{', '.join(sorted(cls.PRESETS)) or 'none'}; trained: {', '.join(trained_entries(cls.__name__)) or 'none'}; "
             f"or a folder holding {cls.PRESET_FILE}."
         )
+
+
+# Model arguments that also shape the encoder and decoder, so no quantizer choice ignores them.
+SHARED_WITH_THE_NETWORKS = ("embedding_dim",)
+
+
+def _refuse_ignored_overrides(cls, preset, arguments, overrides):
+    """A ValueError for overrides of quantizer settings that the chosen quantizer would ignore: a kind
+    that does not take them (num_embeddings with "fsq"), or a layer, which brings its own."""
+    model_parameters = {p.name: p for p in constructor_parameters(cls, keras.Model)}
+    quantizer_settings = set().union(*map(quantizer_arguments, QUANTIZERS)) - set(SHARED_WITH_THE_NETWORKS)
+    quantizer = arguments.get("quantizer", model_parameters["quantizer"].default)
+    taken = quantizer_arguments(quantizer) if isinstance(quantizer, str) and quantizer in QUANTIZERS else set()
+    ignored = sorted(n for n in overrides if n in quantizer_settings & set(model_parameters) and n not in taken)
+    if ignored:
+        given, it = ", ".join(f"{n}={overrides[n]!r}" for n in ignored), "it" if len(ignored) == 1 else "them"
+        if isinstance(quantizer, str):
+            takers = sorted(kind for kind in QUANTIZERS if set(ignored) <= quantizer_arguments(kind))
+            fix = f"Drop {it}, or choose a quantizer that takes {it} ({', '.join(map(repr, takers)) or 'none'})."
+            why = f"quantizer={quantizer!r} ({QUANTIZERS[quantizer].__name__}) does not take {it}"
+        else:
+            fix, why = f"Set {it} on the layer instead.", f"the quantizer layer passed ({type(quantizer).__name__}) has its own"
+        raise ValueError(f"{cls.__name__}.from_preset({preset!r}) would ignore {given}: {why}. {fix}")
 
 
 def level_quantizers(quantizer, level_names, name, dtype, **arguments):
