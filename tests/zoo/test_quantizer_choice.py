@@ -30,7 +30,8 @@ QUANTIZERS = {
 @pytest.mark.large
 def test_a_quantizer_layer_trains_in_vqvae_round_trips_and_exports(kind, tmp_path):
     layer = QUANTIZERS[kind]()
-    model = VQVAE.from_preset("cifar10", quantizer=layer, data_variance=0.06, **{**TINY, "embedding_dim": 64})
+    sizes = {name: value for name, value in TINY.items() if name not in ("embedding_dim", "num_embeddings")}
+    model = VQVAE.from_preset("cifar10", quantizer=layer, data_variance=0.06, **sizes)  # the layer sets those two
     assert model.quantizer is layer
     assert (model.embedding_dim, model.num_embeddings) == (layer.embedding_dim, layer.num_embeddings)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
@@ -117,6 +118,9 @@ def test_from_preset_refuses_quantizer_settings_the_chosen_quantizer_would_ignor
     )
     with pytest.raises(ValueError, match=r"would ignore decay=0.9: quantizer='vq' \(VectorQuantizer\) does not take it"):
         cls.from_preset("cifar10", quantizer="vq", decay=0.9)
+    with pytest.raises(ValueError, match=r"would ignore embedding_dim=8: quantizer='fsq' \(FiniteScalarQuantizer\) does "
+                                         r"not take it"):  # its levels fix the code dimension
+        cls.from_preset("cifar10", quantizer="fsq", embedding_dim=8)
     layer = VectorQuantizer(num_embeddings=32, embedding_dim=64)
     with pytest.raises(ValueError, match=r"would ignore num_embeddings=64: the quantizer layer passed \(VectorQuantizer\) "
                                          r"has its own. Set it on the layer instead.$"):

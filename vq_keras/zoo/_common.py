@@ -63,15 +63,12 @@ class PresetMixin:
         )
 
 
-# Model arguments that also shape the encoder and decoder, so no quantizer choice ignores them.
-SHARED_WITH_THE_NETWORKS = ("embedding_dim",)
-
-
 def _refuse_ignored_overrides(cls, preset, arguments, overrides):
     """A ValueError for overrides of quantizer settings that the chosen quantizer would ignore: a kind
     that does not take them (num_embeddings with "fsq"), or a layer, which brings its own."""
     model_parameters = {p.name: p for p in constructor_parameters(cls, keras.Model)}
-    quantizer_settings = set().union(*map(quantizer_arguments, QUANTIZERS)) - set(SHARED_WITH_THE_NETWORKS)
+    # embedding_dim too: a quantizer that does not take it (fsq, a layer) sets it for the networks
+    quantizer_settings = set().union(*map(quantizer_arguments, QUANTIZERS))
     quantizer = arguments.get("quantizer", model_parameters["quantizer"].default)
     taken = quantizer_arguments(quantizer) if isinstance(quantizer, str) and quantizer in QUANTIZERS else set()
     ignored = sorted(n for n in overrides if n in quantizer_settings & set(model_parameters) and n not in taken)
