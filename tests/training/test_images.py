@@ -247,6 +247,21 @@ def test_a_file_name_that_is_not_utf8_is_named_readably_and_can_be_skipped(tmp_p
     assert folder.printable(data.skipped_files[0]) == f"{tmp_path}/\\xff\\xfe.png"
 
 
+def test_linked_folders_are_followed_once_and_loops_end(tmp_path):
+    elsewhere, images = tmp_path / "elsewhere", tmp_path / "images"
+    for folder_path, count in ((elsewhere, 3), (images / "own", 2)):
+        folder_path.mkdir(parents=True)
+        for i in range(count):
+            tf.io.write_file(str(folder_path / f"{i}.png"), tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)))
+    (images / "a_link").symlink_to(elsewhere)
+    (images / "b_second_link").symlink_to(elsewhere)  # the same folder again: listed once
+    (images / "own" / "loop").symlink_to(images)  # a loop back to the top
+    found = folder.image_paths(images)
+    assert [path.relative_to(images).as_posix() for path in found] == [
+        "a_link/0.png", "a_link/1.png", "a_link/2.png", "own/0.png", "own/1.png",
+    ]
+
+
 def test_a_folder_of_photographs_is_streamed_at_image_size(tmp_path):
     bad, written = photo_folder(tmp_path / "photos")
     with pytest.raises(UsageError) as error:

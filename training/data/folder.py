@@ -44,18 +44,36 @@ class BadImageFile(ValueError):
 
 
 def image_paths(folder, progress=print):
-    """The image files under `folder` (recursively), sorted: the order the splits follow. Prints a
-    progress line every few seconds while a large folder is listed."""
+    """The image files under `folder` (recursively, into linked folders too), sorted: the order the
+    splits follow. A linked folder already listed (a loop, or a second link to it) is listed once.
+    Prints a progress line every few seconds while a large folder is listed."""
     found, started, shown = [], time.monotonic(), time.monotonic()
     if not Path(folder).is_dir():
         return found
-    for root, names, files in os.walk(folder):
-        names.sort()
+    listed = {_identity(folder)}
+    for root, names, files in os.walk(folder, followlinks=True):
+        names[:] = _first_visits(root, sorted(names), listed)
         found.extend(Path(root) / name for name in files if Path(name).suffix.lower() in IMAGE_SUFFIXES)
         if time.monotonic() - shown > PROGRESS_EVERY_SECONDS:
             shown = time.monotonic()
             progress(f"Listing {folder}: {len(found)} image files so far ({shown - started:.0f} s)")
     return sorted(found)
+
+
+def _first_visits(root, names, listed):
+    """The folders `names` in `root` not listed yet, each added to `listed` (their (device, inode))."""
+    kept = []
+    for name in names:
+        identity = _identity(Path(root) / name)
+        if identity not in listed:
+            listed.add(identity)
+            kept.append(name)
+    return kept
+
+
+def _identity(directory):
+    stat = os.stat(directory)
+    return stat.st_dev, stat.st_ino
 
 
 def split_by_file(paths):
