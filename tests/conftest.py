@@ -68,3 +68,18 @@ def read_only_folder(tmp_path):
         pytest.skip("running as root where chattr +i is not possible: no read-only folder to test with")
     yield folder
     subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on its own 1 MiB file system (a tmpfs): writes beyond it fail with ENOSPC, as on a
+    full disk. Skipped where mounting is not permitted."""
+    import subprocess
+
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()}): no full disk to test with")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)

@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 import vq_keras.export
 from vq_keras.export import export_saved_model
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, MaskGITPrior, PixelCNNPrior, TransformerPrior, generate
+from tests.conftest import REPO
 from tests.presets import SMALL_AUTOENCODER as TINY
 from tests.presets import TINY_PRIORS
 
@@ -658,10 +659,32 @@ def test_a_failure_half_way_through_writing_leaves_no_folder(tmp_path, monkeypat
     # the test does not depend on an earlier test having exported.
     importlib.import_module("tensorflow.saved_model.experimental")
     monkeypatch.setattr(tf.saved_model, "save", broken_save)
-    with pytest.raises(OSError, match=r"No space left on device \(simulated\)"):
+    with pytest.raises(OSError) as error:
         export_saved_model(VQVAE(**TINY), base)
+    assert str(error.value).startswith(
+        f"[Errno 28] No space left on the disk of {str(base)!r} while the SavedModel was written: nothing was "
+        "published (the partial copy was removed) and the existing versions are as they were."
+    )
     assert os.listdir(base) == ["1"]
     assert Path(base, "1", "saved_model.pb").read_text() == "old"
+
+
+@pytest.mark.large
+def test_a_full_disk_during_an_export_is_a_clear_error_and_loses_nothing(small_disk, tmp_path):
+    model = VQVAE(**TINY)
+    model.build_if_needed()
+    model.save(tmp_path / "model.keras")
+    _version(small_disk, "1", "old")
+    (small_disk / "other_files").write_bytes(bytes(900_000))  # about 100 KB left: less than a SavedModel
+    result = subprocess.run(
+        [sys.executable, "-m", "training.export", f"--autoencoder={tmp_path / 'model.keras'}",
+         f"--export_base={small_disk}"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"error: No space left on the disk of {str(small_disk)!r} while the SavedModel was written" in result.stderr
+    assert sorted(os.listdir(small_disk)) == ["1", "other_files"]
+    assert Path(small_disk, "1", "saved_model.pb").read_text() == "old"
 
 
 def test_a_failure_removes_the_export_base_it_created(tmp_path, fake_archive):

@@ -13,6 +13,7 @@ labels); see `vq_keras.export`. Prints the written folder. `--model` is the
 old name of `--autoencoder`.
 """
 
+import errno
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -99,6 +100,10 @@ def export(model_path, export_base, version=None, overwrite=False, image_size=No
         )
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        if error.errno == errno.ENOSPC:  # export_saved_model's own message
+            raise UsageError(error.strerror) from None
+        raise
 
 
 def main(argv):

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.errors import TrainingDiverged, UsageError
-from vq_keras.atomic import atomic_directory
+from vq_keras.atomic import atomic_directory, is_out_of_space
 
 BACKUP_PREFIX = "step-"
 WEIGHTS_FILE = "state.weights.h5"
@@ -88,6 +88,13 @@ def first_non_finite_variable(model):
     return None
 
 
+def _backup_bytes(model):
+    """About what a backup of `model` takes on disk: its variables (weights, optimizer and metric
+    state, seeds) and room for the files' own structure."""
+    variables = {id(v): v for v in [*model.variables, *_metric_variables(model)]}
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables.values()) + 1_000_000
+
+
 class Backups:
     """The `step-<N>` backups of one run in `directory`, newest kept last.
 
@@ -118,12 +125,29 @@ class Backups:
         return self.directory / f"{BACKUP_PREFIX}{step:09d}"
 
     def save(self, model, step):
-        """Writes the backup of `model` after `step` training steps, then prunes old ones."""
-        with atomic_directory(self.path(step)) as folder:
-            model.save_weights(folder / WEIGHTS_FILE)
-            np.savez(folder / METRICS_FILE, *[np.asarray(v) for v in _metric_variables(model)])
-            np.savez(folder / SEEDS_FILE, *[np.asarray(v) for v in _seed_states(model)])
-            (folder / POSITION_FILE).write_text(json.dumps({"step": step, "settings": self.settings}))
+        """Writes the backup of `model` after `step` training steps, then prunes old ones; a full disk
+        stops the run with a UsageError, the older backups kept."""
+        # Checked first: h5py, out of space in the middle of save_weights, leaves a file object whose
+        # every later flush fails, and the process has crashed at exit (SIGSEGV) after it.
+        self.directory.mkdir(parents=True, exist_ok=True)
+        full = shutil.disk_usage(self.directory).free < _backup_bytes(model)
+        if not full:
+            try:
+                with atomic_directory(self.path(step)) as folder:
+                    model.save_weights(folder / WEIGHTS_FILE)
+                    np.savez(folder / METRICS_FILE, *[np.asarray(v) for v in _metric_variables(model)])
+                    np.savez(folder / SEEDS_FILE, *[np.asarray(v) for v in _seed_states(model)])
+                    (folder / POSITION_FILE).write_text(json.dumps({"step": step, "settings": self.settings}))
+            except Exception as error:
+                if not is_out_of_space(error):
+                    raise
+                full = True
+        if full:
+            raise UsageError(
+                f"No space left on the disk of {self.directory}: the backup of step {step} could not be written "
+                f"(nothing of it is left on disk). {self.describe_kept()} Free space there, then run the same "
+                "command again."
+            ) from None
         for old in self.steps()[: -self.keep]:
             shutil.rmtree(self.path(old), ignore_errors=True)
 

@@ -16,6 +16,7 @@ read.
 """
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -113,6 +114,14 @@ def _publish_directory(temporary, path, replace):
         os.rename(old, path)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def is_out_of_space(error):
+    """Whether `error` is a file system out of space (or quota), whichever library raised it: an
+    OSError with ENOSPC/EDQUOT, or h5py's and TensorFlow's errors that only say so in their text."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(error) for text in ("No space left on device", "Disk quota exceeded"))
 
 
 def why_not_writable(path, folder=False):

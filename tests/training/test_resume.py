@@ -367,3 +367,15 @@ def test_a_folder_run_resumed_after_its_files_changed_stops_and_resumes_once_the
     resumed = run_module("training.fit", *args(1), f"--logdir={logdir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from backup {logdir / 'backup' / left[-1]}" in resumed.stdout
+
+
+@pytest.mark.large
+def test_a_full_disk_during_a_backup_stops_the_run_with_a_clear_error(small_disk):
+    result = run_module("training.fit", *KILL_RUN_ARGS, f"--logdir={small_disk / 'run'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert (
+        f"error: No space left on the disk of {small_disk / 'run' / 'backup'}: the backup of step 2 could not be "
+        "written (nothing of it is left on disk). No backup had been written yet, so a rerun starts from the "
+        "beginning. Free space there, then run the same command again."
+    ) in result.stderr
+    assert not [path for path in (small_disk / "run" / "backup").glob("*")]  # no partial backup left

@@ -1,12 +1,13 @@
 """`export_saved_model`: the version folder, written atomically, and the archive of signatures."""
 
+import errno
 import numbers
 import os
 
 import keras
 import tensorflow as tf
 
-from vq_keras.atomic import atomic_directory, remove_abandoned_temporaries, why_not_writable
+from vq_keras.atomic import atomic_directory, is_out_of_space, remove_abandoned_temporaries, why_not_writable
 from vq_keras.export.endpoints import Endpoints
 from vq_keras.export.generate_signature import Generator
 from vq_keras.models.vq_model import VQModel
@@ -117,6 +118,13 @@ def export_saved_model(model, export_base, version=None, overwrite=False, image_
                 f"Version {version} appeared at {target!r} while export_saved_model was writing it "
                 "(another export?). Nothing was written; export again for the next free version."
             ) from error
+        if is_out_of_space(error):
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on the disk of {export_base!r} while the SavedModel was written: nothing was "
+                "published (the partial copy was removed) and the existing versions are as they were. Free "
+                "space there (the SavedModel needs a few times the .keras file's size), then export again.",
+            ) from None
         raise
     return target
 
