@@ -257,7 +257,7 @@ def test_training_with_label_dropout_learns_the_no_class_distribution_too():
         (dict(label_dropout=0.1), dict(guidance=-1.0, labels=[0, 1]), "LabelTablePrior.sample expects guidance in "
          "[0, inf). Received: guidance=-1.0"),
         (dict(label_dropout=0.1), dict(guidance=float("inf"), labels=[0, 1]), "LabelTablePrior.sample expects "
-         "guidance to be a finite number. Received: guidance=inf"),
+         "guidance to be a finite number (in [0, inf)). Received: guidance=inf"),
         (dict(), dict(labels=[0, 3]), "LabelTablePrior expects labels in [0, num_classes=3)."),
     ],
 )

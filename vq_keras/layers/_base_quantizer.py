@@ -50,7 +50,7 @@ from vq_keras import metrics
 from vq_keras.layers._codebook_seeding import fold_seed, kmeans_plus_plus, sample_rows
 from vq_keras._index_checks import checked_range
 from vq_keras._replicas import gather_over_replicas, sum_over_replicas
-from vq_keras.layers._validation import require_choice, require_number, require_positive_int
+from vq_keras.layers._validation import require_choice, require_number, require_positive_int, takes_numpy_scalars
 
 CODEBOOK_INITS = ("uniform", "kmeans++")
 GRADIENTS = ("straight_through", "rotation")
@@ -232,6 +232,7 @@ class BaseQuantizer(Quantizer):
     `kmeans_plus_plus` for batches with fewer distinct vectors than codes.
     """
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_embeddings,
@@ -417,20 +418,38 @@ class BaseQuantizer(Quantizer):
     def call(self, inputs, training=None, return_codes=False):
         inputs32 = ops.cast(inputs, "float32")
         flat = self._to_lookup_space(ops.reshape(inputs32, (-1, self.embedding_dim)))
+        if training:
+            before = self._state_before(flat)
         if training and self.codebook_init == "kmeans++":
             self._seed_codebook_once(flat)
         flat_codes = self._nearest(flat)
         flat_quantized = self._gather(flat_codes)  # from the codebook the codes were chosen from
         if training:
             self._train_codebook(flat, flat_codes)
+            self._undo_if_empty(before)
         self._add_codebook_loss(flat, flat_quantized)
-        commitment = ops.mean(ops.square(flat - ops.stop_gradient(flat_quantized)))
+        commitment = mean_or_zero(ops.square(flat - ops.stop_gradient(flat_quantized)))
         self.add_loss(self.commitment_cost * commitment)
         flat_outputs = self._from_lookup_space(self._with_gradient(flat, flat_quantized, self.gradient))
         outputs = ops.reshape(flat_outputs, ops.shape(inputs32))
         codes = ops.reshape(flat_codes, ops.shape(inputs32)[:-1])
         outputs = ops.cast(outputs, self.compute_dtype)
         return (outputs, codes) if return_codes else outputs
+
+    def _state_before(self, flat_inputs):
+        """(whether any replica's batch holds vectors, the values of the state a training call may
+        assign): an empty batch (all replicas) must leave the codebook, EMA statistics, usage and
+        counters as they were, and the updates would otherwise decay them toward its zero counts.
+        Selected after the updates rather than branched around them: the updates hold replica
+        collectives, which cannot sit in a branch."""
+        count = sum_over_replicas(ops.cast(ops.shape(flat_inputs)[0], "float32"))
+        state = {id(v): v for v in [self.codebook, *self.non_trainable_variables]}.values()
+        return count > 0, [(variable, ops.copy(variable.value)) for variable in state]  # a copy: a read may alias
+
+    def _undo_if_empty(self, before):
+        has_vectors, values = before
+        for variable, value in values:
+            variable.assign(ops.where(has_vectors, ops.convert_to_tensor(variable), value))
 
     def _train_codebook(self, flat_inputs, flat_codes):
         counts = metrics.code_counts(flat_codes, self.num_embeddings)
@@ -455,6 +474,11 @@ class BaseQuantizer(Quantizer):
             gradient=self.gradient,
         )
         return config
+
+
+def mean_or_zero(values):
+    """The mean of `values`, 0 when there are none (an empty batch), where ops.mean gives NaN."""
+    return ops.sum(values) / ops.maximum(ops.cast(ops.size(values), values.dtype), 1.0)
 
 
 def _require_codebook_dim(owner, codebook_dim, embedding_dim):

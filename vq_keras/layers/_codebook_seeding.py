@@ -19,9 +19,18 @@ def fold_seed(seed, value):
     return tf.random.experimental.stateless_fold_in(seed, tf.cast(value, "int32"), alg=ALGORITHM)
 
 
+def at_least_one_row(vectors):
+    """`vectors` (M, D), or one row of zeros when M = 0 (an empty batch, whose results the caller
+    discards), so that the draws below have something to index."""
+    # Concatenated, not branched: a cond here lost the static width the codebook needs (and crashed XLA).
+    missing = 1 - tf.minimum(tf.shape(vectors)[0], 1)
+    return tf.concat([vectors, tf.zeros((missing, vectors.shape[-1]), vectors.dtype)], axis=0)
+
+
 def sample_rows(vectors, num_rows, seed):
     """`num_rows` rows of `vectors` (M, D) in a random order, without replacement
     when M >= num_rows, else every row once per round (with replacement)."""
+    vectors = at_least_one_row(vectors)
     order = tf.argsort(tf.random.stateless_uniform(tf.shape(vectors)[:1], seed, alg=ALGORITHM))
     return tf.gather(vectors, tf.gather(order, tf.range(num_rows) % tf.size(order)))
 
@@ -44,7 +53,7 @@ def kmeans_plus_plus(vectors, num_codes, seed):
     vectors (with replacement) plus Gaussian noise of DUPLICATE_NOISE times the
     vectors' standard deviation, so that no two codes are identical.
     """
-    vectors = tf.cast(vectors, "float32")
+    vectors = at_least_one_row(tf.cast(vectors, "float32"))
     count = tf.shape(vectors)[0]
     noise_scale = DUPLICATE_NOISE * (tf.math.reduce_std(vectors) + 1e-6)
 

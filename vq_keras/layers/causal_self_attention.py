@@ -4,7 +4,7 @@ import keras
 from keras import layers as keras_layers
 from keras import ops
 
-from vq_keras.layers._validation import require_number, require_positive_int
+from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.layers.masked_conv2d import check_mask_type
 
 
@@ -58,6 +58,7 @@ class CausalSelfAttention(keras.layers.Layer):
         VQ-VAE-2, 2019, arXiv:1906.00446, section 3.3 (the top prior's attention).
     """
 
+    @takes_numpy_scalars
     def __init__(self, num_heads, key_dim, mask_type, value_dim=None, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         require_positive_int("CausalSelfAttention", "num_heads", num_heads)

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from vq_keras.layers._base_quantizer import Quantizer
-from vq_keras.layers._validation import require_number
+from vq_keras.layers._validation import require_number, takes_numpy_scalars
 
 # The paper's eps in the bound: |bound(z)| stays below (L - 1) / 2, so rounding never
 # reaches a level beyond the L allowed.
@@ -61,6 +61,7 @@ class FiniteScalarQuantizer(Quantizer):
         VQ-VAE Made Simple", 2023, arXiv:2309.15505.
     """
 
+    @takes_numpy_scalars
     def __init__(self, levels=(8, 5, 5, 5), **kwargs):
         super().__init__(**kwargs)
         if isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__") or len(levels) == 0:

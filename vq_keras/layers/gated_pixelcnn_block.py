@@ -3,7 +3,7 @@ from keras import layers as keras_layers
 from keras import ops
 
 from vq_keras.layers._window_matmul import conv_at_one_position
-from vq_keras.layers._validation import require_number, require_positive_int
+from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.layers.masked_conv2d import check_mask_type
 
 
@@ -80,6 +80,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         arXiv:1606.05328, section 2.2 and figure 2.
     """
 
+    @takes_numpy_scalars
     def __init__(self, filters, kernel_size, mask_type, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         require_positive_int("GatedPixelCNNBlock", "filters", filters)

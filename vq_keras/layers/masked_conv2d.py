@@ -2,6 +2,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from vq_keras.layers._validation import takes_numpy_scalars
+
 MASK_TYPES = ("A", "B")
 
 
@@ -74,6 +76,7 @@ class MaskedConv2D(keras.layers.Conv2D):
         Networks", 2016, arXiv:1601.06759, section 3.4 (masks A and B).
     """
 
+    @takes_numpy_scalars
     def __init__(self, filters, kernel_size, mask_type, **conv_kwargs):
         check_mask_type("MaskedConv2D", mask_type)
         conv_kwargs.setdefault("padding", "same")

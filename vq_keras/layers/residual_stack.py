@@ -4,7 +4,7 @@ from keras import ops
 
 from vq_keras._conv_init import conv_kernel_initializer
 from vq_keras.layers._sequence import build_in_sequence, call_in_sequence
-from vq_keras.layers._validation import require_positive_int
+from vq_keras.layers._validation import require_positive_int, takes_numpy_scalars
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
@@ -31,6 +31,7 @@ class ResidualStack(keras.layers.Layer):
         van den Oord et al., 2017, arXiv:1711.00937, section 4.1.
     """
 
+    @takes_numpy_scalars
     def __init__(self, num_hiddens, num_residual_hiddens, num_residual_layers, **kwargs):
         super().__init__(**kwargs)
         require_positive_int("ResidualStack", "num_hiddens", num_hiddens)

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from vq_keras.layers._base_quantizer import Quantizer, _straight_through
-from vq_keras.layers._validation import require_positive_int
+from vq_keras.layers._validation import require_positive_int, takes_numpy_scalars
 from vq_keras.layers.vector_quantizer_ema import VectorQuantizerEMA
 
 
@@ -65,6 +65,7 @@ class ResidualVectorQuantizer(Quantizer):
         arXiv:2107.03312, section 3.3.
     """
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_quantizers,

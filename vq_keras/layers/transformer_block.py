@@ -4,7 +4,7 @@ import keras
 from keras import layers as keras_layers
 from keras import ops
 
-from vq_keras.layers._validation import require_choice, require_number, require_positive_int
+from vq_keras.layers._validation import require_choice, require_number, require_positive_int, takes_numpy_scalars
 
 ATTENTION_KINDS = ("causal", "bidirectional")
 
@@ -53,6 +53,7 @@ class TransformerBlock(keras.layers.Layer):
         Radford et al., GPT-2, 2019 (the pre-norm layout).
     """
 
+    @takes_numpy_scalars
     def __init__(self, num_heads, intermediate_dim, attention="causal", dropout=0.0, layer_norm_epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         require_positive_int("TransformerBlock", "num_heads", num_heads)

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from vq_keras.layers._base_quantizer import BaseQuantizer, codebook_initializer
+from vq_keras.layers._base_quantizer import BaseQuantizer, codebook_initializer, mean_or_zero
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
@@ -82,4 +82,4 @@ class VectorQuantizer(BaseQuantizer):
         )
 
     def _add_codebook_loss(self, inputs, quantized):
-        self.add_loss(ops.mean(ops.square(ops.stop_gradient(inputs) - quantized)))
+        self.add_loss(mean_or_zero(ops.square(ops.stop_gradient(inputs) - quantized)))

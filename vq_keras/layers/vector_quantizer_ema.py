@@ -3,7 +3,7 @@ from keras import ops
 
 from vq_keras._replicas import sum_over_replicas
 from vq_keras.layers._base_quantizer import BaseQuantizer, codebook_initializer
-from vq_keras.layers._validation import require_number
+from vq_keras.layers._validation import require_number, takes_numpy_scalars
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
@@ -74,6 +74,7 @@ class VectorQuantizerEMA(BaseQuantizer):
         arXiv:1711.00937, appendix A.1.
     """
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_embeddings,

@@ -3,7 +3,7 @@ from keras import layers as keras_layers
 
 from vq_keras._conv_init import conv_kernel_initializer, transposed_kernel_initializer
 from vq_keras.layers._sequence import build_in_sequence, call_in_sequence, output_shape_in_sequence
-from vq_keras.layers._validation import require_positive_int
+from vq_keras.layers._validation import require_positive_int, takes_numpy_scalars
 from vq_keras.layers.residual_stack import ResidualStack
 
 
@@ -38,6 +38,7 @@ class Decoder(keras.layers.Layer):
         van den Oord et al., 2017, arXiv:1711.00937, section 4.1.
     """
 
+    @takes_numpy_scalars
     def __init__(
         self, num_hiddens, num_residual_hiddens, num_residual_layers, output_channels, num_upsamples=2, **kwargs
     ):

@@ -3,7 +3,7 @@ from keras import layers as keras_layers
 
 from vq_keras._conv_init import conv_kernel_initializer
 from vq_keras.layers._sequence import build_in_sequence, call_in_sequence, output_shape_in_sequence
-from vq_keras.layers._validation import require_positive_int
+from vq_keras.layers._validation import require_positive_int, takes_numpy_scalars
 from vq_keras.layers.residual_stack import ResidualStack
 
 
@@ -39,6 +39,7 @@ class Encoder(keras.layers.Layer):
         2019, arXiv:1906.00446, figure 2.
     """
 
+    @takes_numpy_scalars
     def __init__(self, num_hiddens, num_residual_hiddens, num_residual_layers, num_downsamples=2, **kwargs):
         super().__init__(**kwargs)
         require_positive_int("Encoder", "num_hiddens", num_hiddens)

@@ -29,8 +29,8 @@ from keras import ops
 from vq_keras import metrics
 from vq_keras._index_checks import checked_range
 from vq_keras._replicas import loss_for_gradients
+from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.models.pairing import checked_identity
-from vq_keras.layers._validation import require_number, require_positive_int
 
 tfd = tfp.distributions
 
@@ -153,6 +153,7 @@ class Prior(keras.Model):
 
     METRIC_NAMES = ("loss", "bits_per_code", "accuracy")
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_embeddings,
@@ -424,8 +425,6 @@ class Prior(keras.Model):
         if guidance is None:
             return
         require_number(owner, "guidance", guidance, low=0)
-        if not math.isfinite(guidance):
-            raise ValueError(f"{owner} expects guidance to be a finite number. Received: guidance={guidance!r}")
         if not self.label_dropout:
             raise ValueError(
                 f"{owner}: guidance (classifier-free) needs a class-conditional prior trained with "

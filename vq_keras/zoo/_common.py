@@ -67,6 +67,8 @@ def _refuse_ignored_overrides(cls, preset, arguments, overrides):
     """A ValueError for overrides of quantizer settings that the chosen quantizer would ignore: a kind
     that does not take them (num_embeddings with "fsq"), or a layer, which brings its own."""
     model_parameters = {p.name: p for p in constructor_parameters(cls, keras.Model)}
+    if "quantizer" not in model_parameters:  # a prior or a classifier
+        return
     # embedding_dim too: a quantizer that does not take it (fsq, a layer) sets it for the networks
     quantizer_settings = set().union(*map(quantizer_arguments, QUANTIZERS))
     quantizer = arguments.get("quantizer", model_parameters["quantizer"].default)

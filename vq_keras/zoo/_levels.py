@@ -181,9 +181,34 @@ class LevelledVQVAE(PresetMixin, VQModel):
             )
         self.build_if_needed()
         codes = [ops.convert_to_tensor(c) for c in codes]
+        self._check_grid_shapes(codes)
         codes = [self._check_codes(level, level_codes) for level, level_codes in zip(self.level_names, codes)]
         quantized = [quantizer.lookup(c) for quantizer, c in zip(self.level_quantizers, codes)]
         return ops.clip(self._decode_quantized(quantized), 0.0, 1.0)
+
+    def _check_grid_shapes(self, codes):
+        """A ValueError naming the expected shapes when the grids (static shapes) do not fit together,
+        top first: each level's (height, width) follows from the top grid's for these images."""
+        depth = getattr(self.level_quantizers[0], "code_depth", None)
+        rank = 3 if depth is None else 4
+        shapes = [tuple(c.shape) for c in codes]
+        if any(None in shape[1:3] for shape in shapes if len(shape) == rank):
+            return  # not known until run (a graph): the lookups check what they get
+        expected = None
+        if all(len(shape) == rank for shape in shapes):
+            top = shapes[0][1:3]
+            expected = self.code_shapes((top[0] * self.downsampling, top[1] * self.downsampling))
+            if [shape[1:3] for shape in shapes] == expected and len({shape[0] for shape in shapes}) == 1:
+                return
+        levels = f"{len(self.level_names)} code grids, top first ({', '.join(self.level_names)})" if (
+            len(self.level_names) > 1) else "one code grid"
+        follows = f" For a top grid of {expected[0][0]}x{expected[0][1]} the grids are " + ", ".join(
+            f"{h}x{w}" for h, w in expected) + "." if expected else ""
+        raise ValueError(
+            f"{type(self).__name__} expects {levels}, each of shape (batch, height, width"
+            f"{'' if depth is None else f', {depth}'}) with one batch size.{follows} Received shapes: "
+            f"{', '.join(str(shape) for shape in shapes)}"
+        )
 
     def _check_codes(self, level, codes):
         """Out-of-range codes are an error, never a wrapped or zero lookup (as on a GPU).

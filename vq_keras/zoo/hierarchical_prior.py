@@ -2,7 +2,7 @@ import keras
 
 import tensorflow as tf
 
-from vq_keras.layers._validation import require_number, require_positive_int
+from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.models.autoregressive_prior import AutoregressivePrior, check_sampling_method
 from vq_keras.models.pairing import checked_identity
 from vq_keras.models.prior import Prior
@@ -68,6 +68,7 @@ class HierarchicalPrior(PresetMixin, keras.Model):
 
     PRESET_FILE = "prior.keras"  # trained presets only: the zoo entries (from_preset)
 
+    @takes_numpy_scalars
     def __init__(self, priors, downsampling=None, trained_on=None, **kwargs):
         super().__init__(**kwargs)
         name = "HierarchicalPrior"

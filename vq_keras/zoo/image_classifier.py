@@ -2,7 +2,7 @@ import keras
 from keras import layers as keras_layers
 from keras import ops
 
-from vq_keras.layers._validation import require_number, require_positive_int
+from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.zoo._common import PIXEL_SHIFT, PresetMixin
 
 
@@ -48,6 +48,7 @@ class ImageClassifier(PresetMixin, keras.Model):
     }
     PRESET_FILE = "classifier.keras"
 
+    @takes_numpy_scalars
     def __init__(self, widths=(32, 64, 128), blocks_per_stage=2, num_classes=10, num_channels=3, dropout=0.3, **kwargs):
         super().__init__(**kwargs)
         name = "ImageClassifier"

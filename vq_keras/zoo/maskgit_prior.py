@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from vq_keras.layers._validation import require_choice, require_number, require_positive_int
+from vq_keras.layers._validation import require_choice, require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.models.prior import Prior
 from vq_keras.zoo._common import PresetMixin
 from vq_keras.zoo._grid_transformer import GridTransformerMixin
@@ -115,6 +115,7 @@ class MaskGITPrior(PresetMixin, GridTransformerMixin, Prior):
         ),
     }
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_embeddings,

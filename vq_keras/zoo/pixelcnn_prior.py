@@ -6,7 +6,7 @@ from keras import layers as keras_layers
 from keras import ops
 
 from vq_keras.layers._window_matmul import conv_at_one_position
-from vq_keras.layers._validation import require_number, require_positive_int
+from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.layers.causal_self_attention import CausalSelfAttention
 from vq_keras.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 from vq_keras.models.autoregressive_prior import AutoregressivePrior
@@ -114,6 +114,7 @@ class PixelCNNPrior(PresetMixin, AutoregressivePrior):
         ),
     }
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_embeddings,

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from vq_keras.layers._validation import takes_numpy_scalars
 from vq_keras.models.autoregressive_prior import AutoregressivePrior
 from vq_keras.zoo._common import PresetMixin
 from vq_keras.zoo._grid_transformer import GridTransformerMixin
@@ -95,6 +96,7 @@ class TransformerPrior(PresetMixin, GridTransformerMixin, AutoregressivePrior):
         ),
     }
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_embeddings,

@@ -1,5 +1,6 @@
 import keras
 
+from vq_keras.layers._validation import takes_numpy_scalars
 from vq_keras.zoo._levels import LevelledVQVAE
 
 
@@ -68,6 +69,7 @@ class VQVAE(LevelledVQVAE):
             num_channels=3,
         ),
     }
+    @takes_numpy_scalars
     def __init__(
         self,
         num_hiddens=128,

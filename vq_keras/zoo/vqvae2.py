@@ -1,6 +1,6 @@
 import keras
 
-from vq_keras.layers._validation import require_positive_int
+from vq_keras.layers._validation import require_positive_int, takes_numpy_scalars
 from vq_keras.zoo._levels import LevelledVQVAE
 
 
@@ -92,6 +92,7 @@ class VQVAE2(LevelledVQVAE):
         ),
     }
 
+    @takes_numpy_scalars
     def __init__(
         self,
         num_levels=2,
