@@ -120,3 +120,18 @@ def test_code_levels_in_the_wrong_order_or_shape_are_refused_naming_the_shapes()
         assert str(error.value) == expected + message, name
     with pytest.raises(ValueError, match=r"^VQVAE2 expects 2 code grid\(s\), top first. Received: 1"):
         model.decode([top])
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "maskgit"])
+def test_generate_takes_numpy_scalars_and_draws_what_python_numbers_draw(kind):
+    from tests.presets import TINY_PRIORS
+
+    autoencoder = zoo.VQVAE(**TINY_AUTOENCODER)
+    prior = zoo.PRIORS[kind](16, grid_shape=(8, 8), num_classes=3, label_dropout=0.1, **TINY_PRIORS[kind])
+    prior.build_if_needed()
+    plain = dict(num=2, seed=0, labels=1, temperature=1.0, top_k=3, top_p=0.5, guidance=2.0)
+    plain.update(num_steps=2) if kind == "maskgit" else None
+    with_numpy = {key: _numpy(value) for key, value in plain.items()}
+    np.testing.assert_array_equal(zoo.generate(autoencoder, prior, **with_numpy), zoo.generate(autoencoder, prior, **plain))
+    with pytest.raises(ValueError, match=r"temperature to be a finite number"):
+        zoo.generate(autoencoder, prior, **{**plain, "temperature": np.float32("inf")})
