@@ -31,7 +31,7 @@ class Decoder(keras.layers.Layer):
 
     Example:
         >>> decoder = Decoder(128, 32, 2, output_channels=3)
-        >>> decoder(keras.random.normal((1, 8, 8, 64))).shape
+        >>> tuple(decoder(keras.random.normal((1, 8, 8, 64))).shape)
         (1, 32, 32, 3)
 
     Reference:

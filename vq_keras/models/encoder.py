@@ -31,7 +31,7 @@ class Encoder(keras.layers.Layer):
 
     Example:
         >>> encoder = Encoder(num_hiddens=128, num_residual_hiddens=32, num_residual_layers=2)
-        >>> encoder(keras.random.normal((1, 32, 32, 3))).shape
+        >>> tuple(encoder(keras.random.normal((1, 32, 32, 3))).shape)
         (1, 8, 8, 128)
 
     Reference:
