@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
+from tests.layer_harness import run_layer_test
 from vq_keras.layers import CausalSelfAttention
 
 HEIGHT, WIDTH, CHANNELS = 3, 4, 6
@@ -122,16 +122,12 @@ def test_wrong_rank_is_a_clear_error():
     )
 
 
-def test_config_and_keras_file_round_trip(tmp_path):
-    inputs = keras.Input((HEIGHT, WIDTH, CHANNELS))
-    model = keras.Model(inputs, CausalSelfAttention(2, 3, "B", value_dim=5, dropout=0.1)(inputs))
-    layer = model.layers[-1]
-    clone = CausalSelfAttention.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    x = _inputs(batch=2)
-    model.save(tmp_path / "attention.keras")
-    reloaded = keras.saving.load_model(tmp_path / "attention.keras")
-    np.testing.assert_array_equal(reloaded(x).numpy(), model(x).numpy())
+def test_the_layer_harness(tmp_path):
+    run_layer_test(
+        CausalSelfAttention, dict(num_heads=2, key_dim=3, mask_type="B", value_dim=5, dropout=0.1),
+        (2, HEIGHT, WIDTH, CHANNELS), expected_output_shape=(2, HEIGHT, WIDTH, CHANNELS),
+        expected_num_trainable_weights=8, expected_num_non_trainable_weights=0, jit_compile=True, tmp_path=tmp_path,
+    )
 
 
 @pytest.mark.parametrize("mask_type", ["A", "B"])

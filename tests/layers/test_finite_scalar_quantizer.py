@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.layer_harness import run_layer_test
 from vq_keras.layers import FiniteScalarQuantizer
 
 
@@ -94,6 +95,13 @@ def test_wrong_last_axis_and_bad_codes_are_clear_errors():
         layer.lookup(np.array([0, 1000], "int32"))
     with pytest.raises(TypeError, match=r"expects integer codes"):
         layer.lookup(np.array([0.0]))
+
+
+def test_the_layer_harness(tmp_path):
+    run_layer_test(
+        FiniteScalarQuantizer, dict(levels=(8, 5, 5)), (2, 4, 4, 3), expected_output_shape=(2, 4, 4, 3),
+        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0, jit_compile=True, tmp_path=tmp_path,
+    )
 
 
 def test_config_round_trip():

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+from tests.layer_harness import run_layer_test
 from vq_keras.layers import MaskedConv2D
 from vq_keras.layers.masked_conv2d import causal_mask
 
@@ -117,7 +118,16 @@ def test_bad_arguments_are_clear_errors(args, kwargs, message):
     assert str(error.value) == message
 
 
-def test_config_and_keras_file_round_trip(tmp_path):
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_the_layer_harness(mask_type, tmp_path):
+    run_layer_test(
+        MaskedConv2D, dict(filters=4, kernel_size=3, mask_type=mask_type, activation="relu"), (2, 5, 5, 3),
+        expected_output_shape=(2, 5, 5, 4), expected_num_trainable_weights=2, expected_num_non_trainable_weights=0,
+        jit_compile=True, tmp_path=tmp_path,
+    )
+
+
+def test_both_masks_survive_a_keras_file_round_trip(tmp_path):
     inputs = keras.Input((5, 5, 3))
     hidden = MaskedConv2D(4, 3, "A", activation="relu")(inputs)
     model = keras.Model(inputs, MaskedConv2D(4, 3, "B")(hidden))

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.layer_harness import run_layer_test
 from vq_keras.layers import TransformerBlock
 
 
@@ -81,16 +82,13 @@ def test_dropout_only_in_training():
     assert np.abs(block(x, training=True).numpy() - block(x).numpy()).max() > 1e-3
 
 
-def test_config_and_keras_file_round_trip(tmp_path):
-    block = TransformerBlock(num_heads=2, intermediate_dim=12, attention="bidirectional", dropout=0.1, name="b")
-    inputs = keras.Input((5, 8))
-    model = keras.Model(inputs, block(inputs))
-    assert TransformerBlock.from_config(block.get_config()).get_config() == block.get_config()
-    model.save(tmp_path / "m.keras")
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    x = _inputs(length=5, hidden=8)
-    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
-    assert len(block.trainable_weights) == 12  # 2 norms x 2, 4 dense x 2
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_the_layer_harness(attention, tmp_path):
+    run_layer_test(
+        TransformerBlock, dict(num_heads=2, intermediate_dim=12, attention=attention, dropout=0.1), (2, 5, 8),
+        expected_output_shape=(2, 5, 8), expected_num_trainable_weights=12,  # 2 norms x 2, 4 dense x 2
+        expected_num_non_trainable_weights=0, jit_compile=True, tmp_path=tmp_path,
+    )
 
 
 def test_one_training_step_moves_every_weight():

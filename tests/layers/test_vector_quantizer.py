@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+from tests.layer_harness import run_layer_test
 from vq_keras.layers import VectorQuantizer
 
 
@@ -130,17 +131,15 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
         VectorQuantizer(**kwargs)
 
 
-def test_config_round_trip_gives_identical_outputs():
-    layer = _layer(num_embeddings=8, embedding_dim=4, commitment_cost=0.5, name="vq")
-    clone = VectorQuantizer.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    clone.build((None, 4))
-    clone.set_weights(layer.get_weights())
-    x = np.random.default_rng(6).normal(size=(3, 4)).astype("float32")
-    np.testing.assert_array_equal(clone(x).numpy(), layer(x).numpy())
+def test_the_layer_harness(tmp_path):
+    run_layer_test(
+        VectorQuantizer, dict(num_embeddings=8, embedding_dim=4, commitment_cost=0.5), (2, 3, 3, 4),
+        expected_output_shape=(2, 3, 3, 4), expected_num_trainable_weights=1,  # the codebook
+        expected_num_non_trainable_weights=0, jit_compile=True, tmp_path=tmp_path,
+    )
 
 
-def test_keras_file_round_trip(tmp_path):
+def test_keras_file_round_trip_inside_a_model(tmp_path):
     inputs = keras.Input((4, 4, 8))
     model = keras.Model(inputs, VectorQuantizer(16, 8)(keras.layers.Conv2D(8, 1)(inputs)))
     x = np.random.default_rng(7).normal(size=(2, 4, 4, 8)).astype("float32")

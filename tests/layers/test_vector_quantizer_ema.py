@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.layer_harness import run_layer_test
 from tests.mirrored import run_on_two_cpus
 from vq_keras.layers import VectorQuantizerEMA
 
@@ -89,6 +90,15 @@ def test_codebook_is_not_trained_by_gradients_and_only_commitment_loss_is_added(
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match="VectorQuantizerEMA expects " + message):
         VectorQuantizerEMA(8, 4, **kwargs)
+
+
+def test_the_layer_harness(tmp_path):
+    run_layer_test(
+        VectorQuantizerEMA, dict(num_embeddings=8, embedding_dim=3, decay=0.95, epsilon=1e-4), (2, 3, 3, 3),
+        expected_output_shape=(2, 3, 3, 3), expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=4,  # codebook, EMA cluster size, sum and steps
+        jit_compile=True, tmp_path=tmp_path,
+    )
 
 
 def test_config_round_trip_gives_identical_outputs_and_updates():

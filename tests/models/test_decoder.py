@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-import keras
 
+from tests.layer_harness import run_layer_test
 from vq_keras.models import Decoder
 
 
@@ -13,14 +13,12 @@ def test_upsamples_by_two_per_stage(num_upsamples, size):
     assert tuple(decoder.compute_output_shape((None, 8, 8, 5))) == (None, size, size, 3)
 
 
-def test_config_and_keras_file_round_trip(tmp_path):
-    inputs = keras.Input((4, 4, 6))
-    model = keras.Model(inputs, Decoder(8, 4, 1, output_channels=1)(inputs))
-    layer = model.layers[-1]
-    assert Decoder.from_config(layer.get_config()).get_config() == layer.get_config()
-    model.save(tmp_path / "decoder.keras")
-    x = np.random.default_rng(1).random((1, 4, 4, 6)).astype("float32")
-    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "decoder.keras")(x).numpy(), model(x).numpy())
+def test_the_layer_harness(tmp_path):
+    run_layer_test(
+        Decoder, dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, output_channels=1), (1, 4, 4, 6),
+        expected_output_shape=(1, 16, 16, 1), expected_num_trainable_weights=10,  # conv, 2 residual, 2 transposed
+        expected_num_non_trainable_weights=0, jit_compile=True, tmp_path=tmp_path,
+    )
 
 
 def test_bad_arguments_are_clear_errors():

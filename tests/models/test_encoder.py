@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-import keras
 
+from tests.layer_harness import run_layer_test
 from vq_keras.models import Encoder
 
 
@@ -24,14 +24,12 @@ def test_builds_from_shapes_alone():
     assert encoder.count_params() == expected
 
 
-def test_config_and_keras_file_round_trip(tmp_path):
-    inputs = keras.Input((16, 16, 3))
-    model = keras.Model(inputs, Encoder(8, 4, 1, num_downsamples=1)(inputs))
-    layer = model.layers[-1]
-    assert Encoder.from_config(layer.get_config()).get_config() == layer.get_config()
-    model.save(tmp_path / "encoder.keras")
-    x = np.random.default_rng(1).random((1, 16, 16, 3)).astype("float32")
-    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "encoder.keras")(x).numpy(), model(x).numpy())
+def test_the_layer_harness(tmp_path):
+    run_layer_test(
+        Encoder, dict(num_hiddens=8, num_residual_hiddens=4, num_residual_layers=1, num_downsamples=1), (1, 16, 16, 3),
+        expected_output_shape=(1, 8, 8, 8), expected_num_trainable_weights=8,  # 2 convs and 1 residual layer's 2
+        expected_num_non_trainable_weights=0, jit_compile=True, tmp_path=tmp_path,
+    )
 
 
 def test_bad_arguments_are_clear_errors():

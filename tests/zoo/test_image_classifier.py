@@ -54,3 +54,13 @@ def test_bad_arguments_are_refused_by_name(arguments, message):
 def test_images_of_other_channels_are_refused_with_the_shape():
     with pytest.raises(ValueError, match=r"\(batch, height, width, 3\) in \[0, 1\]. Received: shape=\(2, 8, 8, 1\)"):
         ImageClassifier(**TINY).features(np.zeros((2, 8, 8, 1), "float32"))
+
+
+def test_the_layer_harness(tmp_path):
+    from tests.layer_harness import run_layer_test
+
+    run_layer_test(
+        ImageClassifier, dict(widths=(4, 8)), (2, 32, 32, 3), expected_output_shape=(2, 10), input_range=(0, 1),
+        expected_num_trainable_weights=14, expected_num_non_trainable_weights=8,  # batch-norm statistics
+        jit_compile=True, tmp_path=tmp_path,
+    )

@@ -149,3 +149,13 @@ def test_conv_weights_start_as_sonnet_starts_them():
         stddev = 1.0 / np.sqrt(height * width * input_channels)
         assert np.abs(kernel).max() <= 2 * stddev, path
         assert abs(kernel.std() / (0.8796 * stddev) - 1) < 0.08, (path, kernel.std(), stddev)
+
+
+def test_the_layer_harness(tmp_path):
+    from tests.layer_harness import run_layer_test
+
+    run_layer_test(
+        VQVAE, dict(TINY), (2, 16, 16, 3), expected_output_shape=(2, 16, 16, 3), input_range=(0, 1),
+        expected_num_trainable_weights=22, expected_num_non_trainable_weights=4,  # the EMA codebook's state
+        jit_compile=True, tmp_path=tmp_path,
+    )

@@ -147,3 +147,13 @@ def test_codes_out_of_range_name_the_level():
     top, bottom = np.zeros((1, 4, 4), "int32"), np.full((1, 8, 8), 32, "int32")
     with pytest.raises(ValueError, match=r"VQVAE2 expects codes for level 'bottom' in \[0, 32\)"):
         model.decode([top, bottom])
+
+
+def test_the_layer_harness(tmp_path):
+    from tests.layer_harness import run_layer_test
+
+    run_layer_test(
+        VQVAE2, dict(TINY), (2, 32, 32, 3), expected_output_shape=(2, 32, 32, 3), input_range=(0, 1),
+        expected_num_non_trainable_weights=8,  # each level's EMA codebook state
+        jit_compile=True, tmp_path=tmp_path,
+    )
