@@ -95,8 +95,11 @@ def test_every_prior_has_its_samples_measured_on_the_shipped_classifier(name):
     assert figures["num_samples"] == 1000 and figures["num_reference_images"] == 50_000
     conditional = entry_class(name).from_preset(name).num_classes is not None
     assert {"class_accuracy", "real_class_accuracy", "reconstruction_class_accuracy"} <= set(figures) or not conditional
-    # the scale: held-out real images are closer to the training images than anything generated
-    assert figures["real_frechet_distance"] < figures["reconstruction_frechet_distance"] < figures["frechet_distance"]
+    # the scale: held-out real images are closer to the training images than anything generated, and
+    # without guidance so are their reconstructions (guidance draws class-typical images, which can beat them)
+    assert figures["real_frechet_distance"] < min(figures["reconstruction_frechet_distance"], figures["frechet_distance"])
+    if figures["sampling"].get("guidance") in (None, 1.0):
+        assert figures["reconstruction_frechet_distance"] < figures["frechet_distance"]
 
 
 @pytest.mark.parametrize("name", [name for name in GENERATORS if entry_class(name) in PRIOR_CLASSES])
