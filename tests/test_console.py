@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 NATIVE = ("I0000", "W0000", "cuInit", "oneDNN", "cudart", "absl::InitializeLog", "Corrupt JPEG data")
@@ -28,12 +30,14 @@ def _run(code, **env):
     return [line for line in result.stderr.splitlines() if any(mark in line for mark in NATIVE)]
 
 
+@pytest.mark.large
 def test_without_quiet_the_native_lines_show_and_libjpeg_warns():
     shown = _run("import vq_keras\n" + SCRIPT)
     assert any("Corrupt JPEG data: 2 extraneous bytes before marker 0xda" in line for line in shown), shown
     assert any("oneDNN" in line or "cuInit" in line or "I0000" in line for line in shown), shown
 
 
+@pytest.mark.large
 def test_quiet_filters_the_lines_after_it_and_the_environment_variable_those_of_the_import_too():
     after = _run("import vq_keras\nvq_keras.quiet()\n" + SCRIPT)
     assert not any("Corrupt JPEG" in line for line in after), after

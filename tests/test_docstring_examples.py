@@ -13,8 +13,12 @@ import tensorflow as tf
 import vq_keras
 from training.data.sample_reader import SAMPLE_PATH
 
-# Examples that sample 1,000 images or train several full-size networks: run by CI only.
-LARGE = ("vq_keras.sample_quality", "vq_keras.zoo.hierarchical_prior.HierarchicalPrior")
+# Examples that train full-size networks, sample 1,000 images or evaluate: run by CI only.
+LARGE = (
+    "vq_keras.sample_quality", "vq_keras.evaluation", "vq_keras.zoo.hierarchical_prior.HierarchicalPrior",
+    "vq_keras.zoo.pixelcnn_prior.PixelCNNPrior", "vq_keras.zoo.transformer_prior.TransformerPrior",
+    "vq_keras.zoo.maskgit_prior.MaskGITPrior",
+)
 
 
 def _docstring_examples():
@@ -37,8 +41,14 @@ class _ShownOutputOnly(doctest.OutputChecker):
         return not want or super().check_output(want, got, optionflags)
 
 
+@pytest.fixture(scope="module")
+def namespace(tmp_path_factory):
+    """The names the examples take as given, and the folder holding runs/cifar10/model.keras."""
+    root = tmp_path_factory.mktemp("examples")
+    return _namespace(root), root
+
+
 def _namespace(tmp_path):
-    """The names the examples take as given."""
     from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, ImageClassifier, PixelCNNPrior
 
     with np.load(SAMPLE_PATH) as arrays:
@@ -60,10 +70,12 @@ def _namespace(tmp_path):
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=pytest.mark.large) if name.startswith(LARGE) else name for name in sorted(EXAMPLES)]
 )
-def test_the_docstring_example_runs(name, tmp_path, monkeypatch):
+def test_the_docstring_example_runs(name, namespace, tmp_path, monkeypatch):
+    names, root = namespace
+    (tmp_path / "runs").symlink_to(root / "runs")
     monkeypatch.chdir(tmp_path)  # what the examples write (exports/...) goes here
     test = EXAMPLES[name]
-    test.globs = {**test.globs, **_namespace(tmp_path)}
+    test.globs = {**test.globs, **names}
     report = []
     runner = doctest.DocTestRunner(_ShownOutputOnly(), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     result = runner.run(test, out=report.append, clear_globs=False)
