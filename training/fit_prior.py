@@ -34,7 +34,7 @@ from training import model_files
 from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
 from training.data.images import parse_image_size
-from training.data.pipeline import shuffled_batches
+from training.data.pipeline import data_fingerprint, shuffled_batches
 from training.errors import UsageError
 from training.optimizer import extendable_settings, make_optimizer, resume_settings
 from training.resume import Backups, configure_determinism, fit_resumable
@@ -69,6 +69,8 @@ def train_priors(config, settings_names):
     settings = config.settings(settings_names)
     # The priors are trained on this file's codes: one retrained at the same path is another run.
     settings["autoencoder_sha256"] = hashlib.sha256(Path(config.autoencoder).read_bytes()).hexdigest()
+    # ... and on this data's: a folder whose files changed is another run (its split and codes moved).
+    settings["data_sha256"] = hashlib.sha256(data_fingerprint(config.dataset, config.data_dir).encode()).hexdigest()
     with claim_run_dir(
         logdir, settings, RESULTS, LOGS, config.overwrite, extendable_settings(settings), ADOPTABLE
     ) as run:

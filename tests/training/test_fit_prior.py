@@ -240,3 +240,25 @@ def test_running_the_stage_2_module_itself_says_which_tool_to_run():
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: training.fit_prior is stage 2 of training.fit, not a tool of its own. Run: python -m training.fit " \
            "--stage=prior" in result.stderr
+
+
+@pytest.mark.large
+def test_a_stage2_run_on_a_folder_whose_files_changed_is_another_run(tmp_path):
+    import tensorflow as tf
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(20):
+        tf.io.write_file(str(images / f"{i:02d}.png"), tf.io.encode_png(np.full((32, 32, 3), 10 * i, np.uint8)))
+    autoencoder = save_autoencoder(VQVAE(**TINY), tmp_path / "vqvae.keras")
+    args = (
+        "training.fit", "--stage=prior", f"--autoencoder={autoencoder}", f"--dataset=folder:{images}",
+        "--epochs=1", "--steps_per_epoch=2", "--num_layers=1", "--num_filters=8", "--batch_size=4",
+        "--validation_steps=1", "--jit_compile=false", f"--logdir={tmp_path / 'run'}",
+    )
+    first = run_module(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (images / "03.png").unlink()
+    changed = run_module(*args)
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert f"error: --logdir={tmp_path / 'run'} holds a finished run with data_sha256=" in changed.stderr

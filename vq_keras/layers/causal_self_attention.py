@@ -159,7 +159,7 @@ class CausalSelfAttention(keras.layers.Layer):
             (outputs, cache): (batch, channels), position p of `call`'s output
             (dropout off), and the cache holding p's key and value.
         """
-        batch, channels = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        batch = ops.shape(inputs)[0]
         length = ops.shape(cache["key"])[2]
         asking = cache["previous"] if self.mask_type == "A" else inputs
         query = ops.cast(self._heads(self.query(asking[:, None]), batch, 1), "float32")
