@@ -200,14 +200,21 @@ class LevelledVQVAE(PresetMixin, VQModel):
             expected = self.code_shapes((top[0] * self.downsampling, top[1] * self.downsampling))
             if [shape[1:3] for shape in shapes] == expected and len({shape[0] for shape in shapes}) == 1:
                 return
-        levels = f"{len(self.level_names)} code grids, top first ({', '.join(self.level_names)})" if (
-            len(self.level_names) > 1) else "one code grid"
-        follows = f" For a top grid of {expected[0][0]}x{expected[0][1]} the grids are " + ", ".join(
-            f"{h}x{w}" for h, w in expected) + "." if expected else ""
-        raise ValueError(
-            f"{type(self).__name__} expects {levels}, each of shape (batch, height, width"
-            f"{'' if depth is None else f', {depth}'}) with one batch size.{follows} Received shapes: "
-            f"{', '.join(str(shape) for shape in shapes)}"
+        raise ValueError(self._grid_shapes_message(shapes, expected, depth))
+
+    def _grid_shapes_message(self, shapes, expected, depth):
+        """What `_check_grid_shapes` says: the grids it takes and, when the top grid fixes them, their sizes."""
+        names = self.level_names
+        levels = f"{len(names)} code grids, top first ({', '.join(names)})" if len(names) > 1 else "one code grid"
+        grid = "(batch, height, width" + ("" if depth is None else f", {depth}") + ")"
+        follows = ""
+        if expected:
+            sizes = ", ".join(f"{h}x{w}" for h, w in expected)
+            follows = f" For a top grid of {expected[0][0]}x{expected[0][1]} the grids are {sizes}."
+        received = ", ".join(str(shape) for shape in shapes)
+        return (
+            f"{type(self).__name__} expects {levels}, each of shape {grid} with one batch size.{follows} "
+            f"Received shapes: {received}"
         )
 
     def _check_codes(self, level, codes):
