@@ -1,6 +1,6 @@
-"""The folder input pipeline beside the training step, and its memory and start-up time against folder size.
+"""The folder input pipeline beside the training step; a run's memory against folder size and image size.
 
-    nice -n 10 python -m benchmarks.input_pipeline --workdir=/tmp/input_pipeline
+    nice -n 10 python -m benchmarks.input_pipeline --workdir=/tmp/input_pipeline [--memory]
 
 1. Writes folders of 178x218 JPEG photographs (the bundled CIFAR-10 sample upscaled, the shape of
    CelebA's aligned faces; quality 90) of --small and --large files (files repeat the 1,200 sample
@@ -13,11 +13,17 @@
    --validation_steps=2` in a child process: the seconds until it prints "Training" (the file list,
    the start check and the variance sample done: the first step follows), the seconds to its end,
    and its peak RSS (os.wait4's ru_maxrss of that child).
+5. With --memory, instead: the peak RSS of whole training runs (`training.fit`, one child process
+   each, one after the other) on folders of --memory_files JPEGs at 178x218, 512x512 and 2048x1536
+   and of 32x32 PNGs (the same sample images), and on the TFDS data set --tfds (from --data_dir),
+   at --image_size 64 (--steps_64 steps in epochs of --epoch_steps) and 256 (--steps_256 steps),
+   with each run's training speed (images/s over its last epoch, from Keras's ms/step).
 
 Prints one line per figure and the load average before and after.
 """
 
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,23 +48,32 @@ flags.DEFINE_integer("large", 20_000, "Files of the large folder.")
 flags.DEFINE_integer("batch_size", 32, "Images per batch.")
 flags.DEFINE_integer("pipeline_batches", 40, "Timed pipeline batches.")
 flags.DEFINE_integer("train_steps", 10, "Timed train steps.")
+flags.DEFINE_boolean("memory", False, "Measure the peak RSS of whole training runs instead (5. above).")
+flags.DEFINE_integer("memory_files", 6_000, "Files of each folder of the memory runs.")
+flags.DEFINE_integer("steps_64", 2_000, "Training steps of the memory runs at --image_size=64.")
+flags.DEFINE_integer("steps_256", 20, "Training steps of the memory runs at --image_size=256.")
+flags.DEFINE_integer("epoch_steps", 200, "Steps per epoch of the memory runs (every epoch end writes TensorBoard).")
+flags.DEFINE_string("tfds", "cifar10", "The TFDS data set of the memory runs ('' for none).")
+flags.DEFINE_string("data_dir", None, "Where --tfds is prepared.")
+flags.DEFINE_list("sources", "jpeg178x218,png32x32,jpeg512x512,jpeg2048x1536,tfds", "Sources of the memory runs.")
+flags.DEFINE_list("image_sizes", "64,256", "--image_size values of the memory runs.")
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_folder(folder, count):
+def write_folder(folder, count, size=(218, 178), kind="jpeg"):
+    """`count` files of the sample's images resized to `size` = (height, width): JPEG (quality 90) or PNG."""
     if folder.is_dir() and len(list(folder.iterdir())) == count:
         return
     folder.mkdir(parents=True, exist_ok=True)
     with np.load(SAMPLE_PATH) as arrays:
         images = arrays["train_images"]
+    encode = (lambda image: tf.io.encode_jpeg(image, quality=90)) if kind == "jpeg" else tf.io.encode_png
     encoded = [
-        tf.io.encode_jpeg(tf.cast(tf.round(tf.image.resize(image, (218, 178), antialias=True)), tf.uint8), quality=90)
-        .numpy()
-        for image in images
+        encode(tf.cast(tf.round(tf.image.resize(image, size, antialias=True)), tf.uint8)).numpy() for image in images
     ]
     for i in range(count):
-        (folder / f"{i:06d}.jpg").write_bytes(encoded[i % len(encoded)])
+        (folder / f"{i:06d}.{'jpg' if kind == 'jpeg' else 'png'}").write_bytes(encoded[i % len(encoded)])
 
 
 def pipeline_rate(folder):
@@ -87,13 +102,14 @@ def train_rate():
     return FLAGS.train_steps * FLAGS.batch_size / (time.perf_counter() - started)
 
 
-def fit_run(folder, logdir):
-    """(seconds to the "Training" line, seconds to the end, peak RSS in MB) of a 20-step training.fit."""
+def fit_run(dataset, logdir, *flags_):
+    """(seconds to the "Training" line, seconds to the end, peak RSS in MB, output lines) of a training.fit
+    of `dataset` with --image_size=64 --epochs=1 --steps_per_epoch=20 --validation_steps=2, or `flags_`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), "CI": "1"}
+    flags_ = flags_ or ("--image_size=64", "--epochs=1", "--steps_per_epoch=20", "--validation_steps=2")
     args = [
-        sys.executable, "-m", "training.fit", f"--dataset=folder:{folder}", "--image_size=64", "--epochs=1",
-        "--steps_per_epoch=20", "--validation_steps=2", f"--batch_size={FLAGS.batch_size}", "--overwrite",
-        f"--logdir={logdir}",
+        sys.executable, "-m", "training.fit", f"--dataset={dataset}", *flags_, f"--batch_size={FLAGS.batch_size}",
+        "--overwrite", f"--logdir={logdir}",
     ]
     started = time.perf_counter()
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -113,12 +129,54 @@ def fit_run(folder, logdir):
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError("".join(lines)[-3000:])
-    return ready[0], ended, usage.ru_maxrss / 1024
+    return ready[0], ended, usage.ru_maxrss / 1024, lines
+
+
+MEMORY_FOLDERS = {  # source name -> (height, width), format
+    "jpeg178x218": ((218, 178), "jpeg"),
+    "png32x32": ((32, 32), "png"),
+    "jpeg512x512": ((512, 512), "jpeg"),
+    "jpeg2048x1536": ((1536, 2048), "jpeg"),
+}
+
+
+def last_step_seconds(lines):
+    """Seconds per step of the last epoch Keras logged ("... - 226ms/step - ..." or "4s/step")."""
+    value, unit = re.findall(r" (\d+(?:\.\d+)?)(ms|s)/step", "".join(lines))[-1]
+    return float(value) / (1000 if unit == "ms" else 1)
+
+
+def memory_runs(workdir):
+    """Prints peak RSS and images/s of a training.fit run per source and image size."""
+    for source in FLAGS.sources:
+        if source == "tfds":
+            if not FLAGS.tfds:
+                continue
+            dataset, data_flags = FLAGS.tfds, [f"--data_dir={FLAGS.data_dir}"] if FLAGS.data_dir else []
+        else:
+            size, kind = MEMORY_FOLDERS[source]
+            folder = workdir / f"{source}_{FLAGS.memory_files}"
+            write_folder(folder, FLAGS.memory_files, size, kind)
+            dataset, data_flags = f"folder:{folder}", []
+        for image_size in map(int, FLAGS.image_sizes):
+            steps = FLAGS.steps_64 if image_size <= 64 else FLAGS.steps_256
+            per_epoch = min(steps, FLAGS.epoch_steps)
+            _, ended, rss, lines = fit_run(
+                dataset, workdir / f"run_{source}_{image_size}", f"--image_size={image_size}",
+                f"--epochs={steps // per_epoch}", f"--steps_per_epoch={per_epoch}", "--validation_steps=2", *data_flags,
+            )
+            speed = FLAGS.batch_size / last_step_seconds(lines)
+            print(f"{source} --image_size={image_size}, {steps // per_epoch * per_epoch} steps: peak RSS {rss:.0f} MB, "
+                  f"last epoch {speed:.1f} images/s, {ended:.0f} s in all (load {os.getloadavg()[0]:.2f})", flush=True)
 
 
 def main(argv):
     workdir = Path(FLAGS.workdir)
     print(f"load average before: {os.getloadavg()}")
+    if FLAGS.memory:
+        memory_runs(workdir)
+        print(f"load average after: {os.getloadavg()}")
+        return
     folders = {count: workdir / f"jpeg_{count}" for count in (FLAGS.small, FLAGS.large)}
     for count, folder in folders.items():
         write_folder(folder, count)
@@ -127,7 +185,7 @@ def main(argv):
     step = train_rate()
     print(f"train step, VQVAE cifar10 preset at 64x64, batch {FLAGS.batch_size}: {step:.0f} images/s")
     for count, folder in folders.items():
-        ready, ended, rss = fit_run(folder, workdir / f"run_{count}")
+        ready, ended, rss, _ = fit_run(f"folder:{folder}", workdir / f"run_{count}")
         print(f"training.fit on {count} files, 20 steps: first step after {ready:.1f} s, end after {ended:.1f} s, "
               f"peak RSS {rss:.0f} MB")
     print(f"load average after: {os.getloadavg()}")

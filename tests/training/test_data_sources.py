@@ -35,7 +35,7 @@ class NoiseSource(DataSource):
     def fingerprint(self):
         return f"noise\0{self.name}"
 
-    def open(self, with_labels, skip_bad_images, channels):
+    def open(self, with_labels, skip_bad_images, channels, covering=None):
         images = self.images()
         labels = np.arange(len(images)) % 2
         held_out = np.arange(len(images)) % 5 == 4

@@ -36,6 +36,7 @@ LARGE_FOLDER = 10_000  # files; the check of a larger folder ends with a line sa
 BMP_UNCOMPRESSED = (0, 3)  # BI_RGB, and BI_BITFIELDS (32-bit files)
 BMP_RUN_LENGTH = (1, 2)
 WEBP_ANIMATION_FLAG = 0x02  # in the VP8X chunk's flags byte
+JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg decodes at: 1/r
 BAD_FILE_HINT = "Replace or delete it, or pass --skip_bad_images to leave such files out."
 
 
@@ -211,18 +212,40 @@ def _webp_size(head):
     return None
 
 
-def decode_file(path, channels):
-    """(uint8 image (h, w, `channels`), decoded) for one file path, in the pipeline (see `decoded_or_flag`)."""
-    return decoded_or_flag(lambda name: to_channels(decode_image(tf.io.read_file(name)), channels), path, channels)
+def decode_file(path, channels, covering=None):
+    """(uint8 image (h, w, `channels`), decoded) for one file path, in the pipeline (see `decoded_or_flag`);
+    `covering`: see `decode_image`."""
+    decode = lambda name: to_channels(decode_image(tf.io.read_file(name), covering), channels)  # noqa: E731
+    return decoded_or_flag(decode, path, channels)
 
 
-def decode_image(data):
-    """The uint8 pixels of an encoded image: palette BMPs by their palette, the rest by TensorFlow."""
-    return tf.cond(
-        is_palette_bmp(data),
-        lambda: decode_palette_bmp(data),
-        lambda: tf.io.decode_image(data, expand_animations=False),
-    )
+def decode_image(data, covering=None):
+    """The uint8 pixels of an encoded image: palette BMPs by their palette, the rest by TensorFlow.
+
+    With `covering` = (H, W), a JPEG is decoded at the smallest of libjpeg's scales (1, 1/2, 1/4, 1/8)
+    that still covers H x W (`decode_jpeg_covering`)."""
+    if covering is None:
+        decode = lambda: tf.io.decode_image(data, expand_animations=False)  # noqa: E731
+    else:
+        decode = lambda: tf.cond(  # noqa: E731
+            tf.io.is_jpeg(data),
+            lambda: decode_jpeg_covering(data, covering),
+            lambda: tf.io.decode_image(data, expand_animations=False),
+        )
+    return tf.cond(is_palette_bmp(data), lambda: decode_palette_bmp(data), decode)
+
+
+def decode_jpeg_covering(data, size):
+    """A JPEG's pixels at the smallest of libjpeg's scales 1/r (r = 1, 2, 4 or 8) at which both sides are
+    still at least `size` = (H, W): a 2048x1536 photo for a 64x64 model is decoded at 256x192, 64 times
+    fewer pixels to decode and resize (the scaled inverse DCT keeps the low frequencies the resize keeps)."""
+    height, width = tf.unstack(tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int32))
+    covers = [
+        tf.logical_and(-(-height // ratio) >= size[0], -(-width // ratio) >= size[1]) for ratio in JPEG_RATIOS[1:]
+    ]
+    index = tf.reduce_sum(tf.cast(tf.stack(covers), tf.int32))  # scales cover in order: 1/2 before 1/4
+    branches = [lambda ratio=ratio: tf.io.decode_jpeg(data, ratio=ratio) for ratio in JPEG_RATIOS]
+    return tf.switch_case(index, branches)
 
 
 class FolderSource(DataSource):
@@ -245,7 +268,7 @@ class FolderSource(DataSource):
         files = [f"{printable(path.relative_to(self.root))}\0{file_stamp(path)}" for path in image_paths(self.root)]
         return "\n".join([f"folder\0{self.root.resolve()}\0validation_every={VALIDATION_EVERY}", *files])
 
-    def open(self, with_labels, skip_bad_images, channels):
+    def open(self, with_labels, skip_bad_images, channels, covering=None):
         root, channels = self.root, channels or 3
         check_channels(channels)  # before the pipeline, where the error would come as a traceback
         if not root.is_dir():
@@ -284,7 +307,7 @@ class FolderSource(DataSource):
         return Splits(
             train=names(train),
             validation=names(validation),
-            load=lambda path: (*decode_file(path, channels), path),
+            load=lambda path: (*decode_file(path, channels, covering), path),
             num_train=len(train),
             num_validation=len(validation),
             variance_items=names([train[i] for i in evenly]),

@@ -27,6 +27,9 @@ from training.data.source import VARIANCE_SAMPLE  # noqa: F401
 from training.errors import UsageError
 
 SHUFFLE_BUFFER = 10_000
+# bytes tf.data's autotuning may buffer ahead (prefetch and parallel maps; its default is half the
+# machine's memory): 1 GiB holds over 600 batches of 32 64x64 images, 40 of 256x256 ones
+PIPELINE_RAM_BUDGET = 1 << 30
 BAD_IMAGE_MARKER = "vq_keras: undecodable image:"
 
 
@@ -69,11 +72,9 @@ def read_splits(name, data_dir=None, with_labels=False, skip_bad_images=False, i
     skipped_files.
     """
     size = parse_image_size(image_size)
-    source = _open(name, data_dir, with_labels, skip_bad_images, channels)
+    source = _open(name, data_dir, with_labels, skip_bad_images, channels, size)
     _fixed_shape(name, source, size, None)
-    shaped = lambda items: _decoded(items, source, skip_bad_images).map(  # noqa: E731
-        _on_image(lambda image: shape_image(image, size)), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    shaped = lambda items: _decoded(items, source, skip_bad_images, size)  # noqa: E731
     return shaped(source.train), shaped(source.validation), source.num_classes, source.skipped
 
 
@@ -99,33 +100,30 @@ def load_image_data(
             "--image_size=N (or HxW) with it, or drop --random_crop."
         )
     check_batch_fits_memory(size, channels, batch_size)
-    source = _open(name, data_dir, False, skip_bad_images, channels)
+    source = _open(name, data_dir, False, skip_bad_images, channels, size)
     image_shape = _fixed_shape(name, source, size, fit_size)
     if source.num_train < batch_size:
         raise UsageError(
             f"The training split of {name!r} has {source.num_train} images, fewer than one batch "
             f"(--batch_size={batch_size}). Use a smaller --batch_size or more images."
         )
-    check = lambda items: _decoded(items, source, skip_bad_images)  # noqa: E731
-    centred = lambda images: images.map(lambda image: shape_image(image, size), tf.data.AUTOTUNE)  # noqa: E731
+    centred = lambda items: _decoded(items, source, skip_bad_images, size)  # noqa: E731
     skipped_before = len(source.skipped)
     with naming_bad_images():
-        variance = pixel_variance(centred(check(source.variance_items)))
+        variance = pixel_variance(centred(source.variance_items))
     # the variance sample is training files: those it found undecodable are not training images
     num_train = source.num_train - (len(source.skipped) - skipped_before)
 
     def train_from_step(step):
         augment = lambda index: (seed, index, random_crop, random_flip)  # noqa: E731
         numbered = shuffled_stream(source.train, batch_size, seed, source.num_train, step, numbered=True)
-        images = _decoded(numbered, source, skip_bad_images, numbered=True).map(
-            lambda index, image: shape_image(image, size, augment(index)), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        return images.batch(batch_size, drop_remainder=True).map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        images = _decoded(numbered, source, skip_bad_images, size, augment)
+        return _bounded(images.batch(batch_size, drop_remainder=True).map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
-    validation = centred(check(source.validation)).batch(batch_size)
+    validation = centred(source.validation).batch(batch_size)
     return ImageData(
         train=train_from_step(0),
-        validation=validation.map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE),
+        validation=_bounded(validation.map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)),
         image_shape=image_shape,
         data_variance=variance,
         num_train=num_train,
@@ -157,22 +155,28 @@ def shuffled_batches(elements, batch_size, seed, count, start_step=0):
     return shuffled_stream(elements, batch_size, seed, count, start_step).batch(batch_size, drop_remainder=True)
 
 
-def _on_image(function):
-    """`function` of an image, applied to an element that is an image or an (image, label) pair."""
-    return lambda image, *label: (function(image), *label) if label else function(image)
+def _decoded(items, source, skip_bad_images, size, augment=None):
+    """`items` decoded and brought to `size` in parallel (order kept), one map per image, so that no
+    buffer of the pipeline holds an image at its size in the file. An undecodable one stops the
+    iteration with an error naming it (`naming_bad_images` turns it into a UsageError), or with
+    `skip_bad_images` is left out and appended to `source.skipped`.
 
+    With `augment` (a function of the element's position giving `shape_image`'s augment), `items` are
+    (position, item) pairs."""
+    numbered = augment is not None
 
-def _decoded(items, source, skip_bad_images, numbered=False):
-    """`items` decoded in parallel (order kept). An undecodable one stops the iteration with an error
-    naming it (`naming_bad_images` turns it into a UsageError), or with `skip_bad_images` is left out
-    and appended to `source.skipped`."""
-    def load(*element):
+    def load(*element):  # -> (position?, image, decoded, name, label?)
         index, (item, *label) = (element[0], element[1:]) if numbered else (None, element)
         image, decoded, name = source.load(item)
+        image = tf.cond(  # an undecodable file's empty placeholder is not resized: it is dropped or named below
+            decoded, lambda: shape_image(image, size, None if index is None else augment(index)), lambda: image
+        )
         return (*(() if index is None else (index,)), image, decoded, name, *label)
 
-    def drop_flags(*element):  # (index?, image, decoded, name, label?) -> (index?, image, label?)
-        kept = (*element[: 1 + numbered], *element[3 + numbered:])
+    def drop_flags(*element):  # (index?, image, decoded, name, label?) -> (image, label?)
+        image = element[numbered]  # decoded: of `size`, which the placeholder's branch hid from its shape
+        image = image if size is None else tf.ensure_shape(image, (*size, image.shape[-1]))
+        kept = (image, *element[3 + numbered:])
         return kept if len(kept) > 1 else kept[0]
 
     loaded = items.map(load, num_parallel_calls=tf.data.AUTOTUNE)
@@ -279,8 +283,15 @@ def _fixed_shape(name, source, size, fit_size):
     )
 
 
-def _open(name, data_dir, with_labels, skip_bad_images, channels):
-    return data_source(name, data_dir).open(with_labels, skip_bad_images, channels)
+def _open(name, data_dir, with_labels, skip_bad_images, channels, size):
+    return data_source(name, data_dir).open(with_labels, skip_bad_images, channels, covering=size)
+
+
+def _bounded(dataset):
+    """`dataset` with tf.data's autotuning held to PIPELINE_RAM_BUDGET for its buffers."""
+    options = tf.data.Options()
+    options.autotune.ram_budget = PIPELINE_RAM_BUDGET
+    return dataset.with_options(options)
 
 
 def data_fingerprint(name, data_dir=None):

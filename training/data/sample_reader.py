@@ -28,7 +28,7 @@ class SampleSource(DataSource):
     def fingerprint(self):
         return f"sample\0{file_stamp(SAMPLE_PATH)}"
 
-    def open(self, with_labels, skip_bad_images, channels):
+    def open(self, with_labels, skip_bad_images, channels, covering=None):
         with np.load(SAMPLE_PATH) as arrays:
             arrays = dict(arrays)
         items = lambda split: (  # noqa: E731

@@ -53,8 +53,10 @@ class DataSource:
         """(height, width, channels) of the images as read, if known before reading any; else None."""
         return None
 
-    def open(self, with_labels, skip_bad_images, channels):
-        """The `Splits` (with (item, label) pairs when `with_labels`); a UsageError if it cannot."""
+    def open(self, with_labels, skip_bad_images, channels, covering=None):
+        """The `Splits` (with (item, label) pairs when `with_labels`); a UsageError if it cannot.
+        `covering` = (H, W), the size the pipeline brings every image to (or None): `load` may decode
+        an image at a reduced scale at which it still covers that size."""
         raise NotImplementedError
 
     def held_out_split(self):

@@ -180,7 +180,7 @@ class TFDSSource(DataSource):
         splits = split_names(builder.info.splits)
         return f"tfds\0{builder.data_dir}\0{builder.info.version}\0{splits}\0{stamp}"
 
-    def open(self, with_labels, skip_bad_images, channels):
+    def open(self, with_labels, skip_bad_images, channels, covering=None):
         name, builder = self.name, prepared_builder(self.name, self.data_dir)
         train_split, validation_split = split_names(builder.info.splits)
         shape = tuple(builder.info.features["image"].shape)
