@@ -111,6 +111,58 @@ def test_every_format_and_mode_decodes_to_the_models_channels(tmp_path):
     np.testing.assert_array_equal(image.numpy(), gray[..., None])
 
 
+def _large_photo(height, width):
+    """A sample photograph upscaled to height x width, uint8."""
+    with np.load(SAMPLE_PATH) as arrays:
+        image = arrays["train_images"][7]
+    return np.clip(np.round(tf.image.resize(image, (height, width), antialias=True).numpy()), 0, 255).astype(np.uint8)
+
+
+def test_a_jpeg_is_decoded_at_the_smallest_libjpeg_scale_that_covers_the_size():
+    photo = _large_photo(1536, 2048)
+    data = _encoded(photo, "JPEG", quality=90, subsampling=0)
+    full = folder.decode_image(tf.constant(data)).numpy()
+    for size in [(64, 64), (97, 131), (200, 200), (193, 10), (1000, 1000), (1536, 2048)]:
+        reduced = folder.decode_image(tf.constant(data), size).numpy()
+        reference = Image.open(io.BytesIO(data))
+        reference.draft("RGB", size[::-1])  # PIL's libjpeg scaling: the smallest scale at least that size
+        assert reduced.shape == (*reference.size[::-1], 3), size
+        np.testing.assert_allclose(reduced, np.asarray(reference), atol=8, err_msg=str(size))  # IDCT rounding
+        shaped, from_full = (shape_image(image, size).numpy().astype(int) for image in (reduced, full))
+        assert np.abs(shaped - from_full).mean() < 1.5 and np.abs(shaped - from_full).max() <= 12, size
+    np.testing.assert_array_equal(folder.decode_image(tf.constant(data), (1536, 2048)), full)  # scale 1
+    png = _encoded(photo, "PNG")  # only JPEGs have reduced scales
+    np.testing.assert_array_equal(folder.decode_image(tf.constant(png), (64, 64)), photo)
+
+
+def _dataset_node_shapes(dataset):
+    """(op, [output shapes]) of every stage of a tf.data pipeline."""
+    # tf.data has no public walk over a pipeline's stages; its serialized graph
+    # holds one node per stage with the shapes of the elements it gives.
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    return [
+        (node.op, [None if shape.unknown_rank else tf.TensorShape(shape).as_list()
+                   for shape in node.attr["output_shapes"].list.shape])
+        for node in graph.node if "output_shapes" in node.attr
+    ]
+
+
+def test_no_stage_of_the_pipeline_holds_an_image_at_its_files_size(tmp_path):
+    """Every image-shaped element any stage gives (and may buffer: shuffle, parallel map, prefetch) is
+    already of --image_size, not of the file (2048x1536 here): the decoding map resizes and crops."""
+    for i in range(4):
+        (tmp_path / f"{i}.jpg").write_bytes(_encoded(_large_photo(1536, 2048), "JPEG", quality=90))
+        (tmp_path / f"{i}.png").write_bytes(_encoded(_large_photo(300, 400), "PNG"))
+    for options in ({}, {"random_crop": True, "random_flip": True}, {"skip_bad_images": True}):
+        data = load_image_data(f"folder:{tmp_path}", batch_size=2, image_size=32, **options)
+        for dataset in (data.train, data.validation):
+            stages = _dataset_node_shapes(dataset)
+            images = [(op, shape) for op, shapes in stages for shape in shapes if shape is None or len(shape) >= 3]
+            assert any(op == "ParallelMapDatasetV2" for op, _ in images), stages  # the decoding map
+            assert all(shape is not None and shape[-3:] == [32, 32, 3] for _, shape in images), (options, stages)
+        assert next(iter(data.train)).shape == (2, 32, 32, 3)
+
+
 def test_the_start_check_finds_cut_off_files_of_every_format(tmp_path):
     rgb = np.random.default_rng(3).integers(0, 256, (9, 13, 3), np.uint8)
     for suffix, format in (("png", "PNG"), ("jpg", "JPEG"), ("gif", "GIF"), ("bmp", "BMP"), ("webp", "WEBP")):

@@ -168,15 +168,16 @@ def _decoded(items, source, skip_bad_images, size, augment=None):
     def load(*element):  # -> (position?, image, decoded, name, label?)
         index, (item, *label) = (element[0], element[1:]) if numbered else (None, element)
         image, decoded, name = source.load(item)
-        image = tf.cond(  # an undecodable file's empty placeholder is not resized: it is dropped or named below
-            decoded, lambda: shape_image(image, size, None if index is None else augment(index)), lambda: image
-        )
+        shaped = lambda: shape_image(image, size, None if index is None else augment(index))  # noqa: E731
+        if size is not None:  # an undecodable file (dropped or named below) gets a blank image of that size
+            blank = lambda: tf.zeros(tf.concat([size, tf.shape(image)[-1:]], 0), tf.uint8)  # noqa: E731
+            image = tf.ensure_shape(tf.cond(decoded, shaped, blank), (*size, image.shape[-1]))
+        else:
+            image = tf.cond(decoded, shaped, lambda: image)
         return (*(() if index is None else (index,)), image, decoded, name, *label)
 
     def drop_flags(*element):  # (index?, image, decoded, name, label?) -> (image, label?)
-        image = element[numbered]  # decoded: of `size`, which the placeholder's branch hid from its shape
-        image = image if size is None else tf.ensure_shape(image, (*size, image.shape[-1]))
-        kept = (image, *element[3 + numbered:])
+        kept = (element[numbered], *element[3 + numbered:])
         return kept if len(kept) > 1 else kept[0]
 
     loaded = items.map(load, num_parallel_calls=tf.data.AUTOTUNE)
