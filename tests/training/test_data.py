@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 from training.data import load_image_data
-from training.data.pipeline import SAMPLE_PATH
+from training.data.pipeline import SAMPLE_PATH, SHUFFLE_BUFFER_BYTES, shuffled_stream
+from training.data.tfds_reader import prepared_builder, record_bytes
 from tests.training.conftest import run_module
 from training.errors import UsageError
 
@@ -28,6 +29,18 @@ def test_shuffling_follows_the_seed():
     first = lambda seed: next(iter(load_image_data("cifar10_sample", batch_size=8, seed=seed).train)).numpy()  # noqa: E731
     np.testing.assert_array_equal(first(1), first(1))
     assert not np.array_equal(first(1), first(2))
+
+
+def _first_pass(item_bytes):
+    stream = shuffled_stream(tf.data.Dataset.range(200), 1, 0, 200, item_bytes=item_bytes)
+    return np.array(list(stream.take(200).as_numpy_iterator()))
+
+
+def test_a_shuffle_of_large_records_holds_at_most_its_byte_budget_of_them():
+    # a shuffle buffer of b elements emits at position i one of the first i + b elements
+    bounded = _first_pass(item_bytes=SHUFFLE_BUFFER_BYTES // 4)
+    assert sorted(bounded) == list(range(200)) and all(bounded <= np.arange(200) + 3)
+    assert any(_first_pass(item_bytes=0) > np.arange(200) + 3)  # file names: all 200 in the buffer
 
 
 def test_folder_data_set_round_trips_pixels(tmp_path):
@@ -74,6 +87,8 @@ def test_real_cifar10_from_tfds(cifar10_data_dir):
     # ../shared/tfds/README.md: train-set pixel variance in [0, 1] scale is about 0.0633
     assert abs(data.data_variance - 0.0633) < 5e-4
     assert next(iter(data.train)).shape == (64, 32, 32, 3)
+    info = prepared_builder("cifar10", cifar10_data_dir).info.splits["train"]  # 110 MiB, 50,000 records
+    assert record_bytes(prepared_builder("cifar10", cifar10_data_dir), "train") == -(-info.num_bytes // 50000)
 
 
 def test_unknown_and_absent_data_sets(tmp_path):

@@ -27,6 +27,7 @@ from training.data.source import VARIANCE_SAMPLE  # noqa: F401
 from training.errors import UsageError
 
 SHUFFLE_BUFFER = 10_000
+SHUFFLE_BUFFER_BYTES = 256 << 20  # encoded records a shuffle holds at most (10,000 ImageNet JPEGs: 1.1 GB)
 # bytes tf.data's autotuning may buffer ahead (prefetch and parallel maps; its default is half the
 # machine's memory): 1 GiB holds over 600 batches of 32 64x64 images, 40 of 256x256 ones
 PIPELINE_RAM_BUDGET = 1 << 30
@@ -116,7 +117,9 @@ def load_image_data(
 
     def train_from_step(step):
         augment = lambda index: (seed, index, random_crop, random_flip)  # noqa: E731
-        numbered = shuffled_stream(source.train, batch_size, seed, source.num_train, step, numbered=True)
+        numbered = shuffled_stream(
+            source.train, batch_size, seed, source.num_train, step, numbered=True, item_bytes=source.item_bytes
+        )
         images = _decoded(numbered, source, skip_bad_images, size, augment)
         return _bounded(images.batch(batch_size, drop_remainder=True).map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
@@ -138,13 +141,16 @@ def _to_float(images):
     return tf.cast(images, tf.float32) / 255.0
 
 
-def shuffled_stream(elements, batch_size, seed, count, start_step=0, numbered=False):
+def shuffled_stream(elements, batch_size, seed, count, start_step=0, numbered=False, item_bytes=0):
     """Endless seeded shuffled `elements` (`count` of them), positioned at batch `start_step`: exactly
-    the elements a run from step 0 sees from that step on; with `numbered`, (position, element) pairs."""
+    the elements a run from step 0 sees from that step on; with `numbered`, (position, element) pairs.
+    The shuffle buffer holds SHUFFLE_BUFFER elements, fewer where they take `item_bytes` each and
+    that many would exceed SHUFFLE_BUFFER_BYTES."""
     # Skipping elements before decoding them replays the seeded shuffle without
     # reading images: about 2 microseconds an element, so 6 s to resume at
     # step 100,000 of batch 32 on CPU, and nothing to save per backup.
-    stream = elements.shuffle(min(count, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True).repeat()
+    buffer = min(count, SHUFFLE_BUFFER, SHUFFLE_BUFFER_BYTES // max(1, item_bytes))
+    stream = elements.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     if numbered:
         stream = stream.enumerate()
     return stream.skip(start_step * batch_size)

@@ -32,6 +32,7 @@ class Splits:
     num_classes: int = None
     skipped: list = dataclasses.field(default_factory=list)
     sizes: dict = None  # {(h, w): an example file} of a source whose images differ in size
+    item_bytes: int = 0  # bytes an item takes in the shuffle buffer, on average (0: a file name's few)
     # (training names, validation names) of a source whose split is drawn from a list of files: a
     # resumed run holds to it (training/data/split_record.py)
     files: tuple = None

@@ -145,6 +145,12 @@ def decode(encoded, channels):
     )
 
 
+def record_bytes(builder, split):
+    """The average size of a record of `split` (its encoded image and features), in bytes."""
+    info = builder.info.splits[split]
+    return -(-int(info.num_bytes) // max(1, int(info.num_examples)))
+
+
 def num_classes(name, builder):
     import tensorflow_datasets as tfds
 
@@ -193,4 +199,5 @@ class TFDSSource(DataSource):
             variance_items=read_split(builder, train_split, False).take(VARIANCE_SAMPLE),
             image_shape=shape,
             num_classes=num_classes(name, builder) if with_labels else None,
+            item_bytes=record_bytes(builder, train_split),
         )
