@@ -26,5 +26,6 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         "bench": ["dm-sonnet>=2.0.2", "dm-tree"],
+        "jax": ["jax>=0.4.36"],  # CPU; the layers of README's backend table run on it
     },
 )

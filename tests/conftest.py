@@ -43,6 +43,14 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        skip_other = pytest.mark.skip(reason=f"runs on TensorFlow only so far, not on KERAS_BACKEND={backend} (issue #25)")
+        for item in items:
+            if not item.get_closest_marker("backends"):
+                item.add_marker(skip_other)
     if config.getoption("run_large"):
         return
     skip_large = pytest.mark.skip(reason="large test: run with --run_large (CI does)")

@@ -7,12 +7,16 @@ written here): what every vq_keras layer and sub-network must do, checked the sa
 - shapes: the output shape, and `compute_output_shape` where the layer has one;
 - weights: the numbers of trainable and non-trainable weights;
 - training: one optimizer step on a loss of the output changes the trainable weights and stays finite;
-- graph == eager: the layer in a `tf.function` (and under XLA if asked) gives the eager output.
+- graph == eager: the layer compiled (`tests/backend.py`: a `tf.function`, under XLA if asked, or
+  `jax.jit`) gives the eager output.
+The checks run on the backend the tests run on (KERAS_BACKEND).
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from tests.backend import compiled, loss_and_gradients
 
 
 def run_layer_test(
@@ -83,10 +87,10 @@ def _check_keras_file_round_trip(layer, inputs, call_kwargs, input_dtype, tmp_pa
 
 def _check_graph_equals_eager(layer, inputs, call_kwargs, jit_compile):
     eager = _numpy(layer(inputs, **call_kwargs))
-    for compiled in ({False, jit_compile}):
-        graph = tf.function(lambda x: _first(layer(x, **call_kwargs)), jit_compile=compiled)
-        np.testing.assert_allclose(graph(inputs).numpy(), eager, rtol=1e-5, atol=1e-5,
-                                   err_msg=f"tf.function(jit_compile={compiled}) differs from eager")
+    for compile_with_xla in ({False, jit_compile}):
+        graph = compiled(lambda x: _first(layer(x, **call_kwargs)), jit_compile=compile_with_xla)
+        np.testing.assert_allclose(_numpy(graph(inputs)), eager, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"compiled (jit_compile={compile_with_xla}) differs from eager")
 
 
 def _check_one_training_step(cls, init_kwargs, inputs, call_kwargs):
@@ -94,10 +98,9 @@ def _check_one_training_step(cls, init_kwargs, inputs, call_kwargs):
     _first(layer(inputs, **call_kwargs))
     before = [np.array(w) for w in layer.trainable_weights]
     optimizer = keras.optimizers.SGD(0.1)
-    with tf.GradientTape() as tape:
-        outputs = _first(layer(inputs, training=True, **call_kwargs))
-        loss = tf.reduce_mean(tf.square(tf.cast(outputs, "float32"))) + sum(layer.losses)
-    gradients = tape.gradient(loss, layer.trainable_weights)
+    loss, gradients = loss_and_gradients(
+        layer, lambda outputs: ops.mean(ops.square(ops.cast(_first(outputs), "float32"))), inputs, **call_kwargs
+    )
     assert np.isfinite(float(loss)), float(loss)
     optimizer.apply_gradients(zip(gradients, layer.trainable_weights))
     changed = [not np.array_equal(np.array(w), b) for w, b in zip(layer.trainable_weights, before)]
@@ -106,4 +109,4 @@ def _check_one_training_step(cls, init_kwargs, inputs, call_kwargs):
 
 
 def _numpy(value):
-    return np.asarray(_first(value))
+    return ops.convert_to_numpy(_first(value))

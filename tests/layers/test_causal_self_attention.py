@@ -1,9 +1,13 @@
 import numpy as np
 import pytest
-import tensorflow as tf
+import keras
+from keras import ops
 
+from tests.backend import input_jacobian, to_numpy
 from tests.layer_harness import run_layer_test
 from vq_keras.layers import CausalSelfAttention
+
+pytestmark = pytest.mark.backends  # the same checks on every backend (tests/backend.py)
 
 HEIGHT, WIDTH, CHANNELS = 3, 4, 6
 POSITIONS = HEIGHT * WIDTH
@@ -15,19 +19,14 @@ def _inputs(batch=1, seed=0):
 
 def _dependence(layer, x):
     """bool (positions, positions): [p, q] iff output p has a non-zero gradient w.r.t. input q."""
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x)
-        weights = tf.constant(np.random.default_rng(9).normal(size=(CHANNELS,)).astype("float32"))
-        projected = tf.tensordot(y[0], weights, axes=1)
-    jacobian = tf.reduce_sum(tf.abs(tape.jacobian(projected, x)), axis=-1).numpy()
+    weights = np.random.default_rng(9).normal(size=(CHANNELS,)).astype("float32")
+    jacobian = np.abs(input_jacobian(lambda x: ops.tensordot(layer(x)[0], weights, axes=1), x)).sum(axis=-1)
     return jacobian.reshape(POSITIONS, POSITIONS) > 0
 
 
 def _numpy_attention(layer, x):
     """The layer's math in NumPy, float64."""
-    q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b = (w.numpy().astype(np.float64) for w in layer.weights)
+    q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b = (to_numpy(w).astype(np.float64) for w in layer.weights)
     heads = layer.num_heads
     flat = x.reshape(x.shape[0], -1, x.shape[-1]).astype(np.float64)
     split = lambda t: t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(0, 2, 1, 3)  # noqa: E731
@@ -51,7 +50,7 @@ def _numpy_attention(layer, x):
 def test_matches_numpy(mask_type):
     layer = CausalSelfAttention(num_heads=2, key_dim=3, mask_type=mask_type, value_dim=4)
     x = _inputs(batch=2)
-    np.testing.assert_allclose(layer(x).numpy(), _numpy_attention(layer, x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer(x)), _numpy_attention(layer, x), rtol=1e-4, atol=1e-5)
 
 
 def test_type_a_attends_strictly_earlier_positions_only():
@@ -60,14 +59,14 @@ def test_type_a_attends_strictly_earlier_positions_only():
     # Every strictly earlier position, and nothing else (no residual).
     np.testing.assert_array_equal(depends, np.tril(np.ones((POSITIONS, POSITIONS), bool), k=-1))
     # Position 0 has nothing to attend to: zeros, not an average of the future.
-    np.testing.assert_array_equal(layer(_inputs())[0, 0, 0].numpy(), np.zeros(CHANNELS))
+    np.testing.assert_array_equal(to_numpy(layer(_inputs())[0, 0, 0]), np.zeros(CHANNELS))
 
 
 def test_type_b_attends_earlier_positions_and_itself():
     layer = CausalSelfAttention(num_heads=3, key_dim=2, mask_type="B")
     depends = _dependence(layer, _inputs())
     np.testing.assert_array_equal(depends, np.tril(np.ones((POSITIONS, POSITIONS), bool), k=0))
-    np.testing.assert_array_equal(layer.attention_mask(3).numpy(), [[1, 0, 0], [1, 1, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(to_numpy(layer.attention_mask(3)), [[1, 0, 0], [1, 1, 0], [1, 1, 1]])
 
 
 def test_scores_and_softmax_stay_float32_under_mixed_precision():
@@ -78,15 +77,15 @@ def test_scores_and_softmax_stay_float32_under_mixed_precision():
     mixed(x)
     mixed.set_weights(reference.get_weights())
     outputs = mixed(x)
-    assert outputs.dtype == tf.float16
-    np.testing.assert_allclose(outputs.numpy().astype("float32"), reference(x).numpy(), atol=2e-2)
+    assert keras.backend.standardize_dtype(outputs.dtype) == "float16"
+    np.testing.assert_allclose(to_numpy(outputs).astype("float32"), to_numpy(reference(x)), atol=2e-2)
 
 
 def test_dropout_only_in_training():
     layer = CausalSelfAttention(1, 4, "B", dropout=0.5)
     x = _inputs()
-    np.testing.assert_array_equal(layer(x).numpy(), layer(x, training=False).numpy())
-    assert np.abs(layer(x, training=True).numpy() - layer(x).numpy()).max() > 0
+    np.testing.assert_array_equal(to_numpy(layer(x)), to_numpy(layer(x, training=False)))
+    assert np.abs(to_numpy(layer(x, training=True)) - to_numpy(layer(x))).max() > 0
 
 
 @pytest.mark.parametrize(
@@ -134,9 +133,9 @@ def test_the_layer_harness(tmp_path):
 def test_step_by_step_with_the_cache_equals_the_whole_grid(mask_type):
     layer = CausalSelfAttention(num_heads=2, key_dim=3, mask_type=mask_type, value_dim=4)
     x = _inputs(batch=2, seed=3)
-    expected = layer(x).numpy().reshape(2, POSITIONS, CHANNELS)
+    expected = to_numpy(layer(x)).reshape(2, POSITIONS, CHANNELS)
     flat = x.reshape(2, POSITIONS, CHANNELS)
     cache = layer.empty_cache(2, POSITIONS, CHANNELS)
     for position in range(POSITIONS):
         outputs, cache = layer.step(flat[:, position], position, cache)
-        np.testing.assert_allclose(outputs.numpy(), expected[:, position], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(to_numpy(outputs), expected[:, position], rtol=1e-5, atol=1e-6)

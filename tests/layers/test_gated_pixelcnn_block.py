@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 import keras
+from keras import ops
 
+from tests.backend import input_jacobian, to_numpy
 from vq_keras.layers import GatedPixelCNNBlock, MaskedConv2D
+
+pytestmark = pytest.mark.backends  # the same checks on every backend (tests/backend.py)
 
 SIZE = 5  # 5x5 grids: 25 raster positions
 POSITIONS = SIZE * SIZE
@@ -16,14 +19,9 @@ def dependence(function, x):
     The output channels are projected on a fixed random vector first, so that no
     dependence can cancel out by chance.
     """
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = function(x)
-        weights = tf.constant(np.random.default_rng(123).normal(size=(y.shape[-1],)).astype("float32"))
-        projected = tf.tensordot(y[0], weights, axes=1)  # (H, W)
-    jacobian = tape.jacobian(projected, x)  # (H, W, 1, H, W, C)
-    magnitude = tf.reduce_sum(tf.abs(jacobian), axis=-1).numpy().reshape(POSITIONS, POSITIONS)
+    weights = np.random.default_rng(123).normal(size=(function(x).shape[-1],)).astype("float32")
+    jacobian = input_jacobian(lambda x: ops.tensordot(function(x)[0], weights, axes=1), x)  # (H, W, 1, H, W, C)
+    magnitude = np.abs(jacobian).sum(axis=-1).reshape(POSITIONS, POSITIONS)
     return magnitude > 0
 
 
@@ -103,7 +101,7 @@ def test_type_a_excludes_and_type_b_includes_the_current_position():
     depends_a = dependence(lambda t: first([t, t])[1], x)
     # A type B block on its own, fed the inputs as h and a vertical input that
     # is strictly above already (here zeros): h at p sees p itself.
-    zeros = tf.zeros_like(x)
+    zeros = np.zeros_like(x)
     depends_b = dependence(lambda t: later([zeros, t])[1], x)
     diagonal = np.eye(POSITIONS, dtype=bool)
     assert not np.any(depends_a & diagonal)
@@ -116,18 +114,18 @@ def test_type_a_excludes_and_type_b_includes_the_current_position():
 
 def test_conditioning_reaches_the_gates_and_keeps_causality():
     rng = np.random.default_rng(4)
-    label = tf.constant(rng.normal(size=(1, 6)).astype("float32"))
-    spatial = tf.constant(rng.normal(size=(1, SIZE, SIZE, 3)).astype("float32"))
+    label = rng.normal(size=(1, 6)).astype("float32")
+    spatial = rng.normal(size=(1, SIZE, SIZE, 3)).astype("float32")
     run = stack(3)
     x = _inputs()
     depends = dependence(lambda t: run(t, label, spatial), x)
     assert not np.any(depends & ~earlier())
-    base = run(x, label, spatial).numpy()
-    assert np.abs(run(x, label + 1.0, spatial).numpy() - base).max() > 1e-3
+    base = to_numpy(run(x, label, spatial))
+    assert np.abs(to_numpy(run(x, label + 1.0, spatial)) - base).max() > 1e-3
     # A change of the spatial condition at one position changes the output there.
-    bumped = spatial.numpy()
+    bumped = to_numpy(spatial)
     bumped[0, 2, 3] += 1.0
-    changed = np.abs(run(x, label, tf.constant(bumped)).numpy() - base).max(axis=-1)[0]
+    changed = np.abs(to_numpy(run(x, label, bumped)) - base).max(axis=-1)[0]
     assert changed[2, 3] > 1e-3
 
 
@@ -220,7 +218,7 @@ def test_config_and_keras_file_round_trip_with_conditioning(tmp_path):
     model.save(tmp_path / "gated.keras")
     reloaded = keras.saving.load_model(tmp_path / "gated.keras")
     for saved, loaded in zip(model(inputs), reloaded(inputs)):
-        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+        np.testing.assert_array_equal(to_numpy(saved), to_numpy(loaded))
     assert len(reloaded.weights) == len(model.weights)
 
 
@@ -235,16 +233,16 @@ def test_row_and_position_steps_equal_the_whole_grid(mask_type, kernel_size, con
     v, h = (rng.normal(size=(2, height, width, channels)).astype("float32") for _ in range(2))
     label = rng.normal(size=(2, 5)).astype("float32") if conditioned else None
     spatial = rng.normal(size=(2, height, width, 2)).astype("float32") if conditioned else None
-    v_out, h_out, skip = (t.numpy() for t in block([v, h], label_embedding=label, spatial_condition=spatial))
+    v_out, h_out, skip = (to_numpy(t) for t in block([v, h], label_embedding=label, spatial_condition=spatial))
     shift = 1 if mask_type == "A" else 0  # type A reads the rows above / columns left, type B includes its own
     padded_v = np.pad(v, [(0, 0), (half + shift, 0), (half, half), (0, 0)])
     padded_h = np.pad(h, [(0, 0), (0, 0), (half + shift, 0), (0, 0)])
     for row in range(height):
         spatial_row = None if spatial is None else spatial[:, row : row + 1]
         v_row, bias = block.vertical_step(padded_v[:, row : row + half + 1], label, spatial_row)
-        np.testing.assert_allclose(v_row.numpy()[:, 0], v_out[:, row], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(v_row)[:, 0], v_out[:, row], rtol=1e-5, atol=1e-5)
         for col in range(width):
             columns = padded_h[:, row, col : col + half + 1]
             h_step, skip_step = block.horizontal_step(columns, h[:, row, col], bias[:, 0, col])
-            np.testing.assert_allclose(h_step.numpy(), h_out[:, row, col], rtol=1e-5, atol=1e-5)
-            np.testing.assert_allclose(skip_step.numpy(), skip[:, row, col], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(to_numpy(h_step), h_out[:, row, col], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(to_numpy(skip_step), skip[:, row, col], rtol=1e-5, atol=1e-5)

@@ -1,11 +1,14 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 import keras
+from keras import ops
 
+from tests.backend import input_jacobian, loss_and_gradients, to_numpy
 from tests.layer_harness import run_layer_test
 from vq_keras.layers import MaskedConv2D
 from vq_keras.layers.masked_conv2d import causal_mask
+
+pytestmark = pytest.mark.backends  # the same checks on every backend (tests/backend.py)
 
 
 def _numpy_conv_same(x, kernel, bias):
@@ -49,8 +52,8 @@ def test_masks_a_and_b_differ_exactly_at_the_centre():
 def test_matches_numpy_masked_convolution(mask_type):
     layer = MaskedConv2D(5, (3, 5), mask_type)
     x = np.random.default_rng(0).normal(size=(2, 6, 7, 3)).astype("float32")
-    output = layer(x).numpy()
-    kernel, bias = (w.numpy() for w in layer.weights)
+    output = to_numpy(layer(x))
+    kernel, bias = (to_numpy(w) for w in layer.weights)
     expected = _numpy_conv_same(x, kernel * causal_mask((3, 5), mask_type)[:, :, None, None], bias)
     np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
     # The kernel variable itself is untouched; the mask acts inside the convolution.
@@ -60,11 +63,9 @@ def test_matches_numpy_masked_convolution(mask_type):
 @pytest.mark.parametrize("mask_type", ["A", "B"])
 def test_output_depends_only_on_earlier_positions(mask_type):
     layer = MaskedConv2D(2, 3, mask_type, dilation_rate=1)
-    x = tf.constant(np.random.default_rng(1).normal(size=(1, 4, 4, 2)).astype("float32"))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = tf.reduce_sum(layer(x), axis=-1)[0]  # (4, 4)
-    jacobian = tf.reduce_sum(tf.abs(tape.jacobian(y, x)), axis=-1).numpy().reshape(16, 16)
+    x = np.random.default_rng(1).normal(size=(1, 4, 4, 2)).astype("float32")
+    jacobian = input_jacobian(lambda x: ops.sum(layer(x), axis=-1)[0], x)  # (4, 4, 1, 4, 4, 2)
+    jacobian = np.abs(jacobian).sum(axis=-1).reshape(16, 16)
     later = np.triu(np.ones((16, 16)), k=0 if mask_type == "A" else 1)
     assert not np.any(jacobian[later > 0])
     assert jacobian[5, 4] > 0 and jacobian[5, 0] > 0 and jacobian[5, 2] > 0  # left, above-left, above-right
@@ -74,9 +75,9 @@ def test_output_depends_only_on_earlier_positions(mask_type):
 def test_kernel_gradient_is_zero_at_masked_taps():
     layer = MaskedConv2D(3, 3, "A")
     x = np.random.default_rng(2).normal(size=(2, 5, 5, 2)).astype("float32")
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(tf.square(layer(x)))
-    gradient = tape.gradient(loss, layer.kernel).numpy()
+    layer(x)
+    _, gradients = loss_and_gradients(layer, lambda y: ops.sum(ops.square(y)), x)
+    gradient = to_numpy(gradients[[v.path for v in layer.trainable_variables].index(layer.kernel.path)])
     masked = causal_mask((3, 3), "A") == 0
     assert not np.any(gradient[masked]) and np.all(np.abs(gradient[~masked]).sum(axis=(-1, -2)) > 0)
 
@@ -139,4 +140,4 @@ def test_both_masks_survive_a_keras_file_round_trip(tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "masked.keras")
     assert [type(l).__name__ for l in reloaded.layers[1:]] == ["MaskedConv2D", "MaskedConv2D"]
     assert [l.mask_type for l in reloaded.layers[1:]] == ["A", "B"]
-    np.testing.assert_array_equal(reloaded(x).numpy(), model(x).numpy())
+    np.testing.assert_array_equal(to_numpy(reloaded(x)), to_numpy(model(x)))

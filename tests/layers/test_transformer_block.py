@@ -4,8 +4,11 @@ import keras
 import numpy as np
 import pytest
 
+from tests.backend import to_numpy
 from tests.layer_harness import run_layer_test
 from vq_keras.layers import TransformerBlock
+
+pytestmark = pytest.mark.backends  # the same checks on every backend (tests/backend.py)
 
 
 def _inputs(batch=2, length=7, hidden=16, seed=0):
@@ -17,10 +20,10 @@ def _reference(block, x):
 
     def norm(layer, v):
         mean, variance = v.mean(-1, keepdims=True), v.var(-1, keepdims=True)
-        return (v - mean) / np.sqrt(variance + layer.epsilon) * layer.gamma.numpy() + layer.beta.numpy()
+        return (v - mean) / np.sqrt(variance + layer.epsilon) * to_numpy(layer.gamma) + to_numpy(layer.beta)
 
     def dense(layer, v):
-        return v @ layer.kernel.numpy() + layer.bias.numpy()
+        return v @ to_numpy(layer.kernel) + to_numpy(layer.bias)
 
     batch, length, hidden = x.shape
     heads, d = block.num_heads, hidden // block.num_heads
@@ -33,7 +36,7 @@ def _reference(block, x):
     weights /= weights.sum(-1, keepdims=True)
     attended = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, hidden)
     x = x + dense(block.attention_output, attended)
-    gelu = keras.ops.gelu(dense(block.mlp_hidden, norm(block.mlp_norm, x)), approximate=False).numpy()
+    gelu = to_numpy(keras.ops.gelu(dense(block.mlp_hidden, norm(block.mlp_norm, x)), approximate=False))
     return x + dense(block.mlp_output, gelu)
 
 
@@ -41,7 +44,7 @@ def _reference(block, x):
 def test_outputs_equal_a_numpy_reference(attention):
     block = TransformerBlock(num_heads=4, intermediate_dim=24, attention=attention)
     x = _inputs()
-    np.testing.assert_allclose(block(x).numpy(), _reference(block, x), atol=2e-5)
+    np.testing.assert_allclose(to_numpy(block(x)), _reference(block, x), atol=2e-5)
 
 
 def test_causal_outputs_do_not_depend_on_later_inputs():
@@ -49,7 +52,7 @@ def test_causal_outputs_do_not_depend_on_later_inputs():
     x = _inputs()
     changed = x.copy()
     changed[:, 4:] += _inputs(length=3, seed=1)  # not a constant shift, which the layer norm removes
-    before, after = block(x).numpy(), block(changed).numpy()
+    before, after = to_numpy(block(x)), to_numpy(block(changed))
     np.testing.assert_allclose(before[:, :4], after[:, :4], atol=1e-6)
     assert np.abs(before[:, 4:] - after[:, 4:]).min() > 0
 
@@ -59,18 +62,18 @@ def test_bidirectional_outputs_depend_on_later_inputs():
     x = _inputs()
     changed = x.copy()
     changed[:, -1] += _inputs(length=1, seed=1)[:, 0]
-    assert np.abs(block(x).numpy()[:, 0] - block(changed).numpy()[:, 0]).max() > 1e-4
+    assert np.abs(to_numpy(block(x))[:, 0] - to_numpy(block(changed))[:, 0]).max() > 1e-4
 
 
 def test_cached_chunks_give_the_full_pass_outputs():
     block = TransformerBlock(num_heads=4, intermediate_dim=32)
     x = _inputs(length=9)
-    full = block(x).numpy()
+    full = to_numpy(block(x))
     cache = block.empty_cache(2, 9)
     pieces = []
     for start, stop in ((0, 4), (4, 5), (5, 6), (6, 9)):  # a prefix, single steps, a longer chunk
         out, cache = block.cached_call(x[:, start:stop], start, cache)
-        pieces.append(out.numpy())
+        pieces.append(to_numpy(out))
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, atol=2e-5)
     assert cache["key"].shape == (2, 4, 9, 4)
 
@@ -78,8 +81,8 @@ def test_cached_chunks_give_the_full_pass_outputs():
 def test_dropout_only_in_training():
     block = TransformerBlock(num_heads=2, intermediate_dim=8, dropout=0.5)
     x = _inputs()
-    np.testing.assert_array_equal(block(x).numpy(), block(x, training=False).numpy())
-    assert np.abs(block(x, training=True).numpy() - block(x).numpy()).max() > 1e-3
+    np.testing.assert_array_equal(to_numpy(block(x)), to_numpy(block(x, training=False)))
+    assert np.abs(to_numpy(block(x, training=True)) - to_numpy(block(x))).max() > 1e-3
 
 
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
@@ -96,9 +99,9 @@ def test_one_training_step_moves_every_weight():
     inputs = keras.Input((5, 8))
     model = keras.Model(inputs, block(inputs))
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    before = [w.numpy().copy() for w in block.trainable_weights]
+    before = [to_numpy(w).copy() for w in block.trainable_weights]
     model.fit(_inputs(length=5, hidden=8), _inputs(length=5, hidden=8, seed=1), epochs=1, verbose=0)
-    assert all(np.abs(w.numpy() - b).max() > 0 for w, b in zip(block.trainable_weights, before))
+    assert all(np.abs(to_numpy(w) - b).max() > 0 for w, b in zip(block.trainable_weights, before))
 
 
 @pytest.mark.parametrize(
