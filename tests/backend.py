@@ -64,3 +64,65 @@ def input_jacobian(function, x):
         tape.watch(x)
         y = function(x)
     return tape.jacobian(y, x).numpy()
+
+
+def losses_and_gradients(layer, x):
+    """For each loss `layer(x)` adds: (its value, its gradient with respect to `x`, its gradients with
+    respect to each of `layer.trainable_variables`), as NumPy; a gradient that does not exist (TensorFlow:
+    None, JAX: zeros) is all zeros."""
+    trainable = [v.value for v in layer.trainable_variables]
+    if BACKEND == "jax":
+        import jax
+
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def losses_of(trainable, x):
+            return layer.stateless_call(trainable, non_trainable, x, return_losses=True)[2]
+
+        results = []
+        for index, loss in enumerate(losses_of(trainable, x)):
+            of_x, of_weights = jax.grad(lambda t, x: losses_of(t, x)[index], argnums=(1, 0))(trainable, x)
+            results.append((to_numpy(loss), to_numpy(of_x), [to_numpy(g) for g in of_weights]))
+        return results
+    import numpy as np
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        layer(x)
+        losses = list(layer.losses)
+
+    def dense(gradient, like):
+        return np.zeros(like.shape, "float32") if gradient is None else to_numpy(tf.convert_to_tensor(gradient))
+
+    return [
+        (to_numpy(loss), dense(tape.gradient(loss, x), x),
+         [dense(tape.gradient(loss, v), v) for v in layer.trainable_variables])
+        for loss in losses
+    ]
+
+
+def training_call(layer, jit_compile=False):
+    """`batch -> layer(batch, training=True)` compiled, the layer's state updates (EMA statistics,
+    counters) applied to its variables after each call: a `tf.function`, or on JAX the layer's
+    `stateless_call` under `jax.jit` with the new values assigned back, as Keras's JAX trainer does."""
+    if BACKEND == "jax":
+        import jax
+
+        @jax.jit
+        def step(trainable, non_trainable, batch):
+            return layer.stateless_call(trainable, non_trainable, batch, training=True)
+
+        def call(batch):
+            outputs, updated = step(
+                [v.value for v in layer.trainable_variables], [v.value for v in layer.non_trainable_variables], batch
+            )
+            for variable, value in zip(layer.non_trainable_variables, updated):
+                variable.assign(value)
+            return outputs
+
+        return call
+    import tensorflow as tf
+
+    return tf.function(lambda batch: layer(batch, training=True), jit_compile=jit_compile)

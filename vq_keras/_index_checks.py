@@ -1,8 +1,8 @@
 """Range checks of integer indices: eagerly a ValueError, in a graph assertions."""
 
-import keras
-import numpy as np
 import tensorflow as tf
+
+from vq_keras._backend import IS_TENSORFLOW, is_concrete, to_numpy_now
 
 
 def range_checked(indices, limit, message):
@@ -21,13 +21,13 @@ def range_checked(indices, limit, message):
 
 def checked_range(indices, limit, message, what="values"):
     """`indices` checked to lie in [0, limit): eagerly a ValueError (`message`, then
-    "Received: <what> from <min> to <max>"); in a graph `range_checked`; symbolic
-    Keras tensors pass unchecked."""
-    if isinstance(indices, keras.KerasTensor):
-        return indices
-    if tf.executing_eagerly():
-        values = np.asarray(indices)
+    "Received: <what> from <min> to <max>"); in a TensorFlow graph `range_checked`; symbolic
+    Keras tensors and JAX traces pass unchecked."""
+    if is_concrete(indices):
+        values = to_numpy_now(indices)
         if values.size and (values.min() < 0 or values.max() >= limit):
             raise ValueError(f"{message} Received: {what} from {values.min()} to {values.max()}")
+        return indices
+    if not IS_TENSORFLOW:  # a JAX trace has no assertions (short of checkify)
         return indices
     return range_checked(indices, limit, message)

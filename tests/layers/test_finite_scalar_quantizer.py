@@ -1,10 +1,12 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from tests.backend import input_jacobian, to_numpy
 from tests.layer_harness import run_layer_test
 from vq_keras.layers import FiniteScalarQuantizer
+
+pytestmark = pytest.mark.backends  # the same checks on every backend (tests/backend.py)
 
 
 def _numpy_fsq(z, levels):
@@ -28,11 +30,11 @@ def test_output_and_codes_match_the_paper_in_numpy():
     z = np.random.default_rng(0).normal(size=(3, 6, 6, 4)).astype("float32") * 2
     expected, codes, _ = _numpy_fsq(z, levels)
     outputs, got = layer(z, return_codes=True)
-    assert got.dtype == tf.int32 and got.shape == (3, 6, 6)
-    np.testing.assert_array_equal(got.numpy(), codes)
-    np.testing.assert_allclose(outputs.numpy(), expected, atol=1e-6)
-    np.testing.assert_array_equal(layer.encode(z).numpy(), codes)
-    np.testing.assert_allclose(layer.lookup(got).numpy(), expected, atol=1e-6)
+    assert keras.backend.standardize_dtype(got.dtype) == "int32" and got.shape == (3, 6, 6)
+    np.testing.assert_array_equal(to_numpy(got), codes)
+    np.testing.assert_allclose(to_numpy(outputs), expected, atol=1e-6)
+    np.testing.assert_array_equal(to_numpy(layer.encode(z)), codes)
+    np.testing.assert_allclose(to_numpy(layer.lookup(got)), expected, atol=1e-6)
     assert layer.losses == []  # no codebook, no commitment
 
 
@@ -40,7 +42,7 @@ def test_output_and_codes_match_the_paper_in_numpy():
 def test_every_code_is_reachable_and_lookup_inverts_encode(levels):
     layer = FiniteScalarQuantizer(levels)
     codes = np.arange(layer.num_embeddings, dtype="int32")
-    vectors = layer.lookup(codes).numpy()
+    vectors = to_numpy(layer.lookup(codes))
     assert vectors.min() >= -1 and vectors.max() <= 1
     for channel, level in enumerate(levels):  # L evenly spaced values per channel
         assert len(np.unique(vectors[:, channel])) == level
@@ -52,21 +54,18 @@ def test_every_code_is_reachable_and_lookup_inverts_encode(levels):
     target = np.clip(vectors * (levels_arr // 2), -half_l - offset + 0.1, half_l - offset - 0.1)
     z = np.arctanh((target + offset) / half_l) - np.tan(offset / half_l)
     assert np.isfinite(z).all()
-    np.testing.assert_array_equal(layer.encode(z.astype("float32")).numpy(), codes)
+    np.testing.assert_array_equal(to_numpy(layer.encode(z.astype("float32"))), codes)
 
 
 def test_gradient_is_straight_through_the_bound():
     levels = (8, 5, 3)
     layer = FiniteScalarQuantizer(levels)
-    z = tf.constant(np.random.default_rng(1).normal(size=(5, 3)).astype("float32"))
-    with tf.GradientTape() as tape:
-        tape.watch(z)
-        outputs = layer(z)
-    gradient = tape.gradient(outputs, z).numpy()
+    z = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
+    gradient = input_jacobian(lambda z: keras.ops.sum(layer(z)), z)
     levels_arr = np.asarray(levels)
     half_l = (levels_arr - 1) * (1 - 1e-3) / 2
     shift = np.tan(np.where(levels_arr % 2 == 0, 0.5, 0.0) / half_l)
-    expected = (1 - np.tanh(z.numpy().astype(np.float64) + shift) ** 2) * half_l / (levels_arr // 2)
+    expected = (1 - np.tanh(to_numpy(z).astype(np.float64) + shift) ** 2) * half_l / (levels_arr // 2)
     np.testing.assert_allclose(gradient, expected, rtol=1e-5)
 
 

@@ -1,11 +1,13 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from tests.backend import BACKEND, losses_and_gradients, to_numpy, training_call
 from tests.layer_harness import run_layer_test
 from tests.mirrored import run_on_two_cpus
 from vq_keras.layers import VectorQuantizerEMA
+
+pytestmark = pytest.mark.backends  # the same checks on every backend (tests/backend.py)
 
 
 def _numpy_ema_steps(codebook, batches, decay, epsilon):
@@ -38,28 +40,28 @@ def _layer(num_embeddings=6, embedding_dim=3, decay=0.9, epsilon=1e-3):
 def test_three_ema_steps_match_numpy(compiled):
     layer = _layer()
     rng = np.random.default_rng(0)
-    initial = layer.codebook.numpy()
+    initial = to_numpy(layer.codebook)
     batches = [rng.normal(size=(4, 5, 3)).astype("float32") for _ in range(3)]
     step = lambda batch: layer(batch, training=True)  # noqa: E731
     if compiled != "eager":
-        step = tf.function(step, jit_compile=compiled == "xla")
+        step = training_call(layer, jit_compile=compiled == "xla")
     for batch in batches:
         step(batch)
     codebook, cluster_size, embedding_sum = _numpy_ema_steps(initial, batches, 0.9, 1e-3)
-    np.testing.assert_allclose(layer.ema_cluster_size.numpy(), cluster_size, rtol=1e-5)
-    np.testing.assert_allclose(layer.ema_embedding_sum.numpy(), embedding_sum, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(layer.codebook.numpy(), codebook, rtol=1e-4, atol=1e-6)
-    assert layer.ema_steps.numpy() == 3
+    np.testing.assert_allclose(to_numpy(layer.ema_cluster_size), cluster_size, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.ema_embedding_sum), embedding_sum, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer.codebook), codebook, rtol=1e-4, atol=1e-6)
+    assert to_numpy(layer.ema_steps) == 3
 
 
 def test_inference_changes_no_weight():
     layer = _layer()
     layer(np.ones((2, 3), "float32"), training=True)
-    before = [w.numpy().copy() for w in layer.weights]
+    before = [to_numpy(w).copy() for w in layer.weights]
     layer(np.random.default_rng(1).normal(size=(8, 3)).astype("float32"), training=False)
     layer(np.random.default_rng(2).normal(size=(8, 3)).astype("float32"))
     for old, weight in zip(before, layer.weights):
-        np.testing.assert_array_equal(weight.numpy(), old)
+        np.testing.assert_array_equal(to_numpy(weight), old)
 
 
 def test_codebook_is_not_trained_by_gradients_and_only_commitment_loss_is_added():
@@ -67,16 +69,12 @@ def test_codebook_is_not_trained_by_gradients_and_only_commitment_loss_is_added(
     assert layer.trainable_weights == []
     assert all(w.dtype == "float32" for w in layer.weights)
     x_np = np.random.default_rng(3).normal(size=(5, 3)).astype("float32")
-    x = tf.constant(x_np)
-    codebook = layer.codebook.numpy()
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        layer(x, training=False)
-        (loss,) = layer.losses
+    codebook = to_numpy(layer.codebook)
+    ((loss, loss_of_x, _),) = losses_and_gradients(layer, x_np)
     codes = ((x_np[:, None] - codebook[None]) ** 2).sum(-1).argmin(1)
     e = codebook[codes]
-    np.testing.assert_allclose(loss.numpy(), 0.25 * ((x_np - e) ** 2).mean(), rtol=1e-6)
-    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), 0.25 * 2 * (x_np - e) / x_np.size, atol=1e-6)
+    np.testing.assert_allclose(loss, 0.25 * ((x_np - e) ** 2).mean(), rtol=1e-6)
+    np.testing.assert_allclose(loss_of_x, 0.25 * 2 * (x_np - e) / x_np.size, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -108,12 +106,13 @@ def test_config_round_trip_gives_identical_outputs_and_updates():
     clone.build((None, 3))
     clone.set_weights(layer.get_weights())
     x = np.random.default_rng(4).normal(size=(7, 3)).astype("float32")
-    np.testing.assert_array_equal(clone(x, training=True).numpy(), layer(x, training=True).numpy())
-    np.testing.assert_array_equal(clone.codebook.numpy(), layer.codebook.numpy())
+    np.testing.assert_array_equal(to_numpy(clone(x, training=True)), to_numpy(layer(x, training=True)))
+    np.testing.assert_array_equal(to_numpy(clone.codebook), to_numpy(layer.codebook))
 
 
 MIRRORED_SCRIPT = """
 from vq_keras.layers import VectorQuantizerEMA
+
 
 batch = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
 initial = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
@@ -136,5 +135,6 @@ print("replicas agree")
 
 
 @pytest.mark.large
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute's replicas: TensorFlow only")
 def test_statistics_are_summed_across_replicas():
     assert "replicas agree" in run_on_two_cpus(MIRRORED_SCRIPT)

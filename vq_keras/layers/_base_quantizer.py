@@ -43,10 +43,10 @@ quantizer ("vq", "ema", "fsq", "rvq"); `make_quantizer(kind, **arguments)` build
 import warnings
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
+from vq_keras._backend import argmin_int32
 from vq_keras.layers._codebook_seeding import fold_seed, kmeans_plus_plus, sample_rows
 from vq_keras._index_checks import checked_range
 from vq_keras._replicas import gather_over_replicas, sum_over_replicas
@@ -75,7 +75,7 @@ def _straight_through(inputs, quantized):
             (upstream,) = args
         return upstream, ops.zeros_like(quantized)
 
-    return tf.identity(quantized), grad
+    return ops.copy(quantized), grad
 
 
 def l2_normalize(vectors):
@@ -398,9 +398,7 @@ class BaseQuantizer(Quantizer):
         )
 
     def _nearest(self, flat_inputs):
-        # tf.argmin, not ops.argmin: Keras' adds a negative-zero pass (4 element-wise
-        # ops) over the whole (N, K) distance matrix; the nearest code is the same.
-        return tf.argmin(self._distances(flat_inputs), axis=1, output_type="int32")
+        return argmin_int32(self._distances(flat_inputs), axis=1)
 
     def encode(self, inputs):
         """Returns the int32 index of the nearest code for every vector."""
