@@ -103,8 +103,8 @@ def losses_and_gradients(layer, x):
     ]
 
 
-def training_call(layer, jit_compile=False):
-    """`batch -> layer(batch, training=True)` compiled, the layer's state updates (EMA statistics,
+def training_call(layer, jit_compile=False, **call_kwargs):
+    """`batch -> layer(batch, training=True, **call_kwargs)` compiled, the layer's state updates (EMA statistics,
     counters) applied to its variables after each call: a `tf.function`, or on JAX the layer's
     `stateless_call` under `jax.jit` with the new values assigned back, as Keras's JAX trainer does."""
     if BACKEND == "jax":
@@ -112,7 +112,7 @@ def training_call(layer, jit_compile=False):
 
         @jax.jit
         def step(trainable, non_trainable, batch):
-            return layer.stateless_call(trainable, non_trainable, batch, training=True)
+            return layer.stateless_call(trainable, non_trainable, batch, training=True, **call_kwargs)
 
         def call(batch):
             outputs, updated = step(
@@ -125,4 +125,11 @@ def training_call(layer, jit_compile=False):
         return call
     import tensorflow as tf
 
-    return tf.function(lambda batch: layer(batch, training=True), jit_compile=jit_compile)
+    return tf.function(lambda batch: layer(batch, training=True, **call_kwargs), jit_compile=jit_compile)
+
+
+def tensorflow_only(reason):
+    """A pytest mark skipping a test on any other backend, with `reason` (what is TensorFlow-only)."""
+    import pytest
+
+    return pytest.mark.skipif(BACKEND != "tensorflow", reason=f"TensorFlow only: {reason}")

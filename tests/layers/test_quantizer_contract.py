@@ -7,8 +7,8 @@ mixed precision, .keras round trips and MirroredStrategy."""
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from tests.backend import BACKEND, input_jacobian, loss_and_gradients, tensorflow_only, to_numpy, training_call
 from tests.mirrored import run_on_two_cpus
 from vq_keras.layers import (
     QUANTIZERS,
@@ -18,6 +18,9 @@ from vq_keras.layers import (
     VectorQuantizerEMA,
     make_quantizer,
 )
+
+pytestmark = pytest.mark.backends  # the same checks on every backend (tests/backend.py)
+RESTARTS_ON_TF = tensorflow_only("dead-code restarts draw from TensorFlow's stateless RNG (the JAX port: issue #25)")
 
 CODEBOOK_QUANTIZERS = [VectorQuantizer, VectorQuantizerEMA]
 
@@ -59,12 +62,12 @@ def test_registry_names_every_quantizer_and_builds_each_from_the_arguments_it_ta
 def test_cosine_similarity_picks_the_code_of_largest_cosine_and_outputs_the_unit_code(cls):
     layer = _built(cls, num_embeddings=16, use_cosine_similarity=True)
     x = np.random.default_rng(1).normal(size=(20, 4)).astype("float32") * 3
-    codebook = layer.codebook.numpy()
+    codebook = to_numpy(layer.codebook)
     expected = (_unit(x) @ _unit(codebook).T).argmax(1)
     outputs, codes = layer(x, return_codes=True)
-    np.testing.assert_array_equal(codes.numpy(), expected)
-    np.testing.assert_allclose(outputs.numpy(), _unit(codebook)[expected], atol=1e-6)
-    np.testing.assert_allclose(layer.lookup(codes).numpy(), _unit(codebook)[expected], atol=1e-6)
+    np.testing.assert_array_equal(to_numpy(codes), expected)
+    np.testing.assert_allclose(to_numpy(outputs), _unit(codebook)[expected], atol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer.lookup(codes)), _unit(codebook)[expected], atol=1e-6)
     commitment = layer.commitment_cost * ((_unit(x) - _unit(codebook)[expected]) ** 2).mean()
     np.testing.assert_allclose(float(layer.losses[-1]), commitment, rtol=1e-5)
 
@@ -73,22 +76,22 @@ def test_cosine_similarity_picks_the_code_of_largest_cosine_and_outputs_the_unit
 def test_codebook_dim_looks_codes_up_in_the_projection_and_maps_them_back(cls):
     layer = _built(cls, num_embeddings=8, embedding_dim=6, codebook_dim=2)
     assert layer.codebook.shape == (8, 2)
-    (w_in, b_in), (w_out, b_out) = [[v.numpy() for v in pair] for pair in (layer.project_in, layer.project_out)]
+    (w_in, b_in), (w_out, b_out) = [[to_numpy(v) for v in pair] for pair in (layer.project_in, layer.project_out)]
     b_in[:] = 0.1
     layer.project_in[1].assign(b_in)
     x = np.random.default_rng(2).normal(size=(3, 5, 6)).astype("float32")
     h = x.reshape(-1, 6) @ w_in + b_in
-    codebook = layer.codebook.numpy()
+    codebook = to_numpy(layer.codebook)
     expected = _nearest(h, codebook)
     outputs, codes = layer(x, return_codes=True)
-    np.testing.assert_array_equal(codes.numpy().reshape(-1), expected)
-    np.testing.assert_allclose(outputs.numpy().reshape(-1, 6), codebook[expected] @ w_out + b_out, atol=1e-5)
-    np.testing.assert_allclose(layer.lookup(codes).numpy(), outputs.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(to_numpy(codes).reshape(-1), expected)
+    np.testing.assert_allclose(to_numpy(outputs).reshape(-1, 6), codebook[expected] @ w_out + b_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.lookup(codes)), to_numpy(outputs), atol=1e-6)
     # The gradient reaches the encoder side (through W_in) and both projections train.
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(x)) + sum(layer.losses)
-    gradients = tape.gradient(loss, [*layer.project_in, *layer.project_out])
-    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in gradients)
+    _, gradients = loss_and_gradients(layer, keras.ops.sum, x)
+    paths = [v.path for v in layer.trainable_variables]
+    projections = [gradients[paths.index(v.path)] for v in [*layer.project_in, *layer.project_out]]
+    assert all(g is not None and np.abs(to_numpy(g)).max() > 0 for g in projections)
 
 
 def _numpy_rotation_gradient(e, q, upstream):
@@ -109,14 +112,10 @@ def test_rotation_trick_outputs_the_code_and_its_gradient_is_the_rotated_rescale
     rng = np.random.default_rng(3)
     e = rng.normal(size=(6, 5)).astype("float32")
     upstream = rng.normal(size=(6, 5)).astype("float32")
-    x = tf.constant(e)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        outputs, codes = layer(x, return_codes=True)
-        target = tf.reduce_sum(outputs * upstream)
-    q = layer.codebook.numpy()[_nearest(e, layer.codebook.numpy())]
-    np.testing.assert_array_equal(outputs.numpy(), q)  # exactly the code, as straight-through
-    gradient = tape.gradient(target, x).numpy()
+    outputs = layer(e)
+    q = to_numpy(layer.codebook)[_nearest(e, to_numpy(layer.codebook))]
+    np.testing.assert_array_equal(to_numpy(outputs), q)  # exactly the code, as straight-through
+    gradient = input_jacobian(lambda x: keras.ops.sum(layer(x) * upstream), e)
     expected = _numpy_rotation_gradient(e, q, upstream)
     np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-5)
     assert np.abs(gradient - upstream).max() > 1e-2  # not the straight-through gradient
@@ -160,11 +159,11 @@ def test_every_quantizer_trains_the_same_eagerly_and_under_xla():
         for layer in (eager, compiled):
             layer.build(x.shape)
         compiled.set_weights(eager.get_weights())
-        step = tf.function(lambda inputs: compiled(inputs, training=True, return_codes=True), jit_compile=True)
+        step = training_call(compiled, jit_compile=True, return_codes=True)
         for _ in range(2):
             want, got = eager(x, training=True, return_codes=True), step(x)
-            np.testing.assert_array_equal(got[1].numpy(), want[1].numpy())
-            np.testing.assert_allclose(got[0].numpy(), want[0].numpy(), atol=1e-5)
+            np.testing.assert_array_equal(to_numpy(got[1]), to_numpy(want[1]))
+            np.testing.assert_allclose(to_numpy(got[0]), to_numpy(want[0]), atol=1e-5)
         for a, b in zip(eager.get_weights(), compiled.get_weights()):
             np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -178,10 +177,11 @@ def test_every_quantizer_keeps_float32_math_under_mixed_precision():
         assert all(w.dtype == "float32" for w in mixed.weights)
         outputs, codes = mixed(x.astype("float16"), return_codes=True)
         assert outputs.dtype == "float16"
-        np.testing.assert_array_equal(codes.numpy(), full.encode(x.astype("float16").astype("float32")).numpy())
+        np.testing.assert_array_equal(to_numpy(codes), to_numpy(full.encode(x.astype("float16").astype("float32"))))
         assert all(loss.dtype == "float32" for loss in mixed.losses)
 
 
+@RESTARTS_ON_TF
 def test_every_quantizer_survives_a_keras_file_round_trip(tmp_path):
     x = np.random.default_rng(6).normal(size=(2, 3, 3, 4)).astype("float32")
     for layer in _every_quantizer():
@@ -192,8 +192,8 @@ def test_every_quantizer_survives_a_keras_file_round_trip(tmp_path):
         model.save(path)
         reloaded = keras.saving.load_model(path).layers[-1]
         assert type(reloaded) is type(layer) and reloaded.get_config() == layer.get_config()
-        np.testing.assert_array_equal(reloaded.encode(x).numpy(), layer.encode(x).numpy())
-        np.testing.assert_allclose(reloaded(x).numpy(), layer(x).numpy(), atol=1e-6)
+        np.testing.assert_array_equal(to_numpy(reloaded.encode(x)), to_numpy(layer.encode(x)))
+        np.testing.assert_allclose(to_numpy(reloaded(x)), to_numpy(layer(x)), atol=1e-6)
 
 
 MIRRORED_SCRIPT = """
@@ -226,6 +226,7 @@ for single, many in zip(singles, mirrored):
 
 
 @pytest.mark.large
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute's replicas: TensorFlow only")
 def test_mirrored_replicas_of_every_quantizer_equal_one_device_on_the_whole_batch():
     output = run_on_two_cpus(MIRRORED_SCRIPT)
     for name in ("VectorQuantizer", "VectorQuantizerEMA", "FiniteScalarQuantizer", "ResidualVectorQuantizer"):
@@ -238,9 +239,9 @@ def test_lookup_takes_codes_and_its_old_keyword_indices_with_a_deprecation_warni
     inputs = np.random.default_rng(0).normal(size=(3, layer.embedding_dim)).astype("float32")
     layer(inputs)
     codes = layer.encode(inputs)
-    expected = layer.lookup(codes).numpy()
-    np.testing.assert_array_equal(layer.lookup(codes=codes).numpy(), expected)
+    expected = to_numpy(layer.lookup(codes))
+    np.testing.assert_array_equal(to_numpy(layer.lookup(codes=codes)), expected)
     with pytest.warns(DeprecationWarning, match=r"lookup\(indices=...\) is deprecated: pass .* lookup\(codes=...\)"):
-        np.testing.assert_array_equal(layer.lookup(indices=codes).numpy(), expected)
+        np.testing.assert_array_equal(to_numpy(layer.lookup(indices=codes)), expected)
     with pytest.raises(TypeError, match="takes codes \\(or its old name indices\\), not both"):
         layer.lookup(codes, indices=codes)
