@@ -18,6 +18,10 @@
    and of 32x32 PNGs (the same sample images), and on the TFDS data set --tfds (from --data_dir),
    at --image_size 64 (--steps_64 steps in epochs of --epoch_steps) and 256 (--steps_256 steps),
    with each run's training speed (images/s over its last epoch, from Keras's ms/step).
+6. With --speed_against=DIR (another checkout, e.g. a worktree of an older commit), instead: the
+   training speed of this checkout and of DIR on the same folder of --memory_files 178x218 JPEGs at
+   --image_size=64, --speed_steps steps each, alternating (this, DIR, this, DIR, ...) --speed_rounds
+   times, with each run's peak RSS.
 
 Prints one line per figure and the load average before and after.
 """
@@ -57,6 +61,9 @@ flags.DEFINE_string("tfds", "cifar10", "The TFDS data set of the memory runs (''
 flags.DEFINE_string("data_dir", None, "Where --tfds is prepared.")
 flags.DEFINE_list("sources", "jpeg178x218,png32x32,jpeg512x512,jpeg2048x1536,tfds", "Sources of the memory runs.")
 flags.DEFINE_list("image_sizes", "64,256", "--image_size values of the memory runs.")
+flags.DEFINE_string("speed_against", None, "Another checkout to compare the folder run's speed with (6. above).")
+flags.DEFINE_integer("speed_steps", 300, "Training steps of each speed run (in epochs of --epoch_steps).")
+flags.DEFINE_integer("speed_rounds", 2, "Runs of each checkout in the speed comparison.")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,17 +109,18 @@ def train_rate():
     return FLAGS.train_steps * FLAGS.batch_size / (time.perf_counter() - started)
 
 
-def fit_run(dataset, logdir, *flags_):
+def fit_run(dataset, logdir, *flags_, repo=REPO):
     """(seconds to the "Training" line, seconds to the end, peak RSS in MB, output lines) of a training.fit
-    of `dataset` with --image_size=64 --epochs=1 --steps_per_epoch=20 --validation_steps=2, or `flags_`."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), "CI": "1"}
+    of `dataset` with --image_size=64 --epochs=1 --steps_per_epoch=20 --validation_steps=2, or `flags_`,
+    from the checkout `repo`."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(repo), "CI": "1"}
     flags_ = flags_ or ("--image_size=64", "--epochs=1", "--steps_per_epoch=20", "--validation_steps=2")
     args = [
         sys.executable, "-m", "training.fit", f"--dataset={dataset}", *flags_, f"--batch_size={FLAGS.batch_size}",
         "--overwrite", f"--logdir={logdir}",
     ]
     started = time.perf_counter()
-    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ready, lines = [], []
 
     def read():
@@ -170,9 +178,29 @@ def memory_runs(workdir):
                   f"last epoch {speed:.1f} images/s, {ended:.0f} s in all (load {os.getloadavg()[0]:.2f})", flush=True)
 
 
+def speed_runs(workdir):
+    """Prints images/s and peak RSS of this checkout's and --speed_against's folder runs, alternating."""
+    size, kind = MEMORY_FOLDERS["jpeg178x218"]
+    folder = workdir / f"jpeg178x218_{FLAGS.memory_files}"
+    write_folder(folder, FLAGS.memory_files, size, kind)
+    per_epoch = min(FLAGS.speed_steps, FLAGS.epoch_steps)
+    for round_ in range(FLAGS.speed_rounds):
+        for name, repo in (("this checkout", REPO), (FLAGS.speed_against, Path(FLAGS.speed_against))):
+            _, ended, rss, lines = fit_run(
+                f"folder:{folder}", workdir / "run_speed", "--image_size=64", f"--epochs={FLAGS.speed_steps // per_epoch}",
+                f"--steps_per_epoch={per_epoch}", "--validation_steps=2", repo=repo,
+            )
+            print(f"round {round_ + 1}, {name}: last epoch {FLAGS.batch_size / last_step_seconds(lines):.1f} images/s, "
+                  f"peak RSS {rss:.0f} MB, {ended:.0f} s in all (load {os.getloadavg()[0]:.2f})", flush=True)
+
+
 def main(argv):
     workdir = Path(FLAGS.workdir)
     print(f"load average before: {os.getloadavg()}")
+    if FLAGS.speed_against:
+        speed_runs(workdir)
+        print(f"load average after: {os.getloadavg()}")
+        return
     if FLAGS.memory:
         memory_runs(workdir)
         print(f"load average after: {os.getloadavg()}")
