@@ -18,10 +18,11 @@
    and of 32x32 PNGs (the same sample images), and on the TFDS data set --tfds (from --data_dir),
    at --image_size 64 (--steps_64 steps in epochs of --epoch_steps) and 256 (--steps_256 steps),
    with each run's training speed (images/s over its last epoch, from Keras's ms/step).
-6. With --speed_against=DIR (another checkout, e.g. a worktree of an older commit), instead: the
-   training speed of this checkout and of DIR on the same folder of --memory_files 178x218 JPEGs at
-   --image_size=64, --speed_steps steps each, alternating (this, DIR, this, DIR, ...) --speed_rounds
-   times, with each run's peak RSS.
+6. With --speed_against=DIR (another checkout, e.g. a worktree of an older commit), instead, on the
+   same folder of --memory_files 178x218 JPEGs at --image_size=64, alternating (this, DIR, this, DIR,
+   ...): the pipeline's images/s (2. above, one child process each, --pipeline_rounds times), then the
+   training speed of `training.fit` runs of --speed_steps steps (--speed_rounds times) with each run's
+   peak RSS.
 
 Prints one line per figure and the load average before and after.
 """
@@ -63,7 +64,8 @@ flags.DEFINE_list("sources", "jpeg178x218,png32x32,jpeg512x512,jpeg2048x1536,tfd
 flags.DEFINE_list("image_sizes", "64,256", "--image_size values of the memory runs.")
 flags.DEFINE_string("speed_against", None, "Another checkout to compare the folder run's speed with (6. above).")
 flags.DEFINE_integer("speed_steps", 300, "Training steps of each speed run (in epochs of --epoch_steps).")
-flags.DEFINE_integer("speed_rounds", 2, "Runs of each checkout in the speed comparison.")
+flags.DEFINE_integer("speed_rounds", 2, "Training runs of each checkout in the speed comparison.")
+flags.DEFINE_integer("pipeline_rounds", 6, "Pipeline measurements of each checkout in the speed comparison.")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,9 +185,22 @@ def speed_runs(workdir):
     size, kind = MEMORY_FOLDERS["jpeg178x218"]
     folder = workdir / f"jpeg178x218_{FLAGS.memory_files}"
     write_folder(folder, FLAGS.memory_files, size, kind)
+    checkouts = (("this checkout", REPO), (FLAGS.speed_against, Path(FLAGS.speed_against)))
+    measure = (
+        "from pathlib import Path; from benchmarks import input_pipeline as b; "
+        f"b.FLAGS(['x', '--batch_size={FLAGS.batch_size}', '--pipeline_batches={FLAGS.pipeline_batches}']); "
+        f"print(b.pipeline_rate(Path({str(folder)!r})))"
+    )
+    for round_ in range(FLAGS.pipeline_rounds):
+        for name, repo in checkouts:
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(repo)}
+            output = subprocess.run([sys.executable, "-c", measure], cwd=repo, env=env, capture_output=True, text=True,
+                                    check=True).stdout
+            print(f"round {round_ + 1}, {name}: pipeline {float(output.split()[-1]):.0f} images/s "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
     per_epoch = min(FLAGS.speed_steps, FLAGS.epoch_steps)
     for round_ in range(FLAGS.speed_rounds):
-        for name, repo in (("this checkout", REPO), (FLAGS.speed_against, Path(FLAGS.speed_against))):
+        for name, repo in checkouts:
             _, ended, rss, lines = fit_run(
                 f"folder:{folder}", workdir / "run_speed", "--image_size=64", f"--epochs={FLAGS.speed_steps // per_epoch}",
                 f"--steps_per_epoch={per_epoch}", "--validation_steps=2", repo=repo,
