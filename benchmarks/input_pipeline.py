@@ -202,8 +202,9 @@ def speed_runs(workdir):
     for round_ in range(FLAGS.speed_rounds):
         for name, repo in checkouts:
             _, ended, rss, lines = fit_run(
-                f"folder:{folder}", workdir / "run_speed", "--image_size=64", f"--epochs={FLAGS.speed_steps // per_epoch}",
-                f"--steps_per_epoch={per_epoch}", "--validation_steps=2", repo=repo,
+                f"folder:{folder}", workdir / "run_speed", "--image_size=64",
+                f"--epochs={FLAGS.speed_steps // per_epoch}", f"--steps_per_epoch={per_epoch}", "--validation_steps=2",
+                repo=repo,
             )
             print(f"round {round_ + 1}, {name}: last epoch {FLAGS.batch_size / last_step_seconds(lines):.1f} images/s, "
                   f"peak RSS {rss:.0f} MB, {ended:.0f} s in all (load {os.getloadavg()[0]:.2f})", flush=True)

@@ -120,8 +120,8 @@ def load_image_data(
         numbered = shuffled_stream(
             source.train, batch_size, seed, source.num_train, step, numbered=True, item_bytes=source.item_bytes
         )
-        images = _decoded(numbered, source, skip_bad_images, size, augment)
-        return _bounded(images.batch(batch_size, drop_remainder=True).map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+        batches = _decoded(numbered, source, skip_bad_images, size, augment).batch(batch_size, drop_remainder=True)
+        return _bounded(batches.map(_to_float, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
     validation = centred(source.validation).batch(batch_size)
     return ImageData(
