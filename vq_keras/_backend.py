@@ -5,7 +5,6 @@ faster (argmin) and its in-graph assertions; JAX gets the `keras.ops` equivalent
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 IS_TENSORFLOW = keras.backend.backend() == "tensorflow"
@@ -24,9 +23,7 @@ def argmin_int32(values, axis):
 
 def is_concrete(value):
     """Whether `value`'s numbers can be read now: an eager TensorFlow tensor or a JAX array outside a
-    trace (not a tf.function's or jax.jit's symbolic value, nor a KerasTensor)."""
-    if isinstance(value, keras.KerasTensor):
-        return False
+    trace (not a tf.function's or jax.jit's symbolic value)."""
     if IS_TENSORFLOW:
         import tensorflow as tf
 
@@ -34,7 +31,3 @@ def is_concrete(value):
     import jax
 
     return not isinstance(value, jax.core.Tracer)
-
-
-def to_numpy_now(value):
-    return np.asarray(ops.convert_to_numpy(value))

@@ -1,8 +1,10 @@
 """Range checks of integer indices: eagerly a ValueError, in a graph assertions."""
 
+import keras
 import tensorflow as tf
+from keras import ops
 
-from vq_keras._backend import IS_TENSORFLOW, is_concrete, to_numpy_now
+from vq_keras._backend import IS_TENSORFLOW, is_concrete
 
 
 def range_checked(indices, limit, message):
@@ -23,8 +25,10 @@ def checked_range(indices, limit, message, what="values"):
     """`indices` checked to lie in [0, limit): eagerly a ValueError (`message`, then
     "Received: <what> from <min> to <max>"); in a TensorFlow graph `range_checked`; symbolic
     Keras tensors and JAX traces pass unchecked."""
+    if isinstance(indices, keras.KerasTensor):
+        return indices
     if is_concrete(indices):
-        values = to_numpy_now(indices)
+        values = ops.convert_to_numpy(indices)
         if values.size and (values.min() < 0 or values.max() >= limit):
             raise ValueError(f"{message} Received: {what} from {values.min()} to {values.max()}")
         return indices
