@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vq_keras._backend import IS_TENSORFLOW, is_concrete
+
 # How many offending images an eager error names.
 SHOWN_IMAGES = 5
 
@@ -33,15 +35,24 @@ def unit_interval_assertion(images, message):
 def unit_checked(images, owner):
     """`images` checked to be finite and in [0, 1]; `owner` names the caller in the error.
 
-    Eagerly (NumPy arrays or eager tensors) a ValueError names what is wrong; in a
-    graph the returned tensor carries the assertion, so everything computed from it
-    runs after the check. Symbolic Keras tensors pass unchecked.
+    Eagerly (NumPy arrays, eager tensors, JAX arrays outside a trace) a ValueError names
+    what is wrong; in a TensorFlow graph the returned tensor carries the assertion
+    (`graph_unit_checked`). Symbolic Keras tensors and JAX traces pass unchecked.
     """
     if isinstance(images, keras.KerasTensor):
         return images
-    if tf.executing_eagerly():
+    if is_concrete(images):
         _check_eagerly(np.asarray(images, dtype=np.float32), owner)
         return images
+    if not IS_TENSORFLOW:  # a JAX trace has no assertions (short of checkify)
+        return images
+    return graph_unit_checked(images, owner)
+
+
+def graph_unit_checked(images, owner):
+    """`images` (a tensor of a TensorFlow graph: a tf.function or a tf.data map, whatever the
+    Keras backend) carrying the assertion that they are finite and in [0, 1]: everything
+    computed from the result runs after the check."""
     message = (
         f"{owner} expects finite float images scaled to [0, 1] (values are never clipped). Divide "
         "images in 0..255 by 255; drop or repair images holding NaN or infinity. Received min and max:"

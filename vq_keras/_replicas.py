@@ -4,18 +4,30 @@ Each replica computes its loss as the mean over its share of the global batch;
 the optimizer then sums the replicas' gradients. Dividing the loss by the
 number of replicas makes that sum the gradient of the global-batch mean, as
 Keras' own TensorFlow trainer does (`scale_loss_for_distribution`).
+
+tf.distribute is TensorFlow's: on other Keras backends there is one replica and every
+function here returns its value unchanged.
 """
 
 import tensorflow as tf
 
+from vq_keras._backend import IS_TENSORFLOW
+
 
 def num_replicas():
     """Replicas in sync under the current tf.distribute strategy (1 without one)."""
+    if not IS_TENSORFLOW:
+        return 1
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def _replica_context():
+    """The tf.distribute replica context, or None (cross-replica, or not TensorFlow)."""
+    return tf.distribute.get_replica_context() if IS_TENSORFLOW else None
+
+
 def _all_reduce(reduce_op, value):
-    context = tf.distribute.get_replica_context()
+    context = _replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(reduce_op, value)
@@ -33,10 +45,16 @@ def mean_over_replicas(value):
 
 def gather_over_replicas(value):
     """Every replica's `value` concatenated on axis 0, in replica order, on every replica."""
-    context = tf.distribute.get_replica_context()
+    context = _replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_gather(value, axis=0)
+
+
+def share_of_replica(loss):
+    """The global-batch mean `loss` as this replica's share: the loss a Keras `compute_loss`
+    returns (the optimizer sums the replicas' gradients)."""
+    return loss / float(num_replicas())
 
 
 def loss_for_gradients(optimizer, loss):
@@ -44,7 +62,7 @@ def loss_for_gradients(optimizer, loss):
     optimizer (a `LossScaleOptimizer` under mixed_float16; identity otherwise).
     Differentiate the result inside the tape and pass the gradients to
     `optimizer.apply`, which unscales them and sums them across replicas."""
-    return optimizer.scale_loss(loss / float(num_replicas()))
+    return optimizer.scale_loss(share_of_replica(loss))
 
 
 def own_losses(losses):
@@ -55,7 +73,7 @@ def own_losses(losses):
     (the EMA all-reduce inside the quantizer's call) then also sees the losses
     of the replicas before it. Each replica's ops sit on its own device.
     """
-    if not tf.distribute.has_strategy():
+    if not IS_TENSORFLOW or not tf.distribute.has_strategy():
         return list(losses)
     context = tf.distribute.get_replica_context()
     devices = tf.distribute.get_strategy().extended.worker_devices

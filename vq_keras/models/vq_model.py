@@ -1,11 +1,14 @@
+import contextlib
+import threading
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._image_checks import unit_checked
-from vq_keras._replicas import loss_for_gradients, mean_over_replicas, own_losses, sum_over_replicas
+from vq_keras._image_checks import graph_unit_checked, unit_checked
+from vq_keras._replicas import mean_over_replicas, own_losses, share_of_replica, sum_over_replicas
 from vq_keras.layers._validation import require_number, require_positive_int
 
 DEFAULT_LEARNING_RATE = 3e-4  # Adam, as in the VQ-VAE paper and Sonnet's example
@@ -73,6 +76,7 @@ class VQModel(keras.Model):
             prefix = f"{level}_" if level else ""
             names += [f"{prefix}perplexity", f"{prefix}codebook_usage"]
         self._trackers = [keras.metrics.Mean(name=name) for name in names]
+        self._step_state = threading.local()
 
     @property
     def metrics(self):
@@ -170,8 +174,14 @@ class VQModel(keras.Model):
         self.build_if_needed()
         return unit_checked(images, type(self).__name__)
 
+    def _checked_pipeline_images(self, images):
+        """`_checked_images` for a tf.data map (a TensorFlow graph on any Keras backend)."""
+        self._check_dtype(images)
+        self.check_image_shape(images.shape)
+        return graph_unit_checked(images, type(self).__name__)
+
     def __call__(self, images, *args, **kwargs):
-        return super().__call__(self._checked_images(images), *args, **kwargs)
+        return super().__call__(self._checked_images(select_images(images)), *args, **kwargs)
 
     def build_if_needed(self):
         """Builds the model from shapes alone (any image size) if it is not built yet."""
@@ -182,13 +192,50 @@ class VQModel(keras.Model):
         """Encodes and decodes float32 images in [0, 1]; returns images clipped to [0, 1]."""
         return ops.clip(self(images, training=False), 0.0, 1.0)
 
-    def _losses_and_codes(self, images, training):
-        reconstruction, codes = self(images, training=training, return_codes=True)
+    def train_step(self, *state_and_data):
+        """Keras' own train step (either backend: `(data)` on TensorFlow, `(state, data)` on JAX),
+        its forward pass returning the code grids beside the reconstruction for `compute_loss`."""
+        with self._forward_with_codes():
+            return super().train_step(*state_and_data)
+
+    def test_step(self, *state_and_data):
+        with self._forward_with_codes():
+            return super().test_step(*state_and_data)
+
+    @contextlib.contextmanager
+    def _forward_with_codes(self):
+        # Keras' steps call `self(x, training=...)` and hand the output to compute_loss and
+        # compute_metrics; the code metrics need the codes, which `call` returns only when asked.
+        # Per thread: MirroredStrategy traces every replica's step in its own thread.
+        previous = getattr(self._step_state, "with_codes", False)
+        self._step_state.with_codes = True
+        try:
+            yield
+        finally:
+            self._step_state.with_codes = previous
+
+    def _returns_codes(self, return_codes):
+        """`return_codes` of a call, or True inside fit's and evaluate's steps."""
+        return return_codes or getattr(self._step_state, "with_codes", False)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Reconstruction MSE / data_variance plus the quantizers' `add_loss` terms, as this
+        replica's share of the global-batch loss; records the step's metrics."""
+        images = self._images_from(x)
+        reconstruction, codes = y_pred
         reconstruction = ops.cast(reconstruction, "float32")
         reconstruction_loss = ops.mean(ops.square(reconstruction - images)) / self.data_variance
         # A quantizer without losses (FiniteScalarQuantizer) leaves the list empty.
         vq_loss = sum((ops.cast(loss, "float32") for loss in own_losses(self.losses)), ops.zeros((), "float32"))
-        return reconstruction_loss, vq_loss, codes
+        self._record(reconstruction_loss, vq_loss, codes)
+        return share_of_replica(reconstruction_loss + vq_loss)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """The logs: `compute_loss` updated the metrics (it alone sees the quantizer losses)."""
+        logs = {tracker.name: tracker.result() for tracker in self._trackers}
+        for usage in self.code_usage:
+            logs.update(usage.result())
+        return logs
 
     def _record(self, reconstruction_loss, vq_loss, codes):
         # Global-batch values on every replica: perplexity is not linear in the
@@ -203,30 +250,13 @@ class VQModel(keras.Model):
             values.append(metrics.codebook_usage_of_counts(counts))
         for tracker, value in zip(self._trackers, values):
             tracker.update_state(value)
-        logs = {tracker.name: tracker.result() for tracker in self._trackers}
-        for usage in self.code_usage:
-            logs.update(usage.result())
-        return logs
 
     def _images_from(self, data):
         """Accepts images, (images,), (images, labels) or {"image": ...} batches; refuses
         integer images when traced (their values are checked when the model is called)."""
-        images = _select_images(data)
+        images = select_images(data)
         self._check_dtype(images)
         return ops.cast(images, "float32")
-
-    def train_step(self, data):
-        images = self._images_from(data)
-        with tf.GradientTape() as tape:
-            reconstruction_loss, vq_loss, codes = self._losses_and_codes(images, training=True)
-            loss = loss_for_gradients(self.optimizer, reconstruction_loss + vq_loss)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._record(reconstruction_loss, vq_loss, codes)
-
-    def test_step(self, data):
-        images = self._images_from(data)
-        return self._record(*self._losses_and_codes(images, training=False))
 
     def predict_step(self, data):
         """The reconstruction (not clipped) of the batch's images, taken as in fit."""
@@ -259,11 +289,12 @@ class VQModel(keras.Model):
         if isinstance(data, tf.data.Dataset):
             if not self.jit_compile:
                 return data
+            check = self._checked_pipeline_images
             return data.map(
-                lambda *element: _with_images(element[0] if len(element) == 1 else element, self._checked_images),
+                lambda *element: _with_images(element[0] if len(element) == 1 else element, check),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
-        images = _select_images(data)
+        images = select_images(data)
         if isinstance(images, (np.ndarray, tf.Tensor)):
             self._checked_images(images)
         return data
@@ -278,17 +309,17 @@ class VQModel(keras.Model):
         }
 
 
-def _select_images(data):
+def select_images(data):
     """The images of a batch: images, (images,), (images, labels) or {"image": images, ...}."""
     if isinstance(data, dict):
-        return _select_images(data["image"])
+        return select_images(data["image"])
     if isinstance(data, (tuple, list)):
-        return _select_images(data[0])
+        return select_images(data[0])
     return data
 
 
 def _with_images(data, function):
-    """A batch like `data` (see `_select_images`) with `function` applied to its images."""
+    """A batch like `data` (see `select_images`) with `function` applied to its images."""
     if isinstance(data, dict):
         return {**data, "image": _with_images(data["image"], function)}
     if isinstance(data, (tuple, list)):

@@ -8,7 +8,7 @@ from vq_keras._conv_init import conv_kernel_initializer, transposed_kernel_initi
 from vq_keras._index_checks import checked_range
 from vq_keras.models.decoder import Decoder
 from vq_keras.models.encoder import Encoder
-from vq_keras.models.vq_model import VQModel
+from vq_keras.models.vq_model import VQModel, select_images
 from vq_keras.zoo._common import PIXEL_SHIFT, PresetMixin, level_quantizers, quantizer_config
 
 
@@ -163,9 +163,10 @@ class LevelledVQVAE(PresetMixin, VQModel):
         return ops.cast(self.decoder(ops.concatenate(maps, axis=-1)), "float32") + PIXEL_SHIFT
 
     def call(self, images, training=None, return_codes=False):
-        quantized, codes = self._quantize(images, training=training)
+        # JAX's stateless_call (fit's step) calls `call` directly with the step's batch.
+        quantized, codes = self._quantize(select_images(images), training=training)
         reconstruction = self._decode_quantized(quantized)
-        return (reconstruction, codes) if return_codes else reconstruction
+        return (reconstruction, codes) if self._returns_codes(return_codes) else reconstruction
 
     def encode_levels(self, images):
         """float32 images in [0, 1] -> list of int32 code grids, top first."""
