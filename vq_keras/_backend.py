@@ -31,3 +31,50 @@ def is_concrete(value):
     import jax
 
     return not isinstance(value, jax.core.Tracer)
+
+
+# Stateless random draws from an int (2,) seed. TensorFlow keeps the Philox stream its
+# restarts and k-means++ seeding have always drawn (so trained entries retrain the same);
+# JAX draws from threefry keys made of the same two numbers: seeded and deterministic on each
+# backend, but a different stream (Keras' own stateless draws differ across backends too).
+TENSORFLOW_RNG = "philox"  # one algorithm everywhere: "auto_select" may differ between XLA and plain TF
+
+
+def _jax_key(seed):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.random.wrap_key_data(jnp.asarray(seed).astype(jnp.uint32), impl="threefry2x32")
+
+
+def fold_seed(seed, value):
+    """A new (2,) seed from `seed` and an integer `value`."""
+    if IS_TENSORFLOW:
+        import tensorflow as tf
+
+        return tf.random.experimental.stateless_fold_in(seed, tf.cast(value, "int32"), alg=TENSORFLOW_RNG)
+    import jax
+
+    return jax.random.key_data(jax.random.fold_in(_jax_key(seed), value))
+
+
+def stateless_uniform(shape, seed):
+    """float32 draws uniform in [0, 1) of `shape` from `seed`."""
+    if IS_TENSORFLOW:
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(shape, seed, alg=TENSORFLOW_RNG)
+    import jax
+
+    return jax.random.uniform(_jax_key(seed), tuple(shape), "float32")
+
+
+def stateless_normal(shape, seed):
+    """float32 standard normal draws of `shape` from `seed`."""
+    if IS_TENSORFLOW:
+        import tensorflow as tf
+
+        return tf.random.stateless_normal(shape, seed, alg=TENSORFLOW_RNG)
+    import jax
+
+    return jax.random.normal(_jax_key(seed), tuple(shape), "float32")

@@ -46,8 +46,8 @@ import keras
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._backend import argmin_int32
-from vq_keras.layers._codebook_seeding import fold_seed, kmeans_plus_plus, sample_rows
+from vq_keras._backend import IS_TENSORFLOW, argmin_int32, fold_seed
+from vq_keras.layers._codebook_seeding import kmeans_plus_plus, sample_rows
 from vq_keras._index_checks import checked_range
 from vq_keras._replicas import gather_over_replicas, sum_over_replicas
 from vq_keras.layers._validation import require_choice, require_number, require_positive_int, takes_numpy_scalars
@@ -230,7 +230,17 @@ class BaseQuantizer(Quantizer):
     outputs before quantizing it; the `codebook_initialized` weight records
     that it happened, so a reloaded layer does not seed again. See
     `kmeans_plus_plus` for batches with fewer distinct vectors than codes.
+
+    Backends: both move codebook rows inside a training call. Keras' JAX
+    trainer keeps only the non-trainable state such a call assigns, so on JAX
+    only a codebook that is state (`VectorQuantizerEMA`) takes them; a
+    VectorQuantizer asked for them there raises ValueError. Their random draws
+    are seeded on every backend, from TensorFlow's Philox or JAX's threefry
+    stream: the same seed picks other vectors on the two backends.
     """
+
+    # Whether the codebook is state the layer assigns (EMA) rather than a weight trained by gradients.
+    codebook_is_state = False
 
     @takes_numpy_scalars
     def __init__(
@@ -262,6 +272,7 @@ class BaseQuantizer(Quantizer):
                 f"Received: use_cosine_similarity={use_cosine_similarity!r}"
             )
         _require_codebook_dim(name, codebook_dim, embedding_dim)
+        self._require_codebook_moves_survive(dead_code_threshold, codebook_init)
         require_choice(name, "gradient", gradient, GRADIENTS)
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
@@ -326,6 +337,21 @@ class BaseQuantizer(Quantizer):
     def _build_codebook(self):
         raise NotImplementedError
 
+    def _require_codebook_moves_survive(self, dead_code_threshold, codebook_init):
+        """Refuses restarts and k-means++ where Keras would drop the codebook rows they move."""
+        if IS_TENSORFLOW or self.codebook_is_state:
+            return
+        if dead_code_threshold is None and codebook_init != "kmeans++":
+            return
+        raise ValueError(
+            f"{type(self).__name__} trains its codebook by gradients, and on the {keras.backend.backend()} "
+            "backend Keras keeps no assignment to a trainable weight made inside a training step "
+            "(stateless_call returns the non-trainable state only), so dead-code restarts and k-means++ "
+            "seeding, which move codebook rows in the forward pass, would be lost. Received: "
+            f"dead_code_threshold={dead_code_threshold!r}, codebook_init={codebook_init!r}. Use "
+            "VectorQuantizerEMA (quantizer=\"ema\"), whose codebook is state, or the TensorFlow backend."
+        )
+
     def _update_codebook(self, flat_inputs, flat_codes, counts):
         """Hook for codebook updates in the forward pass (EMA); no-op here.
 
@@ -337,7 +363,7 @@ class BaseQuantizer(Quantizer):
 
     def _restart_codes(self, dead, vectors):
         """Moves the codes where `dead` (bool (K,)) onto the rows of `vectors` (K, d)."""
-        self.codebook.assign(ops.where(dead[:, None], vectors, self.codebook))
+        self.codebook.assign(ops.where(dead[:, None], vectors, ops.convert_to_tensor(self.codebook)))
 
     def _seed(self, purpose):
         """A stateless RNG seed, the same on every replica, new every training call."""

@@ -74,6 +74,8 @@ class VectorQuantizerEMA(BaseQuantizer):
         arXiv:1711.00937, appendix A.1.
     """
 
+    codebook_is_state = True  # assigned from the EMA statistics, never trained by gradients
+
     @takes_numpy_scalars
     def __init__(
         self,
@@ -124,9 +126,11 @@ class VectorQuantizerEMA(BaseQuantizer):
     def _restart_codes(self, dead, vectors):
         # A restarted code keeps the mean cluster size N and gets m = N * e, so
         # the next EMA update averages its new vectors with e instead of undoing it.
-        size = ops.mean(self.ema_cluster_size)
-        self.ema_cluster_size.assign(ops.where(dead, size, self.ema_cluster_size))
-        self.ema_embedding_sum.assign(ops.where(dead[:, None], size * vectors, self.ema_embedding_sum))
+        cluster_size = ops.convert_to_tensor(self.ema_cluster_size)
+        embedding_sum = ops.convert_to_tensor(self.ema_embedding_sum)
+        size = ops.mean(cluster_size)
+        self.ema_cluster_size.assign(ops.where(dead, size, cluster_size))
+        self.ema_embedding_sum.assign(ops.where(dead[:, None], size * vectors, embedding_sum))
         super()._restart_codes(dead, vectors)
 
     def get_config(self):
