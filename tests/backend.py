@@ -46,6 +46,31 @@ def loss_and_gradients(layer, loss_of_outputs, inputs, **call_kwargs):
     return loss, tape.gradient(loss, layer.trainable_variables)
 
 
+def gradients(loss_of, variables, with_losses_of=None):
+    """Gradients of the scalar `loss_of()` (any Keras code reading `variables`), plus the losses
+    that layer `with_losses_of` adds in it if given, for each of `variables`, as NumPy (TensorFlow's
+    None, a gradient that does not exist, as zeros)."""
+    if BACKEND == "jax":
+        import jax
+
+        def with_values(values):
+            mapping = list(zip(variables, values))
+            with keras.StatelessScope(state_mapping=mapping, collect_losses=with_losses_of is not None) as scope:
+                loss = loss_of()
+            return loss + sum(scope.losses)
+
+        return [to_numpy(g) for g in jax.grad(with_values)([v.value for v in variables])]
+    import numpy as np
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = loss_of() + (sum(with_losses_of.losses) if with_losses_of is not None else 0.0)
+    return [
+        np.zeros(v.shape, "float32") if g is None else to_numpy(tf.convert_to_tensor(g))
+        for v, g in zip(variables, tape.gradient(loss, variables))
+    ]
+
+
 def to_numpy(value):
     """A backend tensor (or variable) as a NumPy array."""
     return keras.ops.convert_to_numpy(value)

@@ -145,8 +145,10 @@ ALL_OPTIONS = dict(use_cosine_similarity=True, codebook_dim=3, gradient="rotatio
 def _every_quantizer(dtype=None, restarts=True):
     # XLA draws another random stream than plain TF for the same seed: no restarts to compare.
     options = ALL_OPTIONS if restarts else {**ALL_OPTIONS, "dead_code_threshold": None}
+    # On JAX a codebook trained by gradients takes no restarts (test_base_quantizer says why).
+    gradient_options = options if BACKEND == "tensorflow" else {**options, "dead_code_threshold": None}
     return [
-        VectorQuantizer(8, 4, dtype=dtype, **options),
+        VectorQuantizer(8, 4, dtype=dtype, **gradient_options),
         VectorQuantizerEMA(8, 4, dtype=dtype, **options),
         FiniteScalarQuantizer((4, 3, 3, 2), dtype=dtype),
         ResidualVectorQuantizer(2, 8, 4, dead_code_threshold=options["dead_code_threshold"], dtype=dtype),

@@ -4,6 +4,8 @@ import pytest
 from tests.layer_harness import run_layer_test
 from vq_keras.models import Decoder
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.mark.parametrize("num_upsamples, size", [(1, 16), (2, 32), (3, 64)])
 def test_upsamples_by_two_per_stage(num_upsamples, size):

@@ -4,6 +4,8 @@ import pytest
 from tests.layer_harness import run_layer_test
 from vq_keras.models import Encoder
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.mark.parametrize("num_downsamples, size", [(1, 16), (2, 8), (3, 4)])
 def test_downsamples_by_two_per_stage(num_downsamples, size):
