@@ -64,6 +64,7 @@ Run from the repository root:
     pip install ".[bench]"
     python -m benchmarks.train_step
     python -m benchmarks.train_step --models=vqvae,vqvae2 --batch_sizes=32,128 --rounds=5 --steps=40
+    python -m benchmarks.train_step --backend=jax --models=vqvae --batch_sizes=32 --rounds=3 --steps=40
 
 It prints the parameter counts of both builds and markdown tables per model.
 """
@@ -103,6 +104,12 @@ flags.DEFINE_integer("warmup", 5, "Untimed steps per contender before timing (tr
 flags.DEFINE_list("batch_sizes", ["32", "128"], "Comma-separated batch sizes.")
 flags.DEFINE_integer("seed", 0, "Seed of the batch and of the weights.")
 flags.DEFINE_boolean("sonnet_xla", True, "Also time Sonnet's step as a tf.function(jit_compile=True).")
+flags.DEFINE_enum(
+    "backend", "tensorflow", ["tensorflow", "jax"],
+    "tensorflow: ours beside Sonnet (this module). jax: VQVAE's model.fit on JAX (XLA) beside TensorFlow's graph "
+    "and XLA, one child process per backend (benchmarks/backends.py --task=speed, with --steps and --rounds; "
+    "batch size: the first of --batch_sizes).",
+)
 flags.DEFINE_list(
     "precisions", ["float32", "mixed_bfloat16"],
     "Keras dtype policies to time ours under (training.fit's --mixed_precision); Sonnet's step is float32.",
@@ -302,6 +309,15 @@ def print_tables(spec, results):
 
 def main(argv):
     del argv
+    if FLAGS.backend != "tensorflow":
+        from benchmarks import backends
+
+        backends.print_versions()
+        backends.speed_table(backends.Settings(
+            models=FLAGS.models, steps=FLAGS.steps, rounds=FLAGS.rounds, warmup=FLAGS.warmup,
+            batch_size=int(FLAGS.batch_sizes[0]),
+        ))
+        return
     unknown = [m for m in FLAGS.models if m not in MODELS]
     if unknown or not FLAGS.models:
         raise app.UsageError(
