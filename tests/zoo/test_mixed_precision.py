@@ -85,6 +85,7 @@ def sublayers(layer, found=None):
 
 
 @pytest.mark.parametrize("model_class", [VQVAE, VQVAE2])
+@pytest.mark.backends
 def test_a_model_dtype_reaches_every_sublayer(model_class):
     # Keras gives sublayers the global policy, not their owner's: a model built
     # with dtype="mixed_float16" under a float32 global policy must pass it on.
