@@ -14,6 +14,7 @@ from vq_keras._backend import fold_seed, stateless_normal, stateless_uniform
 # Gaussian noise of this size relative to the vectors' standard deviation.
 DUPLICATE_NOISE = 1e-3
 
+
 def at_least_one_row(vectors):
     """`vectors` (M, D), or one row of zeros when M = 0 (an empty batch, whose results the caller
     discards), so that the draws below have something to index."""

@@ -24,18 +24,23 @@ class VQModel(keras.Model):
     every level), and implement the contract below (what training, stage 2,
     generation and export rely on, and nothing else):
     - `call(images, training=None, return_codes=False)`: the reconstruction
-      (and, with `return_codes=True`, the list of int32 code grids, top first);
+      (and, when `self._returns_codes(return_codes)`, i.e. with
+      `return_codes=True` or inside fit's and evaluate's steps, the list of
+      int32 code grids, top first); `images` as a step passes them (a batch
+      of `select_images`' forms: JAX's stateless_call skips `__call__`);
     - `quantizers`: the quantizer layer of every level, top first;
     - `encode_levels(images)` -> [int32 code grid per level], top first;
     - `decode_levels(codes)` -> float32 images in [0, 1] from those grids;
     - `code_shapes(image_size)` -> [(height, width) per level], top first, from
       shapes alone.
 
-    The loss is reconstruction MSE / data_variance plus the quantizer losses
-    added with `add_loss`. Metrics: loss, reconstruction_loss, vq_loss, and
-    per level perplexity and codebook_usage (the fraction of codes used in the
-    batch), epoch_codebook_usage and epoch_dead_codes (over the epoch, or the
-    whole evaluation), prefixed by the level name for multi-level models.
+    Training is Keras' own train and test step on every backend (no
+    GradientTape): `compute_loss` gives reconstruction MSE / data_variance plus
+    the quantizer losses added with `add_loss`, and records the metrics: loss,
+    reconstruction_loss, vq_loss, and per level perplexity and codebook_usage
+    (the fraction of codes used in the batch), epoch_codebook_usage and
+    epoch_dead_codes (over the epoch, or the whole evaluation), prefixed by the
+    level name for multi-level models.
 
     Images are float (float32) NHWC in [0, 1] everywhere: calling the model,
     `encode`, `reconstruct`, `fit`, `evaluate` and `predict`. Nothing converts
