@@ -18,8 +18,6 @@ A prior supplies `call` (logits of every position), `per_code_loss` (its
 training objective) and `draw` (its sampling loop as graph ops).
 """
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
