@@ -249,3 +249,20 @@ def test_under_xla_which_drops_assertions_the_dataset_is_checked_in_its_input_pi
         model.fit(_images(4), validation_data=later_batch, epochs=1, verbose=0)
     good = tf.data.Dataset.from_tensor_slices(_images(8)).batch(4)
     assert np.isfinite(model.fit(good, epochs=1, verbose=0).history["loss"][0])
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_a_refused_first_batch_leaves_the_weights_as_they_were(cls):
+    # Keras' JAX trainer detaches the weights during evaluate and predict (see _weights_kept_on_error).
+    model = _compiled(cls, jit_compile=True)
+    x = _images(4)
+    before = [to_numpy(w).copy() for w in model.weights]
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    first_bad = tf.data.Dataset.from_tensor_slices(np.concatenate([bad, x])).batch(4)
+    for function in (model.evaluate, model.predict):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=IN_GRAPH.format(name=cls.__name__)):
+            function(first_bad, verbose=0)
+        for weight, old in zip(model.weights, before):
+            np.testing.assert_array_equal(to_numpy(weight), old, err_msg=weight.path)
+    assert np.isfinite(to_numpy(model.reconstruct(x))).all()

@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
+from vq_keras._backend import IS_TENSORFLOW
 from vq_keras._image_checks import graph_unit_checked, unit_checked
 from vq_keras._replicas import mean_over_replicas, own_losses, share_of_replica, sum_over_replicas
 from vq_keras.layers._validation import require_number, require_positive_int
@@ -263,9 +264,8 @@ class VQModel(keras.Model):
         self._check_dtype(images)
         return ops.cast(images, "float32")
 
-    def predict_step(self, data):
-        """The reconstruction (not clipped) of the batch's images, taken as in fit."""
-        return self(self._images_from(data), training=False)
+    # predict_step is Keras' own (either backend): `call` takes the batch's images as fit does and
+    # returns the reconstruction (not clipped).
 
     # fit, evaluate and predict check their data before it enters the compiled step.
 
@@ -277,10 +277,31 @@ class VQModel(keras.Model):
     def evaluate(self, x=None, *args, **kwargs):
         # Inside fit, x is the validation data fit checked already (and Keras reads its cached
         # iterator); checking it again costs one lazy map or one pass over arrays.
-        return super().evaluate(self._checked_data(x), *args, **kwargs)
+        with self._weights_kept_on_error():
+            return super().evaluate(self._checked_data(x), *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        return super().predict(self._checked_data(x), *args, **kwargs)
+        with self._weights_kept_on_error():
+            return super().predict(self._checked_data(x), *args, **kwargs)
+
+    @contextlib.contextmanager
+    def _weights_kept_on_error(self):
+        """Gives the variables their values back if evaluate or predict raises (a refused batch).
+
+        Keras' JAX trainer detaches the variables' values for its loop and reattaches them
+        when the loop ends; fit does so in a `finally`, evaluate and predict do not, so an error
+        in their first step would leave the model without weights. Neither changes a weight."""
+        if IS_TENSORFLOW:
+            yield
+            return
+        variables = [*self.trainable_variables, *self.non_trainable_variables, *self.metrics_variables]
+        values = [ops.copy(variable.value) for variable in variables]  # copies: the steps donate their buffers
+        try:
+            yield
+        except BaseException:
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+            raise
 
     def _checked_data(self, data):
         """`data` for fit/evaluate/predict, its images checked where the compiled step cannot.

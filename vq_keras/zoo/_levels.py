@@ -163,8 +163,10 @@ class LevelledVQVAE(PresetMixin, VQModel):
         return ops.cast(self.decoder(ops.concatenate(maps, axis=-1)), "float32") + PIXEL_SHIFT
 
     def call(self, images, training=None, return_codes=False):
-        # JAX's stateless_call (fit's step) calls `call` directly with the step's batch.
-        quantized, codes = self._quantize(select_images(images), training=training)
+        # JAX's stateless_call (the steps of fit, evaluate, predict) calls `call` directly with the batch.
+        images = select_images(images)
+        self._check_dtype(images)
+        quantized, codes = self._quantize(images, training=training)
         reconstruction = self._decode_quantized(quantized)
         return (reconstruction, codes) if self._returns_codes(return_codes) else reconstruction
 
