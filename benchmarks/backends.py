@@ -46,6 +46,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import keras  # noqa: E402  (the backend a child's KERAS_BACKEND names)
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -115,8 +116,6 @@ def _sample():
 
 def _start_model(name, path, data_variance):
     """The model every child starts from: built and saved by the first child, loaded by the rest."""
-    import keras
-
     import vq_keras.zoo  # noqa: F401  (registers the classes the file names)
 
     if not path.exists():
@@ -142,28 +141,22 @@ def _training_images(train, steps, order_seed):
     return train[indices]
 
 
-class _StepLosses:
-    """fit's per-step loss, from the running mean it logs after every batch."""
+class StepLosses(keras.callbacks.Callback):
+    """fit's per-step loss, from the running mean of the epoch it logs after every batch."""
 
     def __init__(self):
-        import keras
-
-        outer = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                outer.means.append(float(logs["loss"]))
-
+        super().__init__()
         self.means = []
-        self.callback = Callback()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.means.append(float(logs["loss"]))
 
     def per_step(self):
-        means = np.asarray(self.means, "float64")
-        return means * np.arange(1, len(means) + 1) - np.concatenate([[0.0], means[:-1] * np.arange(1, len(means))])
+        sums = np.asarray(self.means, "float64") * np.arange(1, len(self.means) + 1)
+        return np.diff(sums, prepend=0.0)
 
 
 def equality_child(name, workdir):
-    import keras
     from keras import ops
 
     from tests.backend import gradients, to_numpy
@@ -187,9 +180,9 @@ def equality_child(name, workdir):
         model.train_on_batch(first)
         figures.update({f"weight_{i}": to_numpy(w) for i, w in enumerate(model.weights)})
         model = _start_model(name, workdir / f"start_{name}.keras", data_variance)
-    losses = _StepLosses()
+    losses = StepLosses()
     images = _training_images(train, FLAGS.steps, FLAGS.order_seed)
-    model.fit(images, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[losses.callback])
+    model.fit(images, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[losses])
     figures["losses"] = losses.per_step()
     if FLAGS.order_seed is None:  # the trained model, for the other backend to load
         figures["trained_reconstruction"] = to_numpy(model(test[:EVAL_IMAGES], training=False))
@@ -203,7 +196,6 @@ def equality_child(name, workdir):
 
 
 def speed_child(name, workdir):
-    import keras
     import tensorflow as tf
 
     batch = np.random.default_rng(0).uniform(size=(FLAGS.batch_size, 32, 32, 3)).astype("float32")
@@ -342,7 +334,6 @@ def speed_table(settings, workdir=None):
 
 def print_versions():
     import jax
-    import keras
     import tensorflow as tf
 
     print(f"tensorflow {tf.__version__}, jax {jax.__version__}, keras {keras.__version__}, "
