@@ -78,3 +78,58 @@ def stateless_normal(shape, seed):
     import jax
 
     return jax.random.normal(_jax_key(seed), tuple(shape), "float32")
+
+
+def split_seed(seed):
+    """Two new (2,) seeds from `seed`."""
+    if IS_TENSORFLOW:
+        import tensorflow as tf
+
+        first, second = tf.unstack(tf.random.experimental.stateless_split(seed, alg=TENSORFLOW_RNG))
+        return first, second
+    import jax
+
+    first, second = jax.random.split(_jax_key(seed))
+    return jax.random.key_data(first), jax.random.key_data(second)
+
+
+def categorical(logits, seed):
+    """int32 (N,) indices drawn from the categorical distributions of float32 (N, K) logits
+    (rows of -inf: excluded codes) with the (2,) seed `seed`."""
+    if IS_TENSORFLOW:
+        import tensorflow_probability as tfp
+
+        # TFP's Categorical: the stream every fixed-seed sample of the zoo was drawn from.
+        return ops.cast(tfp.distributions.Categorical(logits=logits).sample(seed=seed), "int32")
+    import jax
+
+    return jax.random.categorical(_jax_key(seed), logits, axis=-1).astype("int32")
+
+
+def stable_argsort(values, axis=-1):
+    """int32 indices that sort `values` ascending along `axis`, ties in their order."""
+    if IS_TENSORFLOW:
+        import tensorflow as tf
+
+        return tf.argsort(values, axis=axis, stable=True)  # Keras' TensorFlow argsort is not stable
+    return ops.cast(ops.argsort(values, axis=axis), "int32")  # jax.numpy's argsort is stable
+
+
+def compiled(function, layer):
+    """`function(*args)` compiled for the backend, reading `layer`'s variables as they are at each
+    call: a tf.function (variables by reference), or jax.jit with the variables' values passed in
+    at each call (a jit closure would freeze them at the first trace)."""
+    if IS_TENSORFLOW:
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    import jax
+
+    variables = list(layer.variables)
+
+    def stateless(values, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return function(*args)
+
+    jitted = jax.jit(stateless)
+    return lambda *args: jitted([variable.value for variable in variables], *args)

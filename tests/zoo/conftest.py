@@ -1,6 +1,6 @@
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 SMALL = dict(num_hiddens=32, num_residual_hiddens=16, num_residual_layers=1, embedding_dim=16, num_embeddings=128)
 
@@ -20,14 +20,13 @@ def train_on_real_images(model_class, steps):
 def prior_inputs(prior, num, height, width, seed=0):
     """Random codes, labels and condition for `prior`, as tensors."""
     rng = np.random.default_rng(seed)
-    codes = tf.constant(rng.integers(0, prior.num_embeddings, (num, height, width)), tf.int32)
-    labels = None if prior.num_classes is None else tf.constant(rng.integers(0, prior.num_classes, num), tf.int32)
+    tensor = lambda values: ops.convert_to_tensor(values, "int32")  # noqa: E731
+    codes = tensor(rng.integers(0, prior.num_embeddings, (num, height, width)))
+    labels = None if prior.num_classes is None else tensor(rng.integers(0, prior.num_classes, num))
     condition = None
     if prior.condition_num_embeddings is not None:
         u = prior.condition_upsampling
-        condition = tf.constant(
-            rng.integers(0, prior.condition_num_embeddings, (num, height // u, width // u)), tf.int32
-        )
+        condition = tensor(rng.integers(0, prior.condition_num_embeddings, (num, height // u, width // u)))
     return codes, labels, condition
 
 
@@ -37,8 +36,8 @@ def cached_logits(prior, codes, labels, condition):
     state, step = prior.cached_sampler(num, height, width, labels, condition)
     logits = []
     for position in range(height * width):
-        position_logits, state = step(state, codes, tf.constant(position))
-        logits.append(position_logits.numpy())
+        position_logits, state = step(state, codes, ops.convert_to_tensor(position, "int32"))
+        logits.append(ops.convert_to_numpy(position_logits))
     return np.stack(logits, axis=1).reshape(num, height, width, -1)
 
 
@@ -59,7 +58,7 @@ def assert_cached_and_full_draw_the_same(prior, num, grid_shape, labels, conditi
     """Cached and full sampling draw the same codes for three seeds, and the draws are not degenerate."""
     for seed in range(3):
         arguments = dict(labels=labels, condition=condition, temperature=3.0, seed=seed, grid_shape=grid_shape)
-        cached = prior.sample(num, method="cached", **arguments).numpy()
-        np.testing.assert_array_equal(cached, prior.sample(num, method="full", **arguments).numpy())
+        cached = np.asarray(prior.sample(num, method="cached", **arguments))
+        np.testing.assert_array_equal(cached, np.asarray(prior.sample(num, method="full", **arguments)))
     assert len(np.unique(cached)) > 3
     return cached

@@ -5,16 +5,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import keras
+from keras import ops
 
-import tensorflow_probability as tfp
-
+from tests.backend import BACKEND, input_jacobian, to_numpy
 from tests.zoo.conftest import spread
 from vq_keras import metrics
+from vq_keras._backend import categorical, fold_seed
 from vq_keras.zoo import VQVAE, VQVAE2, PixelCNNPrior, generate
+
+pytestmark = pytest.mark.backends
 
 SAMPLE = Path(__file__).resolve().parents[2] / "training" / "data" / "cifar10_sample.npz"
 TINY = dict(num_layers=2, num_filters=8, kernel_size=3)
-tfd = tfp.distributions
 
 
 def _codes(n, height, width, limit, seed=0):
@@ -24,15 +26,15 @@ def _codes(n, height, width, limit, seed=0):
 def logit_dependence(prior, codes, labels=None, condition=None):
     """bool (positions, positions): [p, q] iff the logits at raster position p have a
     non-zero gradient with respect to the embedded code at position q."""
-    embedded = prior.code_embedding(codes)
+    embedded = to_numpy(prior.code_embedding(codes))
     label_features = prior.label_features(labels)
     condition_features = prior.condition_features(condition)
-    with tf.GradientTape() as tape:
-        tape.watch(embedded)
-        logits = prior.logits_from_embedded(embedded, label_features, condition_features)
-        weights = np.random.default_rng(7).normal(size=(prior.num_embeddings,)).astype("float32")
-        projected = tf.tensordot(logits[0], tf.constant(weights), axes=1)  # (H, W)
-    jacobian = tf.reduce_sum(tf.abs(tape.jacobian(projected, embedded)), axis=-1).numpy()
+    weights = np.random.default_rng(7).normal(size=(prior.num_embeddings,)).astype("float32")
+
+    def projected(embedded):  # (H, W)
+        return ops.tensordot(prior.logits_from_embedded(embedded, label_features, condition_features)[0], weights, 1)
+
+    jacobian = np.abs(input_jacobian(projected, embedded)).sum(axis=-1)
     positions = codes.shape[1] * codes.shape[2]
     return jacobian.reshape(positions, positions) > 0
 
@@ -49,7 +51,7 @@ def test_presets():
     bottom = PixelCNNPrior.from_preset("cifar10_bottom", dropout=0.0)
     assert bottom.condition_num_embeddings == 512 and bottom.condition_upsampling == 2 and bottom.dropout == 0.0
     logits = bottom(_codes(1, 8, 8, 512), condition=_codes(1, 4, 4, 512))
-    assert logits.dtype == tf.float32 and tuple(logits.shape) == (1, 8, 8, 512)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32" and tuple(logits.shape) == (1, 8, 8, 512)
 
 
 def test_unconditional_prior_is_causal_without_blind_spot():
@@ -88,13 +90,13 @@ def test_attention_reaches_beyond_the_convolutions():
 def test_logits_depend_on_labels_and_condition():
     prior = PixelCNNPrior(10, num_classes=4, condition_num_embeddings=6, condition_upsampling=2, **TINY)
     codes, condition = _codes(2, 4, 4, 10), _codes(2, 2, 2, 6, seed=1)
-    base = prior(codes, labels=np.array([0, 1]), condition=condition).numpy()
-    other_labels = prior(codes, labels=np.array([3, 1]), condition=condition).numpy()
+    base = np.asarray(prior(codes, labels=np.array([0, 1]), condition=condition))
+    other_labels = np.asarray(prior(codes, labels=np.array([3, 1]), condition=condition))
     assert np.abs(other_labels[0] - base[0]).max() > 1e-4
     np.testing.assert_allclose(other_labels[1], base[1], rtol=1e-6, atol=1e-6)
     changed = condition.copy()
     changed[0, 0, 0] = (changed[0, 0, 0] + 1) % 6
-    other_condition = prior(codes, labels=np.array([0, 1]), condition=changed).numpy()
+    other_condition = np.asarray(prior(codes, labels=np.array([0, 1]), condition=changed))
     assert np.abs(other_condition[0] - base[0]).max() > 1e-4
     np.testing.assert_allclose(other_condition[1], base[1], rtol=1e-6, atol=1e-6)
 
@@ -102,14 +104,15 @@ def test_logits_depend_on_labels_and_condition():
 def test_same_seed_same_codes_and_one_compiled_function():
     prior = spread(PixelCNNPrior(16, grid_shape=(4, 5), **TINY))
     first = prior.sample(6, seed=3)
-    assert first.dtype == tf.int32 and tuple(first.shape) == (6, 4, 5)
-    assert int(tf.reduce_min(first)) >= 0 and int(tf.reduce_max(first)) < 16
-    np.testing.assert_array_equal(prior.sample(6, seed=3).numpy(), first.numpy())
-    assert np.any(prior.sample(6, seed=4).numpy() != first.numpy())
-    assert np.any(prior.sample(6, seed=3, temperature=3.0).numpy() != first.numpy())
-    # One cached tf.function, traced once, for every seed and temperature of this shape.
+    assert keras.backend.standardize_dtype(first.dtype) == "int32" and tuple(first.shape) == (6, 4, 5)
+    assert 0 <= np.asarray(first).min() and np.asarray(first).max() < 16
+    np.testing.assert_array_equal(np.asarray(prior.sample(6, seed=3)), np.asarray(first))
+    assert np.any(np.asarray(prior.sample(6, seed=4)) != np.asarray(first))
+    assert np.any(np.asarray(prior.sample(6, seed=3, temperature=3.0)) != np.asarray(first))
+    # One cached compiled function for every seed and temperature of this shape (on TensorFlow,
+    # where it is a tf.function, traced once).
     (function,) = prior._samplers.functions.values()
-    assert function.experimental_get_tracing_count() == 1
+    assert BACKEND != "tensorflow" or function.experimental_get_tracing_count() == 1
     assert tuple(prior.sample(2, seed=3, grid_shape=(3, 3)).shape) == (2, 3, 3)
     assert len(prior._samplers.functions) == 2
 
@@ -135,23 +138,23 @@ def test_sampling_on_a_window_of_rows_equals_full_recomputation():
     height, width, temperature, seed = 10, 4, 0.7, 5
     assert prior.sampling_window(height) < height
     labels, condition = np.array([0, 2, 1]), _codes(3, height // 2, width // 2, 6)
-    sampled = prior.sample(3, labels=labels, condition=condition, temperature=temperature, seed=seed).numpy()
+    sampled = np.asarray(prior.sample(3, labels=labels, condition=condition, temperature=temperature, seed=seed))
     codes = np.zeros((3, height, width), "int32")
     for p in range(height * width):  # the slow reference: the whole grid at every position
         row, col = divmod(p, width)
-        logits = prior(codes, labels=labels, condition=condition).numpy()[:, row, col] / temperature
-        key = tf.random.experimental.stateless_fold_in(tf.constant([0, seed], tf.int32), p)
-        codes[:, row, col] = tfd.Categorical(logits=logits).sample(seed=key).numpy()
+        logits = np.asarray(prior(codes, labels=labels, condition=condition))[:, row, col] / temperature
+        key = fold_seed(ops.convert_to_tensor([0, seed], "int32"), p)  # the stream of sample(seed=seed)
+        codes[:, row, col] = np.asarray(categorical(ops.convert_to_tensor(logits), key))
     np.testing.assert_array_equal(sampled, codes)
 
 
 def test_low_temperature_sampling_is_greedy_decoding():
     prior = spread(PixelCNNPrior(8, num_layers=2, num_filters=8))
-    sampled = prior.sample(3, temperature=1e-4, seed=0, grid_shape=(3, 3)).numpy()
+    sampled = np.asarray(prior.sample(3, temperature=1e-4, seed=0, grid_shape=(3, 3)))
     greedy = np.zeros((3, 3, 3), "int32")
     for p in range(9):  # the slow reference: one full forward pass per position
         row, col = divmod(p, 3)
-        greedy[:, row, col] = np.argmax(prior(greedy).numpy()[:, row, col], axis=-1)
+        greedy[:, row, col] = np.argmax(np.asarray(prior(greedy))[:, row, col], axis=-1)
     np.testing.assert_array_equal(sampled, greedy)
 
 
@@ -160,9 +163,9 @@ def test_sampling_follows_the_model_distribution(temperature):
     prior = PixelCNNPrior(4, num_layers=1, num_filters=4)
     prior.build_if_needed()
     prior.head[-1].bias.assign([2.0, 0.0, -1.0, 1.0])
-    logits = prior(np.zeros((1, 1, 2), "int32")).numpy()[0, 0, 0] / temperature
+    logits = np.asarray(prior(np.zeros((1, 1, 2), "int32")))[0, 0, 0] / temperature
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    codes = prior.sample(4000, temperature=temperature, seed=11, grid_shape=(1, 2)).numpy()
+    codes = np.asarray(prior.sample(4000, temperature=temperature, seed=11, grid_shape=(1, 2)))
     frequencies = np.bincount(codes[:, 0, 0], minlength=4) / 4000
     # 4000 draws: the standard error of each frequency is below 0.008.
     np.testing.assert_allclose(frequencies, expected, atol=0.035)
@@ -174,9 +177,12 @@ def test_conditional_sampling():
     codes = prior.sample(4, labels=1, condition=condition, seed=0)
     assert tuple(codes.shape) == (4, 4, 6)  # the condition grid times 2
     np.testing.assert_array_equal(
-        prior.sample(4, labels=[1, 1, 1, 1], condition=condition, seed=0).numpy(), codes.numpy()
+        np.asarray(prior.sample(4, labels=[1, 1, 1, 1], condition=condition, seed=0)), np.asarray(codes)
     )
-    assert np.any(prior.sample(4, labels=2, condition=condition, seed=0).numpy() != codes.numpy())
+    # At temperature 10: the initial weights (seeded per backend) may leave one code so far ahead
+    # that every label draws it at temperature 1.
+    hot = np.asarray(prior.sample(4, labels=1, condition=condition, seed=0, temperature=10.0))
+    assert np.any(np.asarray(prior.sample(4, labels=2, condition=condition, seed=0, temperature=10.0)) != hot)
 
 
 @pytest.mark.large
@@ -189,13 +195,13 @@ def test_fit_on_dict_dataset_reports_nats_bits_and_accuracy():
     assert set(history) == {"loss", "bits_per_code", "accuracy", "val_loss", "val_bits_per_code", "val_accuracy"}
     np.testing.assert_allclose(np.array(history["bits_per_code"]), np.array(history["loss"]) / math.log(2), rtol=1e-5)
     result = prior.evaluate(dataset, verbose=0, return_dict=True)
-    logits = prior(data["codes"], labels=data["labels"], condition=data["condition"]).numpy()
+    logits = np.asarray(prior(data["codes"], labels=data["labels"], condition=data["condition"]))
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     nll = -np.take_along_axis(log_probs, data["codes"][..., None], axis=-1).mean()
     np.testing.assert_allclose(result["loss"], nll, rtol=1e-4)
     np.testing.assert_allclose(result["accuracy"], (logits.argmax(-1) == data["codes"]).mean(), rtol=1e-6)
     per_grid = np.take_along_axis(log_probs, data["codes"][..., None], axis=-1).sum(axis=(1, 2, 3))
-    np.testing.assert_allclose(prior.log_prob(**data).numpy(), per_grid, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(prior.log_prob(**data)), per_grid, rtol=1e-4)
 
 
 def test_unconditional_prior_accepts_plain_code_batches():
@@ -229,7 +235,7 @@ def real_codes():
     images = tf.data.Dataset.from_tensor_slices(train).shuffle(1200, seed=0).repeat().batch(32)
     vqvae.fit(images, steps_per_epoch=150, epochs=1, verbose=0)
     def encode(images):
-        return np.concatenate([vqvae.encode(images[i : i + 300]).numpy() for i in range(0, len(images), 300)])
+        return np.concatenate([np.asarray(vqvae.encode(images[i : i + 300])) for i in range(0, len(images), 300)])
 
     return encode(train), encode(test)
 
@@ -272,12 +278,12 @@ def test_keras_file_round_trip_gives_identical_logits_and_samples(tmp_path):
     prior.save(tmp_path / "prior.keras")
     reloaded = keras.saving.load_model(tmp_path / "prior.keras")
     assert isinstance(reloaded, PixelCNNPrior) and reloaded.get_config() == prior.get_config()
-    np.testing.assert_array_equal(reloaded(**data).numpy(), prior(**data).numpy())
+    np.testing.assert_array_equal(np.asarray(reloaded(**data)), np.asarray(prior(**data)))
     np.testing.assert_array_equal(
-        reloaded.sample(4, labels=data["labels"], condition=data["condition"], seed=5).numpy(),
-        prior.sample(4, labels=data["labels"], condition=data["condition"], seed=5).numpy(),
+        np.asarray(reloaded.sample(4, labels=data["labels"], condition=data["condition"], seed=5)),
+        np.asarray(prior.sample(4, labels=data["labels"], condition=data["condition"], seed=5)),
     )
-    assert reloaded.optimizer.iterations.numpy() == 1
+    assert np.asarray(reloaded.optimizer.iterations) == 1
 
 
 @pytest.mark.parametrize(
@@ -404,14 +410,14 @@ def test_generate_decodes_sampled_codes_of_a_vqvae():
     vqvae = VQVAE(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=16)
     prior = PixelCNNPrior(16, grid_shape=(4, 4), **TINY)
     images = generate(vqvae, prior, num=3, seed=2, image_size=(16, 16))
-    assert images.dtype == tf.float32 and tuple(images.shape) == (3, 16, 16, 3)
-    assert float(tf.reduce_min(images)) >= 0.0 and float(tf.reduce_max(images)) <= 1.0
+    assert keras.backend.standardize_dtype(images.dtype) == "float32" and tuple(images.shape) == (3, 16, 16, 3)
+    assert np.asarray(images).min() >= 0.0 and np.asarray(images).max() <= 1.0
     codes = prior.sample(3, seed=2, grid_shape=(4, 4))
-    np.testing.assert_array_equal(images.numpy(), vqvae.decode(codes).numpy())
+    np.testing.assert_array_equal(np.asarray(images), np.asarray(vqvae.decode(codes)))
     # Without image_size, the prior's grid_shape sets it: 4x4 codes -> 16x16 images.
-    np.testing.assert_array_equal(generate(vqvae, prior, num=3, seed=2).numpy(), images.numpy())
+    np.testing.assert_array_equal(np.asarray(generate(vqvae, prior, num=3, seed=2)), np.asarray(images))
     same_images, same_codes = generate(vqvae, prior, num=3, seed=2, return_codes=True)
-    np.testing.assert_array_equal(same_images.numpy(), images.numpy())
+    np.testing.assert_array_equal(np.asarray(same_images), np.asarray(images))
     np.testing.assert_array_equal(np.asarray(same_codes), np.asarray(codes))
     with pytest.raises(ValueError) as error:
         generate(vqvae, PixelCNNPrior(32, grid_shape=(4, 4), **TINY), num=1)

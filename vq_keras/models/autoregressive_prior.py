@@ -21,15 +21,17 @@ methods draw with the same stateless RNG, so a cached sampler that computes the
 same logits draws the same codes.
 """
 
-import tensorflow as tf
-import tensorflow_probability as tfp
 from keras import ops
 
+from vq_keras._backend import fold_seed
 from vq_keras.models.prior import Prior, guide_logits
 
-tfd = tfp.distributions
-
 SAMPLING_METHODS = ("cached", "full")
+
+
+def code_nll(codes, logits):
+    """float32 (...) cross-entropy -log p(code) (nats) of int codes (...) under logits (..., K)."""
+    return ops.sparse_categorical_crossentropy(codes, logits, from_logits=True)
 
 
 def check_sampling_method(owner, method):
@@ -52,13 +54,13 @@ class AutoregressivePrior(Prior):
 
     def per_code_loss(self, codes, labels, condition, training):
         logits = self(codes, labels=labels, condition=condition, training=training)
-        return logits, -tfd.Categorical(logits=logits).log_prob(codes), None
+        return logits, code_nll(codes, logits), None
 
     def log_prob(self, codes, labels=None, condition=None):
         """float32 (batch,) log-probability of each code grid, in nats."""
         codes = ops.convert_to_tensor(codes)
         logits = self(codes, labels=labels, condition=condition, training=False)
-        return ops.sum(tfd.Categorical(logits=logits).log_prob(codes), axis=(1, 2))
+        return -ops.sum(code_nll(codes, logits), axis=(1, 2))
 
     def full_sampler(self, num, height, width, labels, condition):
         """The reference sampler's `(state, step)`: `call` on the whole grid at
@@ -90,7 +92,7 @@ class AutoregressivePrior(Prior):
             state, step = sampler(2 * num, height, width, labels, condition)
 
             def guided_step(state, codes, position):
-                logits, state = step(state, tf.concat([codes, codes], axis=0), position)
+                logits, state = step(state, ops.concatenate([codes, codes], axis=0), position)
                 return guide_logits(logits, guidance), state
 
             return state, guided_step
@@ -112,7 +114,7 @@ class AutoregressivePrior(Prior):
         self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
         num_steps=None, guidance=None,
     ):
-        """The raster-order loop (see `Prior.draw`): a tf.while_loop over the
+        """The raster-order loop (see `Prior.draw`): a compiled while loop over the
         height * width positions; the method's step gives the logits of
         position p, and p is drawn with the stateless RNG key folded from (key, p).
         `num_steps` does not apply (`sample` refuses it)."""
@@ -124,17 +126,13 @@ class AutoregressivePrior(Prior):
 
         def draw_one(position, codes, state):
             logits, state = step(state, codes, position)
-            step_key = tf.random.experimental.stateless_fold_in(key, position)
-            drawn = self.draw_codes(logits, temperature, top_k, top_p, step_key)
-            batch = tf.shape(codes)[0]
-            where = tf.stack(
-                [tf.range(batch), tf.fill([batch], position // width), tf.fill([batch], position % width)], axis=1
-            )
-            return position + 1, tf.tensor_scatter_nd_update(codes, where, drawn), state
+            drawn = self.draw_codes(logits, temperature, top_k, top_p, fold_seed(key, position))
+            start = (0, position // width, position % width)
+            return position + 1, ops.slice_update(codes, start, ops.reshape(drawn, (-1, 1, 1))), state
 
-        _, codes, _ = tf.while_loop(
+        _, codes, _ = ops.while_loop(
             lambda position, *_: position < height * width,
             draw_one,
-            (tf.constant(0), tf.zeros((num, height, width), tf.int32), state),
+            (ops.convert_to_tensor(0, "int32"), ops.zeros((num, height, width), "int32"), state),
         )
         return codes

@@ -15,22 +15,21 @@ sampling function. Two families build on it:
   with no exact likelihood.
 
 A prior supplies `call` (logits of every position), `per_code_loss` (its
-training objective) and `draw` (its sampling loop as graph ops).
+training objective) and `draw` (its sampling loop in `keras.ops`, compiled by `sample`).
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._index_checks import checked_range
-from vq_keras._replicas import loss_for_gradients
+from vq_keras._backend import categorical, compiled
+from vq_keras._index_checks import checked_range, range_checked
+from vq_keras._replicas import own_losses, share_of_replica
+from vq_keras._step_flag import StepFlag
 from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.models.pairing import checked_identity
-
-tfd = tfp.distributions
 
 DATA_KEYS = ("codes", "labels", "condition")
 
@@ -53,7 +52,7 @@ def seed_pair(seed, owner="sample"):
         raise ValueError(
             f"{owner} expects seed to be an integer in [0, 2**31) or a pair of them. Received: seed={seed!r}"
         )
-    return tf.constant(pair, tf.int32)
+    return ops.convert_to_tensor(pair, "int32")
 
 
 def check_filters(owner, top_k, top_p, num_embeddings):
@@ -86,16 +85,18 @@ def filter_logits(logits, top_k=None, top_p=None):
     """
     if top_k is None and top_p is None:
         return logits
-    ordered = tf.sort(logits, axis=-1, direction="DESCENDING")
-    size = tf.shape(logits)[-1]
-    k = size if top_k is None else tf.where(top_k > 0, tf.minimum(tf.cast(top_k, tf.int32), size), size)
-    threshold = tf.gather(ordered, k - 1, axis=-1)[:, None]
+    ordered = ops.flip(ops.sort(logits, axis=-1), axis=-1)
+    size = logits.shape[-1]
+    k = size if top_k is None else ops.where(top_k > 0, ops.minimum(ops.cast(top_k, "int32"), size), size)
+    threshold = ops.take(ordered, k - 1, axis=-1)[:, None]
     if top_p is not None:
-        kept = tf.where(ordered >= threshold, ordered, -np.inf)
-        before = tf.cumsum(tf.nn.softmax(kept, axis=-1), axis=-1, exclusive=True)  # mass before each code
-        inside = tf.logical_or(before < tf.cast(top_p, tf.float32), tf.cast(top_p, tf.float32) >= 1.0)
-        threshold = tf.maximum(threshold, tf.reduce_min(tf.where(inside, ordered, np.inf), axis=-1, keepdims=True))
-    return tf.where(logits >= threshold, logits, -np.inf)
+        kept = ops.where(ordered >= threshold, ordered, -np.inf)
+        # The mass before each code: the running sum one code behind.
+        before = ops.pad(ops.cumsum(ops.softmax(kept, axis=-1), axis=-1)[:, :-1], [[0, 0], [1, 0]])
+        top_p = ops.cast(top_p, "float32")
+        inside = ops.logical_or(before < top_p, top_p >= 1.0)
+        threshold = ops.maximum(threshold, ops.min(ops.where(inside, ordered, np.inf), axis=-1, keepdims=True))
+    return ops.where(logits >= threshold, logits, -np.inf)
 
 
 def guide_logits(logits, guidance):
@@ -104,9 +105,9 @@ def guide_logits(logits, guidance):
     l_u + s (l_c - l_u) for the guidance scale s (a float32 scalar); exactly
     l_c at s = 1, l_u at s = 0.
     """
-    conditional, unconditional = tf.split(logits, 2, axis=0)
+    conditional, unconditional = ops.split(logits, 2, axis=0)
     guided = unconditional + guidance * (conditional - unconditional)
-    return tf.where(tf.equal(guidance, 1.0), conditional, guided)
+    return ops.where(ops.equal(guidance, 1.0), conditional, guided)
 
 
 class Prior(keras.Model):
@@ -204,6 +205,7 @@ class Prior(keras.Model):
         self.label_seeds = keras.random.SeedGenerator(name="label_seeds") if label_dropout else None
         self._trackers = [keras.metrics.Mean(name=n) for n in self.METRIC_NAMES]
         self._samplers = _CompiledSamplers()
+        self._batch_forward = StepFlag()  # on in train_step and test_step
 
     @property
     def num_label_embeddings(self):
@@ -220,9 +222,10 @@ class Prior(keras.Model):
 
     # ------------------------------------------------------------ validation
 
-    def _check_codes(self, argument, codes, rank, limit, limit_name):
+    def _check_codes(self, argument, codes, rank, limit, limit_name, check=checked_range):
         """Checks the dtype, rank and (eagerly, or by graph assertions) range of
-        integer indices; returns them (with the assertions attached in a graph)."""
+        integer indices; returns them (with the assertions attached in a graph).
+        `check(indices, limit, message, what)` checks the range."""
         name = type(self).__name__
         dtype = keras.backend.standardize_dtype(codes.dtype)
         if "int" not in dtype:
@@ -234,7 +237,7 @@ class Prior(keras.Model):
             expected = "(batch, height, width)" if rank == 3 else "(batch,)"
             raise ValueError(f"{name} expects {argument} of shape {expected}. Received: shape={tuple(codes.shape)}")
         message = f"{name} expects {argument} in [0, {limit_name}={limit})."
-        return checked_range(codes, limit, message, what=argument)
+        return check(codes, limit, message, what=argument)
 
     def _code_range(self):
         """(limit, its name): the codes `call` takes lie in [0, limit)."""
@@ -255,27 +258,27 @@ class Prior(keras.Model):
                 f"{expected}. Received: {argument}={'None' if value is None else 'a tensor'}."
             )
 
-    def _check_inputs(self, codes, labels, condition):
+    def _check_inputs(self, codes, labels, condition, check=checked_range):
         """Validates the inputs of a call; returns them as tensors (with range
-        assertions attached when traced into a graph)."""
+        assertions attached when traced into a graph); `check` as in `_check_codes`."""
 
         def tensor(value):
-            if value is None or isinstance(value, (tf.Tensor, keras.KerasTensor)):
-                return value
+            if value is None or isinstance(value, (tf.Tensor, keras.KerasTensor)) or ops.is_tensor(value):
+                return value  # a tf.Tensor too: a tf.data map's, whatever the Keras backend
             return ops.convert_to_tensor(value)
 
         codes, labels, condition = tensor(codes), tensor(labels), tensor(condition)
-        codes = self._check_codes("codes", codes, 3, *self._code_range())
+        codes = self._check_codes("codes", codes, 3, *self._code_range(), check)
         self._check_presence("labels", labels, "num_classes", self.num_classes, "labels (dataset key 'labels') are")
         if labels is not None:
-            labels = self._check_codes("labels", labels, 1, *self._label_range())
+            labels = self._check_codes("labels", labels, 1, *self._label_range(), check)
         self._check_presence(
             "condition", condition, "condition_num_embeddings", self.condition_num_embeddings,
             "a condition (the codes of the level above, dataset key 'condition') is",
         )
         if condition is not None:
             condition = self._check_codes(
-                "condition", condition, 3, self.condition_num_embeddings, "condition_num_embeddings"
+                "condition", condition, 3, self.condition_num_embeddings, "condition_num_embeddings", check
             )
             u = self.condition_upsampling
             for size, small in zip(codes.shape[1:3], condition.shape[1:3]):
@@ -288,6 +291,8 @@ class Prior(keras.Model):
         return codes, labels, condition
 
     def __call__(self, codes, labels=None, condition=None, **kwargs):
+        if self._batch_forward.take():
+            return codes  # the batch of a train or test step (see `train_step`)
         # Checked here, not in call(), so the messages reach the user unwrapped.
         codes, labels, condition = self._check_inputs(codes, labels, condition)
         return super().__call__(codes, labels=labels, condition=condition, **kwargs)
@@ -354,20 +359,84 @@ class Prior(keras.Model):
         }
         for tracker in self._trackers:
             tracker.update_state(values[tracker.name], sample_weight=weights)
+
+    # fit and evaluate check their data before it enters the compiled step.
+
+    def fit(self, x=None, *args, validation_data=None, **kwargs):
+        self.build_if_needed()  # Keras would build it by calling it on a whole dataset element
+        return super().fit(
+            self._checked_data(x), *args, validation_data=self._checked_data(validation_data), **kwargs
+        )
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self.build_if_needed()
+        return super().evaluate(self._checked_data(x), *args, **kwargs)
+
+    def _checked_data(self, data):
+        """`data` for fit/evaluate, its codes, labels and condition checked where the compiled
+        step cannot: arrays and eager tensors in full now (a TypeError or ValueError before any
+        step). A tf.data.Dataset is checked by the step's own range assertions, but XLA drops
+        them (jit_compile, and every JAX step): there the checks are mapped into the pipeline."""
+        if data is None:
+            return data
+        if isinstance(data, tf.data.Dataset):
+            self._unpack(data.element_spec)  # refuses elements of another structure by name, now
+            if not self.jit_compile:
+                return data
+            return data.map(
+                lambda *element: self._checked_pipeline_batch(element[0] if len(element) == 1 else element),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        if isinstance(data, (dict, np.ndarray)) or ops.is_tensor(data):
+            self._check_inputs(*self._unpack(data))
+        return data
+
+    def _checked_pipeline_batch(self, element):
+        """A dataset element (see `_unpack`) carrying TensorFlow assertions on its values."""
+        graph_check = lambda indices, limit, message, what: range_checked(indices, limit, message)  # noqa: E731
+        checked = self._check_inputs(*self._unpack(element), check=graph_check)
+        if not isinstance(element, dict):
+            return checked[0]
+        return {**element, **{key: value for key, value in zip(DATA_KEYS, checked) if value is not None}}
+
+    def train_step(self, *state_and_data):
+        """Keras' own train step (`(data)` on TensorFlow, `(state, data)` on JAX); the objective
+        runs in `compute_loss` (see below)."""
+        self._unpack(state_and_data[-1])  # refuses a batch of another structure by name
+        with self._batch_forward.on():
+            return super().train_step(*state_and_data)
+
+    def test_step(self, *state_and_data):
+        self._unpack(state_and_data[-1])
+        with self._batch_forward.on():
+            return super().test_step(*state_and_data)
+
+    # Keras' steps run the forward pass, `self(x)` (TensorFlow) or `stateless_call(..., x)` (JAX),
+    # then hand its output to compute_loss. A prior's objective needs the batch's labels and
+    # condition and may mask codes or drop labels first (`per_code_loss`), so that first forward
+    # pass of a step returns the batch and compute_loss runs the objective: both backends
+    # differentiate compute_loss (the tape, jax.grad).
+
+    def stateless_call(self, trainable_variables, non_trainable_variables, *args, return_losses=False, **kwargs):
+        if self._batch_forward.take():
+            outputs = (args[0], non_trainable_variables)
+            return (*outputs, []) if return_losses else outputs
+        return super().stateless_call(
+            trainable_variables, non_trainable_variables, *args, return_losses=return_losses, **kwargs
+        )
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The objective's mean cross-entropy of the batch `x` (plus any regularisation losses),
+        as this replica's share of the global-batch loss; records the step's metrics."""
+        loss, scored = self._loss_and_record(x, training)
+        for term in own_losses(self.losses):
+            loss = loss + ops.cast(term, "float32")
+        self._record(*scored)
+        return share_of_replica(loss)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """The logs: `compute_loss` updated the metrics."""
         return {tracker.name: tracker.result() for tracker in self._trackers}
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            loss, scored = self._loss_and_record(data, training=True)
-            if self.losses:
-                loss = loss + ops.sum(ops.stack([ops.cast(x, "float32") for x in self.losses]))
-            scaled = loss_for_gradients(self.optimizer, loss)
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._record(*scored)
-
-    def test_step(self, data):
-        return self._record(*self._loss_and_record(data, training=False)[1])
 
     # -------------------------------------------------------------- sampling
 
@@ -380,7 +449,7 @@ class Prior(keras.Model):
         self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
         num_steps=None, guidance=None,
     ):
-        """The sampling loop as graph ops (`sample` compiles it; the generate
+        """The sampling loop in `keras.ops` (`sample` compiles it; the generate
         signature of an export traces it with scalar tensors).
 
         Args:
@@ -403,8 +472,8 @@ class Prior(keras.Model):
     def guidance_inputs(self, labels, condition):
         """The labels and condition of a guided batch: the N grids with their labels,
         then the same N with "no class" (num_classes); the condition twice."""
-        labels = tf.concat([labels, tf.fill(tf.shape(labels), tf.cast(self.num_classes, labels.dtype))], axis=0)
-        return labels, None if condition is None else tf.concat([condition, condition], axis=0)
+        labels = ops.concatenate([labels, ops.full_like(labels, self.num_classes)], axis=0)
+        return labels, None if condition is None else ops.concatenate([condition, condition], axis=0)
 
     def guided_call(self, codes, labels, condition, guidance=None):
         """float32 logits (N, H, W, K) of `call` (inference), steered by
@@ -414,7 +483,7 @@ class Prior(keras.Model):
         if guidance is None:
             return self.call(codes, labels=labels, condition=condition, training=False)
         labels, condition = self.guidance_inputs(labels, condition)
-        logits = self.call(tf.concat([codes, codes], axis=0), labels=labels, condition=condition, training=False)
+        logits = self.call(ops.concatenate([codes, codes], axis=0), labels=labels, condition=condition, training=False)
         return guide_logits(logits, guidance)
 
     def check_guidance(self, owner, guidance, has_labels):
@@ -439,10 +508,9 @@ class Prior(keras.Model):
     def draw_codes(self, logits, temperature, top_k, top_p, key):
         """int32 codes drawn from Categorical(logits / temperature) filtered by top_k and
         top_p, for float32 logits (..., K), with the stateless RNG key `key`."""
-        shape = tf.shape(logits)
-        flat = tf.reshape(logits, (-1, shape[-1]))
-        drawn = tfd.Categorical(logits=filter_logits(flat / temperature, top_k, top_p)).sample(seed=key)
-        return tf.reshape(tf.cast(drawn, tf.int32), shape[:-1])
+        flat = ops.reshape(logits, (-1, logits.shape[-1]))
+        drawn = categorical(filter_logits(flat / temperature, top_k, top_p), key)
+        return ops.reshape(drawn, ops.shape(logits)[:-1])
 
     def draw_levels(
         self, num, grid_shapes, labels, temperature, seed, method=None, top_k=None, top_p=None, num_steps=None,
@@ -450,7 +518,7 @@ class Prior(keras.Model):
     ):
         """`sample(seed=seed)` as graph ops for an int32 scalar `seed`: [codes] of the one
         grid `grid_shapes[0]`, as `HierarchicalPrior.draw_levels` gives every level's."""
-        key = tf.stack([tf.zeros_like(seed), seed])  # the key seed_pair makes of an int seed
+        key = ops.stack([ops.zeros_like(seed), seed])  # the key seed_pair makes of an int seed
         return [
             self.draw(num, grid_shapes[0], labels, None, temperature, key, method, top_k, top_p, num_steps, guidance)
         ]
@@ -462,7 +530,7 @@ class Prior(keras.Model):
         if labels is not None:
             labels = ops.convert_to_tensor(labels)
             if len(labels.shape) == 0:
-                labels = tf.fill([num], labels)
+                labels = ops.broadcast_to(labels, (num,))
         if condition is not None:
             condition = ops.convert_to_tensor(condition)
             if len(condition.shape) == 3:
@@ -481,14 +549,14 @@ class Prior(keras.Model):
                 "default grid_shape. Pass grid_shape=(height, width)."
             )
         height, width = (int(s) for s in grid_shape)
-        _, labels, condition = self._check_inputs(tf.zeros((num, height, width), tf.int32), labels, condition)
+        _, labels, condition = self._check_inputs(ops.zeros((num, height, width), "int32"), labels, condition)
         for argument, value in (("labels", labels), ("condition", condition)):
             if value is not None and value.shape[0] != num:
                 raise ValueError(
                     f"{name} expects one {argument} entry per sample: num={num}. "
                     f"Received: {argument} shape={tuple(value.shape)}"
                 )
-        cast = lambda value: None if value is None else tf.cast(value, tf.int32)  # noqa: E731
+        cast = lambda value: None if value is None else ops.cast(value, "int32")  # noqa: E731
         return cast(labels), cast(condition), (height, width)
 
     def _sampler(self, num, grid_shape, has_labels, has_condition, method):
@@ -501,7 +569,7 @@ class Prior(keras.Model):
                     num, grid_shape, labels, condition, temperature, seed, method, top_k, top_p, num_steps, guidance
                 )
 
-            self._samplers.functions[key] = tf.function(sample_codes, reduce_retracing=True)
+            self._samplers.functions[key] = compiled(sample_codes, self)
         return self._samplers.functions[key]
 
     def sample(
@@ -512,11 +580,12 @@ class Prior(keras.Model):
 
         The kind's sampling loop (`draw`: raster order for autoregressive
         priors, `num_steps` parallel steps for masked ones) runs inside one
-        tf.function; codes are drawn from Categorical(logits / temperature),
-        filtered by top_k and top_p, with stateless RNG keys folded from the
-        seed. The same seed gives the same codes (on the same machine and TF
-        version); the compiled function is cached on this instance per (num,
-        grid, conditioning, method).
+        compiled function (a tf.function on TensorFlow, jax.jit on JAX); codes
+        are drawn from Categorical(logits / temperature), filtered by top_k and
+        top_p, with stateless RNG keys folded from the seed. The same seed gives
+        the same codes on the same machine, backend and version (TensorFlow and
+        JAX draw from different random streams); the compiled function is
+        cached on this instance per (num, grid, conditioning, method).
 
         Args:
             num: the number of code grids.
@@ -555,11 +624,11 @@ class Prior(keras.Model):
         self.build_if_needed()
         labels, condition, grid_shape = self._sampling_inputs(num, labels, condition, grid_shape)
         function = self._sampler(num, grid_shape, labels is not None, condition is not None, method)
-        top_k = None if top_k is None else tf.constant(top_k, tf.int32)
-        top_p = None if top_p is None else tf.constant(top_p, tf.float32)
-        num_steps = None if num_steps is None else tf.constant(num_steps, tf.int32)
-        guidance = None if guidance is None else tf.constant(guidance, tf.float32)
-        return function(labels, condition, tf.constant(temperature, tf.float32), key, top_k, top_p, num_steps, guidance)
+        tensor = lambda value, dtype: None if value is None else ops.convert_to_tensor(value, dtype)  # noqa: E731
+        return function(
+            labels, condition, tensor(temperature, "float32"), key, tensor(top_k, "int32"), tensor(top_p, "float32"),
+            tensor(num_steps, "int32"), tensor(guidance, "float32"),
+        )
 
     # ------------------------------------------------------------ serialising
 

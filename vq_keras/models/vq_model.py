@@ -1,5 +1,4 @@
 import contextlib
-import threading
 
 import keras
 import numpy as np
@@ -10,6 +9,7 @@ from vq_keras import metrics
 from vq_keras._backend import IS_TENSORFLOW
 from vq_keras._image_checks import graph_unit_checked, unit_checked
 from vq_keras._replicas import mean_over_replicas, own_losses, share_of_replica, sum_over_replicas
+from vq_keras._step_flag import StepFlag
 from vq_keras.layers._validation import require_number, require_positive_int
 
 DEFAULT_LEARNING_RATE = 3e-4  # Adam, as in the VQ-VAE paper and Sonnet's example
@@ -82,7 +82,7 @@ class VQModel(keras.Model):
             prefix = f"{level}_" if level else ""
             names += [f"{prefix}perplexity", f"{prefix}codebook_usage"]
         self._trackers = [keras.metrics.Mean(name=name) for name in names]
-        self._step_state = threading.local()
+        self._with_codes = StepFlag()  # on in train_step and test_step
 
     @property
     def metrics(self):
@@ -201,28 +201,19 @@ class VQModel(keras.Model):
     def train_step(self, *state_and_data):
         """Keras' own train step (either backend: `(data)` on TensorFlow, `(state, data)` on JAX),
         its forward pass returning the code grids beside the reconstruction for `compute_loss`."""
-        with self._forward_with_codes():
+        with self._with_codes.on():
             return super().train_step(*state_and_data)
 
     def test_step(self, *state_and_data):
-        with self._forward_with_codes():
+        with self._with_codes.on():
             return super().test_step(*state_and_data)
 
-    @contextlib.contextmanager
-    def _forward_with_codes(self):
-        # Keras' steps call `self(x, training=...)` and hand the output to compute_loss and
-        # compute_metrics; the code metrics need the codes, which `call` returns only when asked.
-        # Per thread: MirroredStrategy traces every replica's step in its own thread.
-        previous = getattr(self._step_state, "with_codes", False)
-        self._step_state.with_codes = True
-        try:
-            yield
-        finally:
-            self._step_state.with_codes = previous
+    # Keras' steps call `self(x, training=...)` and hand the output to compute_loss and
+    # compute_metrics; the code metrics need the codes, which `call` returns only when asked.
 
     def _returns_codes(self, return_codes):
         """`return_codes` of a call, or True inside fit's and evaluate's steps."""
-        return return_codes or getattr(self._step_state, "with_codes", False)
+        return return_codes or self._with_codes.is_on()
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Reconstruction MSE / data_variance plus the quantizers' `add_loss` terms, as this

@@ -94,8 +94,8 @@ class GridTransformerMixin:
         for layer in (*self.blocks, self.final_norm, self.head):
             layer.build(sequence)
 
-    def _check_inputs(self, codes, labels, condition):
-        checked = super()._check_inputs(codes, labels, condition)
+    def _check_inputs(self, codes, labels, condition, **check):
+        checked = super()._check_inputs(codes, labels, condition, **check)
         height, width = checked[0].shape[1:3]
         limit = self.grid_shape
         if height is not None and width is not None and (height > limit[0] or width > limit[1]):

@@ -1,6 +1,6 @@
 import keras
+from keras import ops
 
-import tensorflow as tf
 
 from vq_keras.layers._validation import require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.models.autoregressive_prior import AutoregressivePrior, check_sampling_method
@@ -302,7 +302,7 @@ class HierarchicalPrior(PresetMixin, keras.Model):
         grids of every level, top first; the codes of `sample(seed=seed)`."""
         codes = []
         for level, (prior, shape) in enumerate(zip(self.priors, grid_shapes)):
-            key = tf.stack([tf.cast(seed, tf.int32), tf.constant(level, tf.int32)])
+            key = ops.stack([ops.cast(seed, "int32"), ops.convert_to_tensor(level, "int32")])
             condition = codes[-1] if codes else None
             options = self._level_options(prior, method, num_steps)
             codes.append(

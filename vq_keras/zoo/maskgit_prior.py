@@ -1,9 +1,9 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from vq_keras._backend import fold_seed, split_seed, stable_argsort, stateless_uniform
 from vq_keras.layers._validation import require_choice, require_number, require_positive_int, takes_numpy_scalars
 from vq_keras.models.prior import Prior
 from vq_keras.zoo._common import PresetMixin
@@ -235,23 +235,23 @@ class MaskGITPrior(PresetMixin, GridTransformerMixin, Prior):
     ):
         """One step of iterative decoding: int32 (batch, height, width) codes with mask
         tokens -> the same grid with some masked codes committed (see the class docstring)."""
-        shape = tf.shape(codes)
+        shape = ops.shape(codes)
         batch, length = shape[0], codes.shape[1] * codes.shape[2]
-        logits = tf.reshape(self.guided_call(codes, labels, condition, guidance), (batch, length, -1))
-        flat = tf.reshape(codes, (batch, length))
-        sample_key, choice_key = tf.unstack(tf.random.experimental.stateless_split(key))
-        unknown = tf.equal(flat, self.mask_token)
-        drawn = tf.where(unknown, self.draw_codes(logits, temperature, top_k, top_p, sample_key), flat)
-        confidence = tf.gather(tf.nn.log_softmax(logits), drawn, batch_dims=2)
-        ratio = tf.cast(step + 1, tf.float32) / tf.cast(num_steps, tf.float32)
-        uniform = tf.random.stateless_uniform((batch, length), choice_key, minval=1e-20, maxval=1.0)
-        noise = -tf.math.log(-tf.math.log(uniform))  # Gumbel(0, 1)
+        logits = ops.reshape(self.guided_call(codes, labels, condition, guidance), (batch, length, -1))
+        flat = ops.reshape(codes, (batch, length))
+        sample_key, choice_key = split_seed(key)
+        unknown = ops.equal(flat, self.mask_token)
+        drawn = ops.where(unknown, self.draw_codes(logits, temperature, top_k, top_p, sample_key), flat)
+        confidence = ops.take_along_axis(ops.log_softmax(logits), drawn[..., None], axis=-1)[..., 0]
+        ratio = ops.cast(step + 1, "float32") / ops.cast(num_steps, "float32")
+        uniform = ops.maximum(stateless_uniform((batch, length), choice_key), 1e-20)
+        noise = -ops.log(-ops.log(uniform))  # Gumbel(0, 1)
         confidence = confidence + self.choice_temperature * (1.0 - ratio) * noise
-        confidence = tf.where(unknown, confidence, math.inf)  # committed codes are never masked again
-        count = self.masked_after(step, num_steps, length, tf.reduce_sum(tf.cast(unknown, tf.int32), axis=1))
-        ranks = tf.argsort(tf.argsort(confidence, axis=1, stable=True), axis=1, stable=True)
-        masked = tf.cast(ranks, tf.float32) < count[:, None]
-        return tf.reshape(tf.where(masked, self.mask_token, drawn), shape)
+        confidence = ops.where(unknown, confidence, math.inf)  # committed codes are never masked again
+        count = self.masked_after(step, num_steps, length, ops.sum(ops.cast(unknown, "int32"), axis=1))
+        ranks = stable_argsort(stable_argsort(confidence, axis=1), axis=1)
+        masked = ops.cast(ranks, "float32") < count[:, None]
+        return ops.reshape(ops.where(masked, self.mask_token, drawn), shape)
 
     def draw(
         self, num, grid_shape, labels, condition, temperature, key, method=None, top_k=None, top_p=None,
@@ -260,17 +260,16 @@ class MaskGITPrior(PresetMixin, GridTransformerMixin, Prior):
         """Iterative decoding from an all-masked grid in num_steps steps (see `Prior.draw`);
         step t uses the stateless RNG key folded from (key, t). num_steps None (or a tensor
         0, as the generate signature passes it) stands for the prior's own. `method` does not apply."""
-        num_steps = self.num_steps if num_steps is None else tf.where(num_steps > 0, num_steps, self.num_steps)
-        num_steps = tf.cast(num_steps, tf.int32)
-        codes = tf.fill((num, *grid_shape), tf.constant(self.mask_token, tf.int32))
+        num_steps = self.num_steps if num_steps is None else ops.where(num_steps > 0, num_steps, self.num_steps)
+        num_steps = ops.cast(num_steps, "int32")
+        codes = ops.full((num, *grid_shape), self.mask_token, dtype="int32")
 
         def body(step, codes):
-            step_key = tf.random.experimental.stateless_fold_in(key, step)
             return step + 1, self.decode_step(
-                codes, step, num_steps, labels, condition, temperature, step_key, top_k, top_p, guidance
+                codes, step, num_steps, labels, condition, temperature, fold_seed(key, step), top_k, top_p, guidance
             )
 
-        _, codes = tf.while_loop(lambda step, _: step < num_steps, body, (tf.constant(0), codes))
+        _, codes = ops.while_loop(lambda step, _: step < num_steps, body, (ops.convert_to_tensor(0, "int32"), codes))
         return codes
 
     # ------------------------------------------------------------ serialising

@@ -1,7 +1,6 @@
 import math
 
 import keras
-import tensorflow as tf
 from keras import layers as keras_layers
 from keras import ops
 
@@ -11,6 +10,12 @@ from vq_keras.layers.causal_self_attention import CausalSelfAttention
 from vq_keras.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 from vq_keras.models.autoregressive_prior import AutoregressivePrior
 from vq_keras.zoo._common import PresetMixin
+
+
+def rows_of(grid, top, count):
+    """Rows top to top + count - 1 of a (batch, height, ...) grid; `top` may be a tensor."""
+    start = (0, top) + (0,) * (len(grid.shape) - 2)
+    return ops.slice(grid, start, (ops.shape(grid)[0], count, *grid.shape[2:]))
 
 
 @keras.saving.register_keras_serializable(package="vq_keras")
@@ -306,9 +311,9 @@ class PixelCNNPrior(PresetMixin, AutoregressivePrior):
         def step(state, codes, position):
             row, col = position // width, position % width
             # The window's top row is `window - 1` rows up (clipped inside the grid).
-            top = tf.clip_by_value(row - (window - 1), 0, height - window)
-            rows = codes[:, top : top + window]
-            condition_rows = None if condition_features is None else condition_features[:, top : top + window]
+            top = ops.clip(row - (window - 1), 0, height - window)
+            rows = rows_of(codes, top, window)
+            condition_rows = None if condition_features is None else rows_of(condition_features, top, window)
             logits = self.logits_from_embedded(
                 self.code_embedding(rows), label_features, condition_rows, training=False
             )
@@ -323,7 +328,7 @@ class PixelCNNPrior(PresetMixin, AutoregressivePrior):
         window, channels = self.blocks[0].step_window, self.num_filters
         half = window - 1  # the zero columns either side of the rows the vertical stacks read
         dtype = self.code_embedding.compute_dtype
-        zeros = lambda *shape: tf.zeros((num, *shape), dtype)  # noqa: E731
+        zeros = lambda *shape: ops.zeros((num, *shape), dtype)  # noqa: E731
         attention = dict(zip(self.attention_after, self.attention_layers))
         state = {
             # Per block: the input rows its vertical stack reads (zero-padded by
@@ -337,25 +342,25 @@ class PixelCNNPrior(PresetMixin, AutoregressivePrior):
 
         def new_row(state, codes, row):
             # The codes of the row above (zeros above the grid) enter the first block.
-            above = self.code_embedding(codes[:, tf.maximum(row - 1, 0)])[:, None] * tf.cast(row > 0, dtype)
+            above = self.code_embedding(codes[:, ops.maximum(row - 1, 0)])[:, None] * ops.cast(row > 0, dtype)
             condition_row = None if condition_features is None else condition_features[:, row][:, None]
             rows, biases = [], []
             for block, buffer in zip(self.blocks, state["rows"]):
                 new = ops.pad(above, [[0, 0], [0, 0], [half, half], [0, 0]])
-                rows.append(tf.concat([buffer[:, 1:], new], axis=1))
+                rows.append(ops.concatenate([buffer[:, 1:], new], axis=1))
                 above, bias = block.vertical_step(rows[-1], label_features, condition_row)
                 biases.append(bias)
-            columns = [tf.zeros_like(buffer) for buffer in state["columns"]]
+            columns = [ops.zeros_like(buffer) for buffer in state["columns"]]
             return {**state, "rows": rows, "bias": biases, "columns": columns}
 
         def step(state, codes, position):
             row, col = position // width, position % width
-            state = tf.cond(tf.equal(col, 0), lambda: new_row(state, codes, row), lambda: state)
+            state = ops.cond(ops.equal(col, 0), lambda: new_row(state, codes, row), lambda: state)
             # The code left of this position (zero at the row's start) enters the first block.
-            h = self.code_embedding(codes[:, row, tf.maximum(col - 1, 0)]) * tf.cast(col > 0, dtype)
+            h = self.code_embedding(codes[:, row, ops.maximum(col - 1, 0)]) * ops.cast(col > 0, dtype)
             skips, columns, caches = None, [], list(state["attention"])
             for i, block in enumerate(self.blocks):
-                columns.append(tf.concat([state["columns"][i][:, 1:], h[:, None]], axis=1))
+                columns.append(ops.concatenate([state["columns"][i][:, 1:], h[:, None]], axis=1))
                 h, skip = block.horizontal_step(columns[-1], h, state["bias"][i][:, 0, col])
                 skips = skip if skips is None else skips + skip
                 if i in attention:
