@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._backend import categorical, compiled
+from vq_keras._backend import categorical, compiled, portable_compile_config
 from vq_keras._index_checks import checked_range, range_checked
 from vq_keras._replicas import own_losses, share_of_replica
 from vq_keras._step_flag import StepFlag
@@ -86,7 +86,7 @@ def filter_logits(logits, top_k=None, top_p=None):
     if top_k is None and top_p is None:
         return logits
     ordered = ops.flip(ops.sort(logits, axis=-1), axis=-1)
-    size = logits.shape[-1]
+    size = ops.shape(logits)[-1]  # a tensor where the export traces logits of unknown size
     k = size if top_k is None else ops.where(top_k > 0, ops.minimum(ops.cast(top_k, "int32"), size), size)
     threshold = ops.take(ordered, k - 1, axis=-1)[:, None]
     if top_p is not None:
@@ -360,6 +360,9 @@ class Prior(keras.Model):
         for tracker in self._trackers:
             tracker.update_state(values[tracker.name], sample_weight=weights)
 
+    def compile_from_config(self, config):
+        super().compile_from_config(portable_compile_config(config))
+
     # fit and evaluate check their data before it enters the compiled step.
 
     def fit(self, x=None, *args, validation_data=None, **kwargs):
@@ -508,7 +511,7 @@ class Prior(keras.Model):
     def draw_codes(self, logits, temperature, top_k, top_p, key):
         """int32 codes drawn from Categorical(logits / temperature) filtered by top_k and
         top_p, for float32 logits (..., K), with the stateless RNG key `key`."""
-        flat = ops.reshape(logits, (-1, logits.shape[-1]))
+        flat = ops.reshape(logits, (-1, ops.shape(logits)[-1]))
         drawn = categorical(filter_logits(flat / temperature, top_k, top_p), key)
         return ops.reshape(drawn, ops.shape(logits)[:-1])
 
