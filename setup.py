@@ -27,5 +27,6 @@ setup(
         "test": ["pytest>=8"],
         "bench": ["dm-sonnet>=2.0.2", "dm-tree"],
         "jax": ["jax>=0.4.36"],  # CPU; the layers of README's backend table run on it
+        "torch": ["torch>=2.4"],  # the registry's build (CPU here); README's backend table
     },
 )

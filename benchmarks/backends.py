@@ -1,5 +1,5 @@
-"""The zoo autoencoders on two Keras backends side by side: how closely JAX agrees with TensorFlow,
-and how fast each trains.
+"""The zoo autoencoders on two Keras backends side by side: how closely JAX (or PyTorch, `--other=torch`)
+agrees with TensorFlow, and how fast each trains. Below, "JAX" stands for the `--other` backend.
 
 Keras fixes its backend when it is imported, so every figure of a backend comes from a child
 process (`python -m benchmarks.backends --child=jax ...`) started by this one; the parent starts
@@ -23,7 +23,7 @@ runs `--tensorflow_jit` (default False: a tf.function graph, as training.fit).
 
 Speed (`--task=speed`): images per second of `model.fit` on a fixed random batch of `--batch_size`
 (a repeated tf.data dataset, as training.fit feeds it), after `--warmup` untimed steps: TensorFlow
-as a tf.function graph and under XLA, JAX under XLA; each child times `--rounds` rounds of
+as a tf.function graph and under XLA, JAX under XLA, PyTorch eagerly (Keras' default there); each child times `--rounds` rounds of
 `--steps` steps (a round is one `fit` epoch, so fit's per-epoch work is inside the timing on both
 backends), and the parent alternates `--process_rounds` children per backend (tensorflow, jax,
 then jax, tensorflow, ...) so a changing load falls on both.
@@ -51,8 +51,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-BACKENDS = ("tensorflow", "jax")
-CONTENDERS = ["tensorflow graph", "tensorflow XLA", "jax XLA"]  # the speed table's rows, in order
+CONTENDERS = ["tensorflow graph", "tensorflow XLA", "jax XLA", "torch eager"]  # the speed table's rows, in order
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 TINY = dict(num_hiddens=16, num_residual_hiddens=8, num_residual_layers=1, embedding_dim=8, num_embeddings=32)
 EVAL_IMAGES = 32
 BATCH = 32
@@ -62,6 +62,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_enum("task", "equality", ["equality", "speed"], "What to measure.")
+    flags.DEFINE_enum("other", "jax", ["jax", "torch"], "The backend measured against TensorFlow.")
     flags.DEFINE_list("models", ["vqvae"], "Zoo autoencoders: vqvae, vqvae2.")
     flags.DEFINE_enum("size", "cifar10", ["cifar10", "tiny"], "The cifar10 preset, or the tests' small widths.")
     flags.DEFINE_integer("steps", 300, "Equality: fit steps of the loss curves. Speed: timed steps per round.")
@@ -87,6 +88,10 @@ class Settings:
     batch_size: int = 32
     size: str = "cifar10"
     tensorflow_jit: bool = False
+    other: str = "jax"
+
+    def backends(self):
+        return ("tensorflow", self.other)
 
     def child_flags(self):
         return [f"--{field.name}={_flag_value(getattr(self, field.name))}" for field in dataclasses.fields(self)]
@@ -127,8 +132,10 @@ def _start_model(name, path, data_variance):
         model.optimizer.build(model.trainable_variables)
         model.save(path)
     model = keras.saving.load_model(path)
-    # The file holds the compile arguments of the backend that wrote it; JAX always compiles with XLA.
-    model.compile(optimizer=model.optimizer, jit_compile=FLAGS.tensorflow_jit if FLAGS.child == "tensorflow" else True)
+    # The file holds the compile arguments of the backend that wrote it; JAX always compiles with XLA,
+    # PyTorch runs eagerly (Keras' default there).
+    jit_compile = {"tensorflow": FLAGS.tensorflow_jit, "jax": True, "torch": False}[FLAGS.child]
+    model.compile(optimizer=model.optimizer, jit_compile=jit_compile)
     return model
 
 
@@ -188,8 +195,7 @@ def equality_child(name, workdir):
         figures["trained_reconstruction"] = to_numpy(model(test[:EVAL_IMAGES], training=False))
         model.save(workdir / f"trained_{name}_{FLAGS.child}.keras")
     else:  # the last child: the file the other backend trained
-        other = next(backend for backend in BACKENDS if backend != FLAGS.child)
-        trained = keras.saving.load_model(workdir / f"trained_{name}_{other}.keras")
+        trained = keras.saving.load_model(workdir / f"trained_{name}_{FLAGS.other}.keras")
         figures["other_trained_reconstruction"] = to_numpy(trained(test[:EVAL_IMAGES], training=False))
     tag = FLAGS.child if FLAGS.order_seed is None else f"{FLAGS.child}_order{FLAGS.order_seed}"
     np.savez(workdir / f"{name}_{tag}.npz", **figures, paths=np.array([w.path for w in model.weights]))
@@ -200,7 +206,7 @@ def speed_child(name, workdir):
 
     batch = np.random.default_rng(0).uniform(size=(FLAGS.batch_size, 32, 32, 3)).astype("float32")
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    jits = [False, True] if FLAGS.child == "tensorflow" else [True]
+    jits = {"tensorflow": [False, True], "jax": [True], "torch": [False]}[FLAGS.child]
     rates = {}
     models = {}
     for jit in jits:
@@ -218,7 +224,7 @@ def speed_child(name, workdir):
 
 
 def _contender(jit):
-    return f"{FLAGS.child} {'XLA' if jit else 'graph'}"
+    return f"{FLAGS.child} {'XLA' if jit else 'graph' if FLAGS.child == 'tensorflow' else 'eager'}"
 
 
 # ------------------------------------------------------------------- parent
@@ -235,9 +241,9 @@ def run_child(backend, workdir, task, settings, extra=()):
         raise RuntimeError(f"the {backend} child failed:\n{result.stderr[-4000:]}")
 
 
-def equality_figures(workdir, name):
+def equality_figures(workdir, name, other="jax"):
     """Differences between the backends' figures of `name` (see the module docstring)."""
-    ours, theirs = (np.load(workdir / f"{name}_{backend}.npz") for backend in BACKENDS)
+    ours, theirs = (np.load(workdir / f"{name}_{backend}.npz") for backend in ("tensorflow", other))
     noise = np.load(workdir / f"{name}_tensorflow_order1.npz")
     paths = list(ours["paths"])
 
@@ -259,7 +265,7 @@ def equality_figures(workdir, name):
         "gradient": largest("gradient_"),
         "gradient_relative": relative,
         "quantizer_state_after_one_step": largest("weight_", state),
-        "jax_file_on_tensorflow": float(
+        "other_file_on_tensorflow": float(
             np.max(np.abs(noise["other_trained_reconstruction"] - theirs["trained_reconstruction"]))
         ),
         "weights_after_one_step": largest("weight_"),
@@ -274,16 +280,17 @@ def equality_figures(workdir, name):
 
 def run_equality(workdir, settings):
     run_child("tensorflow", workdir, "equality", settings)
-    run_child("jax", workdir, "equality", settings)
+    run_child(settings.other, workdir, "equality", settings)
     run_child("tensorflow", workdir, "equality", settings, extra=("--order_seed=1",))
-    return {name: equality_figures(workdir, name) for name in settings.models}
+    return {name: equality_figures(workdir, name, settings.other) for name in settings.models}
 
 
-def print_equality(results):
-    print("\n## JAX against TensorFlow from the same .keras file (max |difference| unless said)\n")
+def print_equality(results, other):
+    other = BACKEND_NAMES[other]
+    print(f"\n## {other} against TensorFlow from the same .keras file (max |difference| unless said)\n")
     print("| model | reconstruction | codes equal | gradients (relative) | quantizer state, 1 step | all weights, "
           "1 step | loss, steps 1-10 | loss curve: mean diff (noise: TF, other batch order) | last-sixth mean loss "
-          "TF / JAX | JAX's trained file on TF |")
+          f"TF / {other} | {other}'s trained file on TF |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, f in results.items():
         print(
@@ -291,13 +298,13 @@ def print_equality(results):
             f"({f['gradient_relative']:.1e}) | {f['quantizer_state_after_one_step']:.1e} | "
             f"{f['weights_after_one_step']:.1e} | {f['loss_steps_1_10']:.1e} | "
             f"{f['loss_curve_mean_difference']:.1e} ({f['noise_curve_mean_difference']:.1e}) over {f['steps']} steps | "
-            f"{f['loss_last'][0]:.4f} / {f['loss_last'][1]:.4f} | {f['jax_file_on_tensorflow']:.1e} |"
+            f"{f['loss_last'][0]:.4f} / {f['loss_last'][1]:.4f} | {f['other_file_on_tensorflow']:.1e} |"
         )
 
 
 def run_speed(workdir, settings):
     for round_index in range(settings.process_rounds):
-        for backend in BACKENDS if round_index % 2 == 0 else BACKENDS[::-1]:
+        for backend in settings.backends() if round_index % 2 == 0 else settings.backends()[::-1]:
             run_child(backend, workdir, "speed", settings)
     results = {}
     for name in settings.models:
@@ -332,12 +339,11 @@ def speed_table(settings, workdir=None):
         print_speed(run_speed(workdir, settings), settings)
 
 
-def print_versions():
-    import jax
-    import tensorflow as tf
+def print_versions(settings):
+    import importlib.metadata
 
-    print(f"tensorflow {tf.__version__}, jax {jax.__version__}, keras {keras.__version__}, "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at the start")
+    versions = ", ".join(f"{name} {importlib.metadata.version(name)}" for name in (*settings.backends(), "keras"))
+    print(f"{versions}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at the start")
 
 
 def main(argv):
@@ -351,14 +357,14 @@ def main(argv):
             (equality_child if FLAGS.task == "equality" else speed_child)(name, workdir)
         return
     settings = Settings(**{field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(Settings)})
-    print_versions()
+    print_versions(settings)
     if FLAGS.task == "speed":
         speed_table(settings, FLAGS.workdir)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             workdir = Path(FLAGS.workdir or scratch)
             workdir.mkdir(parents=True, exist_ok=True)
-            print_equality(run_equality(workdir, settings))
+            print_equality(run_equality(workdir, settings), settings.other)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -105,10 +105,10 @@ flags.DEFINE_list("batch_sizes", ["32", "128"], "Comma-separated batch sizes.")
 flags.DEFINE_integer("seed", 0, "Seed of the batch and of the weights.")
 flags.DEFINE_boolean("sonnet_xla", True, "Also time Sonnet's step as a tf.function(jit_compile=True).")
 flags.DEFINE_enum(
-    "backend", "tensorflow", ["tensorflow", "jax"],
-    "tensorflow: ours beside Sonnet (this module). jax: VQVAE's model.fit on JAX (XLA) beside TensorFlow's graph "
-    "and XLA, one child process per backend (benchmarks/backends.py --task=speed, with --steps and --rounds; "
-    "batch size: the first of --batch_sizes).",
+    "backend", "tensorflow", ["tensorflow", "jax", "torch"],
+    "tensorflow: ours beside Sonnet (this module). jax, torch: the models' model.fit on JAX (XLA) or PyTorch "
+    "(eager) beside TensorFlow's graph and XLA, one child process per backend (benchmarks/backends.py "
+    "--task=speed, with --steps and --rounds; batch size: the first of --batch_sizes).",
 )
 flags.DEFINE_list(
     "precisions", ["float32", "mixed_bfloat16"],
@@ -312,11 +312,12 @@ def main(argv):
     if FLAGS.backend != "tensorflow":
         from benchmarks import backends
 
-        backends.print_versions()
-        backends.speed_table(backends.Settings(
+        settings = backends.Settings(
             models=FLAGS.models, steps=FLAGS.steps, rounds=FLAGS.rounds, warmup=FLAGS.warmup,
-            batch_size=int(FLAGS.batch_sizes[0]),
-        ))
+            batch_size=int(FLAGS.batch_sizes[0]), other=FLAGS.backend,
+        )
+        backends.print_versions(settings)
+        backends.speed_table(settings)
         return
     unknown = [m for m in FLAGS.models if m not in MODELS]
     if unknown or not FLAGS.models:

@@ -1,6 +1,6 @@
-"""What the tests need from the Keras backend they run on (KERAS_BACKEND: tensorflow or jax), written
-once: a compiled call and the gradients of a loss of a layer's trainable weights. Everything else the
-tests do goes through `keras.ops` and NumPy, the same on every backend.
+"""What the tests need from the Keras backend they run on (KERAS_BACKEND: tensorflow, jax or torch),
+written once: a compiled call and the gradients of a loss of a layer's trainable weights. Everything
+else the tests do goes through `keras.ops` and NumPy, the same on every backend.
 """
 
 import inspect
@@ -11,7 +11,10 @@ BACKEND = keras.backend.backend()
 
 
 def compiled(function, jit_compile=False):
-    """`function` traced and compiled: a `tf.function` (XLA with `jit_compile`) or `jax.jit` (always XLA)."""
+    """`function` traced and compiled: a `tf.function` (XLA with `jit_compile`) or `jax.jit` (always XLA);
+    on PyTorch the function itself (Keras' torch backend runs eagerly unless a model asks for torch.compile)."""
+    if BACKEND == "torch":
+        return function
     if BACKEND == "jax":
         import jax
 
@@ -39,6 +42,9 @@ def loss_and_gradients(layer, loss_of_outputs, inputs, **call_kwargs):
             return loss_of_outputs(outputs) + sum(losses)
 
         return jax.value_and_grad(loss_of)([v.value for v in layer.trainable_variables])
+    if BACKEND == "torch":
+        loss = loss_of_outputs(layer(inputs, training=True, **call_kwargs)) + sum(layer.losses)
+        return loss, _torch_gradients(loss, layer.trainable_variables)
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -60,6 +66,9 @@ def gradients(loss_of, variables, with_losses_of=None):
             return loss + sum(scope.losses)
 
         return [to_numpy(g) for g in jax.grad(with_values)([v.value for v in variables])]
+    if BACKEND == "torch":
+        loss = loss_of() + (sum(with_losses_of.losses) if with_losses_of is not None else 0.0)
+        return [to_numpy(g) for g in _torch_gradients(loss, variables)]
     import numpy as np
     import tensorflow as tf
 
@@ -71,8 +80,20 @@ def gradients(loss_of, variables, with_losses_of=None):
     ]
 
 
+def _torch_gradients(loss, variables, *tensors):
+    """PyTorch: the gradients of `loss` for each of `variables` and `tensors` (zeros where it does
+    not depend on one), keeping the graph for further gradients."""
+    import torch
+
+    sources = [v.value for v in variables] + list(tensors)
+    found = torch.autograd.grad(loss, sources, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(s) if g is None else g for s, g in zip(sources, found)]
+
+
 def to_numpy(value):
     """A backend tensor (or variable) as a NumPy array."""
+    if BACKEND == "torch" and hasattr(value, "detach"):
+        value = value.detach()
     return keras.ops.convert_to_numpy(value)
 
 
@@ -82,6 +103,10 @@ def input_jacobian(function, x):
         import jax
 
         return to_numpy(jax.jacobian(function)(x))
+    if BACKEND == "torch":
+        import torch
+
+        return to_numpy(torch.autograd.functional.jacobian(function, keras.ops.convert_to_tensor(x)))
     import tensorflow as tf
 
     x = tf.constant(x)
@@ -107,6 +132,14 @@ def losses_and_gradients(layer, x):
         results = []
         for index, loss in enumerate(losses_of(trainable, x)):
             of_x, of_weights = jax.grad(lambda t, x: losses_of(t, x)[index], argnums=(1, 0))(trainable, x)
+            results.append((to_numpy(loss), to_numpy(of_x), [to_numpy(g) for g in of_weights]))
+        return results
+    if BACKEND == "torch":
+        x = keras.ops.convert_to_tensor(x).requires_grad_()
+        layer(x)
+        results = []
+        for loss in layer.losses:
+            *of_weights, of_x = _torch_gradients(loss, layer.trainable_variables, x)
             results.append((to_numpy(loss), to_numpy(of_x), [to_numpy(g) for g in of_weights]))
         return results
     import numpy as np
@@ -148,6 +181,8 @@ def training_call(layer, jit_compile=False, **call_kwargs):
             return outputs
 
         return call
+    if BACKEND == "torch":
+        return lambda batch: layer(batch, training=True, **call_kwargs)  # eager: assignments apply at once
     import tensorflow as tf
 
     return tf.function(lambda batch: layer(batch, training=True, **call_kwargs), jit_compile=jit_compile)

@@ -3,7 +3,6 @@ equal outputs, and both compute the same outputs, gradients, EMA state and loss 
 same file (`benchmarks/backends.py` at a small size, each backend in its own process); a trained
 zoo entry gives its card's figures on the backend the tests run on."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,27 +10,28 @@ import sys
 import numpy as np
 import pytest
 
-from tests.backend import to_numpy
+from tests.backend import BACKEND, to_numpy
 from tests.conftest import REPO, SAMPLE_MSE_MARGIN
 
 pytestmark = pytest.mark.backends
 
-BOTH_BACKENDS = importlib.util.find_spec("jax") is not None and importlib.util.find_spec("tensorflow") is not None
-
 
 @pytest.mark.large
-@pytest.mark.skipif(not BOTH_BACKENDS, reason="needs TensorFlow and JAX installed (pip install '.[jax]')")
-def test_tensorflow_and_jax_read_each_others_files_and_train_alike(tmp_path):
+@pytest.mark.parametrize("other", ["jax", "torch"])
+def test_tensorflow_and_another_backend_read_each_others_files_and_train_alike(other, tmp_path):
+    # Run where the other backend is the one under test (CI's JAX and PyTorch runs), each once.
+    if BACKEND != other:
+        pytest.skip(f"compares TensorFlow with {other}: runs under KERAS_BACKEND={other}")
     from benchmarks.backends import equality_figures
 
     command = [sys.executable, "-m", "benchmarks.backends", "--task=equality", "--models=vqvae,vqvae2",
-               "--size=tiny", "--steps=30", f"--workdir={tmp_path}"]
+               "--size=tiny", "--steps=30", f"--other={other}", f"--workdir={tmp_path}"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("vqvae", "vqvae2"):
-        figures = equality_figures(tmp_path, name)
+        figures = equality_figures(tmp_path, name, other)
         assert figures["codes_equal"] == 1.0, name
-        assert figures["reconstruction"] < 1e-5 and figures["jax_file_on_tensorflow"] < 1e-5, figures
+        assert figures["reconstruction"] < 1e-5 and figures["other_file_on_tensorflow"] < 1e-5, figures
         assert figures["gradient_relative"] < 1e-4, figures
         assert figures["quantizer_state_after_one_step"] < 1e-5 and figures["weights_after_one_step"] < 1e-5, figures
         # The curves agree far inside the noise of another batch order.

@@ -37,14 +37,14 @@ def unit_checked(images, owner):
 
     Eagerly (NumPy arrays, eager tensors, JAX arrays outside a trace) a ValueError names
     what is wrong; in a TensorFlow graph the returned tensor carries the assertion
-    (`graph_unit_checked`). Symbolic Keras tensors and JAX traces pass unchecked.
+    (`graph_unit_checked`). Symbolic Keras tensors and JAX (or torch.compile) traces pass unchecked.
     """
     if isinstance(images, keras.KerasTensor):
         return images
     if is_concrete(images):
         _check_eagerly(np.asarray(images, dtype=np.float32), owner)
         return images
-    if not IS_TENSORFLOW:  # a JAX trace has no assertions (short of checkify)
+    if not IS_TENSORFLOW:  # a JAX or torch.compile trace has no assertions (short of checkify)
         return images
     return graph_unit_checked(images, owner)
 

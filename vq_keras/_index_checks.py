@@ -24,7 +24,7 @@ def range_checked(indices, limit, message):
 def checked_range(indices, limit, message, what="values"):
     """`indices` checked to lie in [0, limit): eagerly a ValueError (`message`, then
     "Received: <what> from <min> to <max>"); in a TensorFlow graph `range_checked`; symbolic
-    Keras tensors and JAX traces pass unchecked."""
+    Keras tensors and JAX (or torch.compile) traces pass unchecked."""
     if isinstance(indices, keras.KerasTensor):
         return indices
     if is_concrete(indices):
@@ -32,6 +32,6 @@ def checked_range(indices, limit, message, what="values"):
         if values.size and (values.min() < 0 or values.max() >= limit):
             raise ValueError(f"{message} Received: {what} from {values.min()} to {values.max()}")
         return indices
-    if not IS_TENSORFLOW:  # a JAX trace has no assertions (short of checkify)
+    if not IS_TENSORFLOW:  # a JAX or torch.compile trace has no assertions (short of checkify)
         return indices
     return range_checked(indices, limit, message)

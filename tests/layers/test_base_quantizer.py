@@ -15,7 +15,7 @@ pytestmark = pytest.mark.backends
 
 # On JAX, Keras drops a trainable weight's assignment made in a training step, so there only the
 # EMA quantizer (whose codebook is state) restarts codes and seeds by k-means++.
-QUANTIZERS = [VectorQuantizer, VectorQuantizerEMA] if BACKEND == "tensorflow" else [VectorQuantizerEMA]
+QUANTIZERS = [VectorQuantizer, VectorQuantizerEMA] if BACKEND != "jax" else [VectorQuantizerEMA]
 # Three codes on the data, code 3 far away: it never gets a vector.
 CODEBOOK = np.array([[0, 0], [4, 0], [0, 4], [100, 100]], "float32")
 
@@ -92,7 +92,7 @@ def test_no_code_below_a_tiny_threshold_gives_exactly_the_behaviour_without_rest
     rng = np.random.default_rng(0)
     for _ in range(3):
         batch = (np.repeat(used, 5, axis=0) + rng.normal(scale=0.3, size=(20, 2))).astype("float32")
-        np.testing.assert_array_equal(hardly(batch, training=True), plain(batch, training=True))
+        np.testing.assert_array_equal(to_numpy(hardly(batch, training=True)), to_numpy(plain(batch, training=True)))
     np.testing.assert_array_equal(to_numpy(hardly.codebook), to_numpy(plain.codebook))
 
 
@@ -214,7 +214,7 @@ def test_lookup_refuses_codes_outside_the_codebook_eagerly_and_in_graphs(cls):
         layer.lookup(np.array([1.0], "float32"))
 
 
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow keeps what a training step assigns to a trained weight")
+@pytest.mark.skipif(BACKEND != "jax", reason="TensorFlow and PyTorch keep what a training step assigns to a trained weight")
 @pytest.mark.parametrize("kwargs", [dict(dead_code_threshold=0.1), dict(codebook_init="kmeans++")])
 def test_a_codebook_trained_by_gradients_refuses_restarts_and_kmeans_plus_plus_where_keras_would_drop_them(kwargs):
     with pytest.raises(ValueError, match=r"VectorQuantizer trains its codebook by gradients, and on the jax backend "

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.backends  # the same checks on every backend (tests/bac
 
 def _numpy_fsq(z, levels):
     """The paper's appendix A.1, in float64: levels per channel, codes, normalised output."""
-    levels = np.asarray(levels)
+    levels = to_numpy(levels)
     half_l = (levels - 1) * (1 - 1e-3) / 2
     offset = np.where(levels % 2 == 0, 0.5, 0.0)
     shift = np.tan(offset / half_l)
@@ -48,7 +48,7 @@ def test_every_code_is_reachable_and_lookup_inverts_encode(levels):
         assert len(np.unique(vectors[:, channel])) == level
     # Inputs that land on each level: invert the bound at the level (moved 0.1 inside the
     # open range of the bound for the outermost levels, which it only approaches).
-    levels_arr = np.asarray(levels)
+    levels_arr = to_numpy(levels)
     half_l = (levels_arr - 1) * (1 - 1e-3) / 2
     offset = np.where(levels_arr % 2 == 0, 0.5, 0.0)
     target = np.clip(vectors * (levels_arr // 2), -half_l - offset + 0.1, half_l - offset - 0.1)
@@ -62,7 +62,7 @@ def test_gradient_is_straight_through_the_bound():
     layer = FiniteScalarQuantizer(levels)
     z = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
     gradient = input_jacobian(lambda z: keras.ops.sum(layer(z)), z)
-    levels_arr = np.asarray(levels)
+    levels_arr = to_numpy(levels)
     half_l = (levels_arr - 1) * (1 - 1e-3) / 2
     shift = np.tan(np.where(levels_arr % 2 == 0, 0.5, 0.0) / half_l)
     expected = (1 - np.tanh(to_numpy(z).astype(np.float64) + shift) ** 2) * half_l / (levels_arr // 2)

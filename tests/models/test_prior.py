@@ -7,6 +7,8 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
+from tests.backend import to_numpy
+
 from vq_keras.models import AutoregressivePrior
 from vq_keras.models.prior import filter_logits
 from tests.presets import TINY_PRIORS
@@ -62,11 +64,11 @@ def test_log_prob_against_a_numpy_recomputation():
     prior = PreviousCodePrior(K)
     prior.build_if_needed()
     codes = _chains(3, 2, 3)
-    table = _log_softmax(np.asarray(prior.table.embeddings))
+    table = _log_softmax(to_numpy(prior.table.embeddings))
     flat = codes.reshape(3, -1)
     previous = np.concatenate([np.full((3, 1), K), flat[:, :-1]], axis=1)
     expected = table[previous, flat].sum(axis=1)
-    np.testing.assert_allclose(np.asarray(prior.log_prob(codes)), expected, rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(prior.log_prob(codes)), expected, rtol=1e-5)
 
 
 def test_one_train_step_against_a_numpy_recomputation_of_the_loss_and_the_sgd_update():
@@ -75,7 +77,7 @@ def test_one_train_step_against_a_numpy_recomputation_of_the_loss_and_the_sgd_up
     prior, learning_rate = PreviousCodePrior(K), 0.5
     prior.compile(optimizer=keras.optimizers.SGD(learning_rate))
     prior.build_if_needed()
-    table = np.asarray(prior.table.embeddings).copy()
+    table = to_numpy(prior.table.embeddings).copy()
     codes = _chains(4, 2, 3, seed=3)
     flat = codes.reshape(4, -1)
     previous = np.concatenate([np.full((4, 1), K), flat[:, :-1]], axis=1)
@@ -86,7 +88,7 @@ def test_one_train_step_against_a_numpy_recomputation_of_the_loss_and_the_sgd_up
     logs = prior.fit({"codes": codes}, batch_size=4, epochs=1, verbose=0).history
     np.testing.assert_allclose(logs["loss"][0], nll.mean(), rtol=1e-5)
     np.testing.assert_allclose(logs["bits_per_code"][0], nll.mean() / np.log(2), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(prior.table.embeddings), table - learning_rate * gradient, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(prior.table.embeddings), table - learning_rate * gradient, atol=1e-6)
 
 
 def test_fit_learns_and_both_sampling_methods_draw_the_learned_chains():
@@ -98,11 +100,11 @@ def test_fit_learns_and_both_sampling_methods_draw_the_learned_chains():
     after = prior.evaluate(data, verbose=0, return_dict=True)
     assert before["bits_per_code"] > 2.4 and after["bits_per_code"] < 0.5 and after["accuracy"] > 0.9
     for method in ("cached", "full"):
-        codes = np.asarray(prior.sample(8, seed=1, temperature=0.1, method=method)).reshape(8, -1)
+        codes = to_numpy(prior.sample(8, seed=1, temperature=0.1, method=method)).reshape(8, -1)
         np.testing.assert_array_equal((codes[:, 1:] - codes[:, :-1]) % K, 1)
     for seed in range(3):
-        cached = np.asarray(prior.sample(8, seed=seed, temperature=2.0))
-        np.testing.assert_array_equal(cached, np.asarray(prior.sample(8, seed=seed, temperature=2.0, method="full")))
+        cached = to_numpy(prior.sample(8, seed=seed, temperature=2.0))
+        np.testing.assert_array_equal(cached, to_numpy(prior.sample(8, seed=seed, temperature=2.0, method="full")))
 
 
 def test_a_prior_without_a_cached_sampler_samples_with_the_full_one():
@@ -118,7 +120,7 @@ def test_hierarchical_prior_and_generate_take_any_prior():
     top = PreviousCodePrior(K, grid_shape=(8, 8))
     images = generate(autoencoder, top, 3, seed=0)
     assert tuple(images.shape) == (3, 32, 32, 3)
-    np.testing.assert_allclose(np.asarray(images), np.asarray(generate(autoencoder, top, 3, seed=0, method="full")))
+    np.testing.assert_allclose(to_numpy(images), to_numpy(generate(autoencoder, top, 3, seed=0, method="full")))
     bottom = PixelCNNPrior(K, num_layers=1, num_filters=4, condition_num_embeddings=K, condition_upsampling=2)
     hierarchical = HierarchicalPrior([PreviousCodePrior(K, grid_shape=(2, 3)), bottom])
     top_codes, bottom_codes = hierarchical.sample(2, seed=4)
@@ -141,7 +143,7 @@ def _filtered_by_numpy(logits, top_k, top_p):
 @pytest.mark.parametrize("top_k, top_p", [(1, None), (3, None), (None, 0.5), (None, 0.9), (4, 0.7), (6, None)])
 def test_filter_logits_against_a_numpy_recomputation(top_k, top_p):
     logits = np.random.default_rng(0).normal(scale=2.0, size=(16, K)).astype("float32")
-    filtered = np.asarray(filter_logits(
+    filtered = to_numpy(filter_logits(
         ops.convert_to_tensor(logits), None if top_k is None else ops.convert_to_tensor(top_k, "int32"),
         None if top_p is None else ops.convert_to_tensor(top_p, "float32"),
     ))
@@ -152,8 +154,8 @@ def test_filter_logits_against_a_numpy_recomputation(top_k, top_p):
 
 def test_filters_given_their_off_values_leave_the_logits_unchanged_bit_for_bit():
     logits = ops.convert_to_tensor(np.random.default_rng(1).normal(size=(8, K)).astype("float32"))
-    off = np.asarray(filter_logits(logits, ops.convert_to_tensor(0, "int32"), ops.convert_to_tensor(1.0, "float32")))
-    np.testing.assert_array_equal(off, np.asarray(logits))
+    off = to_numpy(filter_logits(logits, ops.convert_to_tensor(0, "int32"), ops.convert_to_tensor(1.0, "float32")))
+    np.testing.assert_array_equal(off, to_numpy(logits))
     assert filter_logits(logits) is logits
 
 
@@ -161,10 +163,10 @@ def test_sampling_draws_only_codes_the_filters_keep():
     prior = PreviousCodePrior(K, grid_shape=(2, 3))
     prior.build_if_needed()
     prior.table.embeddings.assign(np.random.default_rng(2).normal(scale=2.0, size=(K + 1, K)).astype("float32"))
-    greedy = np.asarray(prior.sample(50, seed=0, grid_shape=(2, 3), top_k=1)).reshape(50, 6)
+    greedy = to_numpy(prior.sample(50, seed=0, grid_shape=(2, 3), top_k=1)).reshape(50, 6)
     np.testing.assert_array_equal(greedy, np.tile(greedy[:1], (50, 1)))  # one most probable chain
-    logits = np.asarray(prior.table.embeddings)
-    nucleus = np.asarray(prior.sample(200, seed=1, grid_shape=(2, 3), top_p=0.6, temperature=2.0)).reshape(200, 6)
+    logits = to_numpy(prior.table.embeddings)
+    nucleus = to_numpy(prior.sample(200, seed=1, grid_shape=(2, 3), top_p=0.6, temperature=2.0)).reshape(200, 6)
     previous = np.concatenate([np.full((200, 1), K), nucleus[:, :-1]], axis=1)
     allowed = _filtered_by_numpy(logits / 2.0, None, 0.6)
     assert allowed[previous, nucleus].all()
@@ -224,14 +226,14 @@ def _label_table_prior(seed=0):
 @pytest.mark.parametrize("guidance", [0.0, 0.5, 2.0, 5.0])
 def test_guided_codes_follow_the_mixed_logits_of_a_numpy_recomputation(guidance):
     prior = _label_table_prior()
-    table = np.asarray(prior.table.embeddings)
+    table = to_numpy(prior.table.embeddings)
     mixed = table[CLASSES] + guidance * (table[:CLASSES] - table[CLASSES])  # u + s (c - u), per class
     labels = np.arange(CLASSES, dtype="int32")
     for method in ("cached", "full"):
-        greedy = np.asarray(prior.sample(CLASSES, labels=labels, guidance=guidance, top_k=1, method=method))
+        greedy = to_numpy(prior.sample(CLASSES, labels=labels, guidance=guidance, top_k=1, method=method))
         np.testing.assert_array_equal(greedy.reshape(CLASSES, -1), np.argmax(mixed, axis=1)[:, None].repeat(6, 1))
     # Drawn, not greedy: the frequencies of 3000 grids' codes match softmax(u + s (c - u)).
-    drawn = np.asarray(prior.sample(500, labels=np.full(500, 1, "int32"), guidance=guidance, seed=3))
+    drawn = to_numpy(prior.sample(500, labels=np.full(500, 1, "int32"), guidance=guidance, seed=3))
     expected = np.exp(_log_softmax(mixed[1]))
     np.testing.assert_allclose(np.bincount(drawn.ravel(), minlength=K) / drawn.size, expected, atol=0.03)
 
@@ -239,19 +241,19 @@ def test_guided_codes_follow_the_mixed_logits_of_a_numpy_recomputation(guidance)
 def test_guidance_one_draws_the_unguided_codes_and_zero_the_unconditional_ones():
     prior = _label_table_prior(seed=1)
     labels = np.array([0, 1, 2, 0], "int32")
-    unguided = np.asarray(prior.sample(4, labels=labels, seed=5))
-    np.testing.assert_array_equal(np.asarray(prior.sample(4, labels=labels, seed=5, guidance=1.0)), unguided)
-    no_class = np.asarray(prior.sample(4, labels=np.full(4, CLASSES, "int32"), seed=5))
-    np.testing.assert_array_equal(np.asarray(prior.sample(4, labels=labels, seed=5, guidance=0.0)), no_class)
+    unguided = to_numpy(prior.sample(4, labels=labels, seed=5))
+    np.testing.assert_array_equal(to_numpy(prior.sample(4, labels=labels, seed=5, guidance=1.0)), unguided)
+    no_class = to_numpy(prior.sample(4, labels=np.full(4, CLASSES, "int32"), seed=5))
+    np.testing.assert_array_equal(to_numpy(prior.sample(4, labels=labels, seed=5, guidance=0.0)), no_class)
 
 
 def test_label_dropout_replaces_that_fraction_of_the_training_labels_by_no_class():
     prior = _label_table_prior()
     labels = ops.convert_to_tensor(np.arange(20000) % CLASSES, "int32")
-    dropped = np.asarray(prior.dropped_labels(labels))
+    dropped = to_numpy(prior.dropped_labels(labels))
     is_dropped = dropped == CLASSES
     assert 0.09 < is_dropped.mean() < 0.11
-    np.testing.assert_array_equal(dropped[~is_dropped], np.asarray(labels)[~is_dropped])  # the others untouched
+    np.testing.assert_array_equal(dropped[~is_dropped], to_numpy(labels)[~is_dropped])  # the others untouched
     without = LabelTablePrior(K, num_classes=CLASSES)
     assert without.dropped_labels(labels) is labels and without.label_seeds is None
 
@@ -263,7 +265,7 @@ def test_training_with_label_dropout_learns_the_no_class_distribution_too():
     codes = labels.reshape(-1, 1, 1).astype("int32")  # class c always has code c
     data = tf.data.Dataset.from_tensor_slices({"codes": codes, "labels": labels.astype("int32")}).batch(30)
     prior.fit(data, epochs=20, verbose=0)
-    probabilities = np.exp(_log_softmax(np.asarray(prior.table.embeddings)))
+    probabilities = np.exp(_log_softmax(to_numpy(prior.table.embeddings)))
     np.testing.assert_allclose(probabilities[np.arange(CLASSES), np.arange(CLASSES)], 1.0, atol=0.05)
     np.testing.assert_allclose(probabilities[CLASSES, :CLASSES], 1 / CLASSES, atol=0.08)  # the mixture of the classes
 
@@ -307,16 +309,16 @@ def test_every_prior_kind_trains_with_label_dropout_and_samples_guided(kind, tmp
     data = {"codes": codes, "labels": (np.arange(32) % CLASSES).astype("int32")}
     prior.fit(tf.data.Dataset.from_tensor_slices(data).batch(16), epochs=2, verbose=0)
     labels = np.array([0, 1, 2, 1], "int32")
-    guided = np.asarray(prior.sample(4, labels=labels, seed=2, guidance=3.0))
+    guided = to_numpy(prior.sample(4, labels=labels, seed=2, guidance=3.0))
     if kind != "maskgit":
-        np.testing.assert_array_equal(np.asarray(prior.sample(4, labels=labels, seed=2, guidance=3.0, method="full")), guided)
+        np.testing.assert_array_equal(to_numpy(prior.sample(4, labels=labels, seed=2, guidance=3.0, method="full")), guided)
     np.testing.assert_array_equal(prior.sample(4, labels=labels, seed=2, guidance=1.0), prior.sample(4, labels=labels, seed=2))
     no_class = prior.sample(4, labels=np.full(4, CLASSES, "int32"), seed=2)
     np.testing.assert_array_equal(prior.sample(4, labels=labels, seed=2, guidance=0.0), no_class)
     prior.save(tmp_path / "prior.keras")
     loaded = keras.saving.load_model(tmp_path / "prior.keras")
     assert loaded.label_dropout == 0.2
-    np.testing.assert_array_equal(np.asarray(loaded.sample(4, labels=labels, seed=2, guidance=3.0)), guided)
+    np.testing.assert_array_equal(to_numpy(loaded.sample(4, labels=labels, seed=2, guidance=3.0)), guided)
 
 
 def test_a_hierarchical_prior_guides_the_levels_trained_with_label_dropout():

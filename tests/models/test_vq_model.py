@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from vq_keras.models import VQModel
 from vq_keras.zoo import VQVAE, VQVAE2
-from tests.backend import compiled, tensorflow_only, to_numpy
+from tests.backend import BACKEND, compiled, tensorflow_only, to_numpy
 
 pytestmark = pytest.mark.backends
 
@@ -93,6 +93,13 @@ def test_accepts_image_label_pairs_and_dicts():
 def test_bad_data_variance_is_a_clear_error():
     with pytest.raises(ValueError, match=r"VQVAE expects data_variance in \(0, inf\). Received: data_variance=0"):
         VQVAE(data_variance=0)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.compile is PyTorch's")
+def test_a_compiled_step_is_refused_on_pytorch_with_the_reason():
+    with pytest.raises(ValueError, match=r"VQVAE trains eagerly on the PyTorch backend: .* Received: jit_compile=True"):
+        VQVAE(**TINY).compile(jit_compile=True)
+    VQVAE(**TINY).compile(jit_compile=False)
 
 
 def test_base_class_is_abstract_about_levels():
@@ -236,6 +243,7 @@ def test_out_of_range_images_fail_traced_calls_and_every_compiled_step_not_only_
 
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.large
+@pytest.mark.skipif(BACKEND == "torch", reason="no compiled step on PyTorch (refused: see the test above)")
 def test_under_xla_which_drops_assertions_the_dataset_is_checked_in_its_input_pipeline(cls):
     model = _compiled(cls, jit_compile=True)
     assert model.jit_compile
@@ -254,14 +262,18 @@ def test_under_xla_which_drops_assertions_the_dataset_is_checked_in_its_input_pi
 @pytest.mark.parametrize("cls", MODELS)
 def test_a_refused_first_batch_leaves_the_weights_as_they_were(cls):
     # Keras' JAX trainer detaches the weights during evaluate and predict (see _weights_kept_on_error).
-    model = _compiled(cls, jit_compile=True)
+    model = _compiled(cls, jit_compile=BACKEND != "torch")
     x = _images(4)
     before = [to_numpy(w).copy() for w in model.weights]
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
     first_bad = tf.data.Dataset.from_tensor_slices(np.concatenate([bad, x])).batch(4)
+    if BACKEND == "torch":  # the eager step checks the values themselves, in the eager check's words
+        error, words = ValueError, rf"{cls.__name__} expects finite float images in \[0, 1\]"
+    else:
+        error, words = tf.errors.InvalidArgumentError, IN_GRAPH.format(name=cls.__name__)
     for function in (model.evaluate, model.predict):
-        with pytest.raises(tf.errors.InvalidArgumentError, match=IN_GRAPH.format(name=cls.__name__)):
+        with pytest.raises(error, match=words):
             function(first_bad, verbose=0)
         for weight, old in zip(model.weights, before):
             np.testing.assert_array_equal(to_numpy(weight), old, err_msg=weight.path)

@@ -2,6 +2,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tests.backend import to_numpy
+
 SMALL = dict(num_hiddens=32, num_residual_hiddens=16, num_residual_layers=1, embedding_dim=16, num_embeddings=128)
 
 
@@ -58,7 +60,7 @@ def assert_cached_and_full_draw_the_same(prior, num, grid_shape, labels, conditi
     """Cached and full sampling draw the same codes for three seeds, and the draws are not degenerate."""
     for seed in range(3):
         arguments = dict(labels=labels, condition=condition, temperature=3.0, seed=seed, grid_shape=grid_shape)
-        cached = np.asarray(prior.sample(num, method="cached", **arguments))
-        np.testing.assert_array_equal(cached, np.asarray(prior.sample(num, method="full", **arguments)))
+        cached = to_numpy(prior.sample(num, method="cached", **arguments))
+        np.testing.assert_array_equal(cached, to_numpy(prior.sample(num, method="full", **arguments)))
     assert len(np.unique(cached)) > 3
     return cached

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import keras
 
+from tests.backend import to_numpy
+
 from vq_keras.zoo import VQVAE, VQVAE2, HierarchicalPrior, PixelCNNPrior, generate
 
 pytestmark = pytest.mark.backends
@@ -36,16 +38,16 @@ def test_sample_all_levels_top_down():
     assert [tuple(s) for s in vqvae2.code_shapes((32, 32))] == [(4, 4), (8, 8)]
     for codes in (top, bottom):
         assert keras.backend.standardize_dtype(codes.dtype) == "int32"
-        assert np.asarray(codes).min() >= 0 and np.asarray(codes).max() < 16
+        assert to_numpy(codes).min() >= 0 and to_numpy(codes).max() < 16
     again = prior.sample(3, seed=1, image_size=(32, 32))
     for first, second in zip((top, bottom), again):
-        np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+        np.testing.assert_array_equal(to_numpy(first), to_numpy(second))
     other = prior.sample(3, seed=2, image_size=(32, 32))
-    assert any(np.any(np.asarray(a) != np.asarray(b)) for a, b in zip((top, bottom), other))
+    assert any(np.any(to_numpy(a) != to_numpy(b)) for a, b in zip((top, bottom), other))
     # The bottom level is drawn from the bottom prior given the sampled top codes
     # with the key (seed, 1).
     np.testing.assert_array_equal(
-        np.asarray(prior.priors[1].sample(3, condition=top, seed=(1, 1))), np.asarray(bottom)
+        to_numpy(prior.priors[1].sample(3, condition=top, seed=(1, 1))), to_numpy(bottom)
     )
     # The top grid can also be given directly.
     top_only = prior.sample(2, seed=1, grid_shape=(2, 3))
@@ -61,7 +63,7 @@ def test_teacher_forced_call_returns_logits_per_level():
     top_logits, bottom_logits = prior([top, bottom], labels=labels)
     assert tuple(top_logits.shape) == (2, 2, 2, 6) and tuple(bottom_logits.shape) == (2, 4, 4, 9)
     np.testing.assert_allclose(
-        np.asarray(bottom_logits), np.asarray(prior.priors[1](bottom, labels=labels, condition=top)), rtol=1e-6
+        to_numpy(bottom_logits), to_numpy(prior.priors[1](bottom, labels=labels, condition=top)), rtol=1e-6
     )
     codes = prior.sample(2, labels=1, seed=0, grid_shape=(2, 2))
     assert [tuple(c.shape) for c in codes] == [(2, 2, 2), (2, 4, 4)]
@@ -72,12 +74,12 @@ def test_generate_decodes_all_levels_of_a_vqvae2():
     prior = HierarchicalPrior.from_autoencoder(vqvae2, num_attention_layers=1, **TINY_PRIOR)
     images = generate(vqvae2, prior, num=2, seed=4, image_size=(32, 32))
     assert keras.backend.standardize_dtype(images.dtype) == "float32" and tuple(images.shape) == (2, 32, 32, 3)
-    assert np.asarray(images).min() >= 0.0 and np.asarray(images).max() <= 1.0
+    assert to_numpy(images).min() >= 0.0 and to_numpy(images).max() <= 1.0
     codes = prior.sample(2, seed=4, image_size=(32, 32))
-    np.testing.assert_allclose(np.asarray(images), np.asarray(vqvae2.decode(codes)), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(images), to_numpy(vqvae2.decode(codes)), atol=1e-6)
     _, returned = generate(vqvae2, prior, num=2, seed=4, image_size=(32, 32), return_codes=True)
     for level, expected in zip(returned, codes, strict=True):
-        np.testing.assert_array_equal(np.asarray(level), np.asarray(expected))
+        np.testing.assert_array_equal(to_numpy(level), to_numpy(expected))
     vqvae = VQVAE(num_embeddings=16, **TINY_AUTOENCODER)
     with pytest.raises(ValueError) as error:
         generate(vqvae, prior, num=1, image_size=(32, 32))
@@ -97,10 +99,10 @@ def test_keras_file_round_trip_gives_identical_logits_and_samples(tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "hierarchical.keras")
     assert isinstance(reloaded, HierarchicalPrior) and reloaded.get_config() == prior.get_config()
     for saved, loaded in zip(prior([top, bottom]), reloaded([top, bottom])):
-        np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
+        np.testing.assert_array_equal(to_numpy(saved), to_numpy(loaded))
     samples = prior.sample(2, seed=3, grid_shape=(2, 2))
     for saved, loaded in zip(samples, reloaded.sample(2, seed=3, grid_shape=(2, 2))):
-        np.testing.assert_array_equal(np.asarray(saved), np.asarray(loaded))
+        np.testing.assert_array_equal(to_numpy(saved), to_numpy(loaded))
 
 
 def test_a_prior_assembled_from_trained_levels_saves_their_weights(tmp_path):
@@ -109,10 +111,10 @@ def test_a_prior_assembled_from_trained_levels_saves_their_weights(tmp_path):
         level.build_if_needed()
     HierarchicalPrior(levels, downsampling=4).save(tmp_path / "assembled.keras")
     reloaded = keras.saving.load_model(tmp_path / "assembled.keras")
-    expected = [np.asarray(w) for level in levels for w in level.weights]
+    expected = [to_numpy(w) for level in levels for w in level.weights]
     assert len(reloaded.weights) == len(expected) > 0
     for weight, value in zip(reloaded.weights, expected):
-        np.testing.assert_array_equal(np.asarray(weight), value)
+        np.testing.assert_array_equal(to_numpy(weight), value)
 
 
 def test_bad_arguments_are_clear_errors():

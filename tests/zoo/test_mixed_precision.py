@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+from tests.backend import to_numpy
+
 from tests.zoo.conftest import SMALL
 from vq_keras.zoo import VQVAE, VQVAE2, PixelCNNPrior
 
@@ -113,10 +115,10 @@ def test_prior_logits_and_log_probs_stay_float32_under_float16():
     assert np.isfinite(history["loss"][0])
     logits = prior(codes)
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
-    log_prob = np.asarray(prior.log_prob(codes))
+    log_prob = to_numpy(prior.log_prob(codes))
     assert log_prob.dtype == np.float32 and np.all(np.isfinite(log_prob)) and np.all(log_prob < 0)
     # The float32 log-softmax of the float32 logits, recomputed in NumPy.
-    logits = np.asarray(logits, np.float64)
+    logits = to_numpy(logits).astype(np.float64)
     log_softmax = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
     expected = np.take_along_axis(log_softmax, codes[..., None], -1)[..., 0].sum((1, 2))
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5)

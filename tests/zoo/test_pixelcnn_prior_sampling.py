@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.backend import tensorflow_only
+from tests.backend import tensorflow_only, to_numpy
 from tests.zoo.conftest import assert_cached_and_full_draw_the_same, cached_logits, prior_inputs, spread
 from vq_keras.zoo import HierarchicalPrior, PixelCNNPrior
 
@@ -32,7 +32,7 @@ def test_cached_logits_equal_the_networks_at_every_position(config, num, height,
     if config.get("condition_upsampling", 1) > 1 and (height % 2 or width % 2):
         height, width = 2 * height, 2 * width
     codes, labels, condition = prior_inputs(prior, num, height, width)
-    expected = np.asarray(prior(codes, labels=labels, condition=condition))
+    expected = to_numpy(prior(codes, labels=labels, condition=condition))
     np.testing.assert_allclose(cached_logits(prior, codes, labels, condition), expected, rtol=1e-4, atol=1e-4)
 
 
@@ -63,7 +63,7 @@ def test_cached_sampling_under_mixed_precision(policy):
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     codes, labels, condition = prior_inputs(prior, 2, 3, 4)
-    expected = np.asarray(prior(codes, labels=labels, condition=condition))
+    expected = to_numpy(prior(codes, labels=labels, condition=condition))
     # Half-precision features: the orders of the sums differ, so tolerances are wider.
     np.testing.assert_allclose(cached_logits(prior, codes, labels, condition), expected, rtol=0.05, atol=0.1)
 
@@ -81,7 +81,7 @@ def test_the_zoo_vqvae_prior_draws_the_same_codes_either_way():
     assert isinstance(prior, PixelCNNPrior)
     for seed in range(5):
         np.testing.assert_array_equal(
-            np.asarray(prior.sample(4, seed=seed, method="cached")), np.asarray(prior.sample(4, seed=seed, method="full"))
+            to_numpy(prior.sample(4, seed=seed, method="cached")), to_numpy(prior.sample(4, seed=seed, method="full"))
         )
 
 
@@ -93,7 +93,7 @@ def test_the_zoo_vqvae2_priors_draw_the_same_codes_either_way():
         cached = prior.sample(4, seed=seed, method="cached")
         full = prior.sample(4, seed=seed, method="full")
         for cached_level, full_level in zip(cached, full):
-            np.testing.assert_array_equal(np.asarray(cached_level), np.asarray(full_level))
+            np.testing.assert_array_equal(to_numpy(cached_level), to_numpy(full_level))
 
 
 def _recorded_before_the_transformer_priors():
@@ -107,14 +107,14 @@ def _recorded_before_the_transformer_priors():
 def test_the_zoo_priors_draw_the_codes_they_did_before_the_transformer_priors():
     recorded = _recorded_before_the_transformer_priors()
     prior, levels = _zoo_prior("pixelcnn_vqvae_cifar10"), _zoo_prior("pixelcnn_vqvae2_cifar10")
-    np.testing.assert_array_equal(np.asarray(prior.sample(4, seed=0)), recorded["vqvae_seed0"])
-    np.testing.assert_array_equal(np.asarray(prior.sample(4, seed=1, temperature=0.8)), recorded["vqvae_seed1_t08"])
+    np.testing.assert_array_equal(to_numpy(prior.sample(4, seed=0)), recorded["vqvae_seed0"])
+    np.testing.assert_array_equal(to_numpy(prior.sample(4, seed=1, temperature=0.8)), recorded["vqvae_seed1_t08"])
     top, bottom = levels.sample(4, seed=0)
-    np.testing.assert_array_equal(np.asarray(top), recorded["vqvae2_top_seed0"])
-    np.testing.assert_array_equal(np.asarray(bottom), recorded["vqvae2_bottom_seed0"])
+    np.testing.assert_array_equal(to_numpy(top), recorded["vqvae2_top_seed0"])
+    np.testing.assert_array_equal(to_numpy(bottom), recorded["vqvae2_bottom_seed0"])
 
 
 def test_the_zoo_prior_scores_the_log_prob_it_did_before_the_transformer_priors():
     recorded = _recorded_before_the_transformer_priors()
     prior = _zoo_prior("pixelcnn_vqvae_cifar10")
-    np.testing.assert_allclose(np.asarray(prior.log_prob(recorded["random_codes"])), recorded["log_prob"], rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(prior.log_prob(recorded["random_codes"])), recorded["log_prob"], rtol=1e-5)

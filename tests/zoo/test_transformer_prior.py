@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.backend import to_numpy
+
 from tests.zoo.conftest import assert_cached_and_full_draw_the_same, cached_logits, prior_inputs, spread
 from vq_keras.zoo import PRIORS, VQVAE2, HierarchicalPrior, TransformerPrior
 
@@ -28,11 +30,11 @@ def _prior(grid_shape=(4, 6), **config):
 def test_logits_at_a_position_depend_only_on_the_codes_before_it(config):
     prior = _prior(**config)
     codes, labels, condition = prior_inputs(prior, 2, 4, 6)
-    logits = np.asarray(prior(codes, labels=labels, condition=condition)).reshape(2, 24, -1)
+    logits = to_numpy(prior(codes, labels=labels, condition=condition)).reshape(2, 24, -1)
     for position in (0, 7, 23):
         changed = np.array(codes).reshape(2, 24)  # a copy: NumPy views of JAX arrays are read-only
         changed[:, position:] = (changed[:, position:] + 1) % 10
-        after = np.asarray(prior(changed.reshape(2, 4, 6), labels=labels, condition=condition)).reshape(2, 24, -1)
+        after = to_numpy(prior(changed.reshape(2, 4, 6), labels=labels, condition=condition)).reshape(2, 24, -1)
         np.testing.assert_allclose(after[:, : position + 1], logits[:, : position + 1], atol=1e-5)
         if position < 23:
             assert np.abs(after[:, position + 1] - logits[:, position + 1]).max() > 1e-3
@@ -42,7 +44,7 @@ def test_logits_at_a_position_depend_only_on_the_codes_before_it(config):
 def test_cached_logits_equal_the_full_pass_at_every_position(config):
     prior = _prior(**config)
     codes, labels, condition = prior_inputs(prior, 3, 4, 6)
-    expected = np.asarray(prior(codes, labels=labels, condition=condition))
+    expected = to_numpy(prior(codes, labels=labels, condition=condition))
     np.testing.assert_allclose(cached_logits(prior, codes, labels, condition), expected, rtol=1e-4, atol=1e-4)
 
 
@@ -52,19 +54,19 @@ def test_cached_and_full_sampling_draw_the_same_codes(config):
     _, labels, condition = prior_inputs(prior, 3, 4, 6)
     cached = assert_cached_and_full_draw_the_same(prior, 3, (4, 6), labels, condition)
     again = prior.sample(3, labels=labels, condition=condition, temperature=3.0, seed=2, grid_shape=(4, 6))
-    np.testing.assert_array_equal(np.asarray(again), cached)
+    np.testing.assert_array_equal(to_numpy(again), cached)
 
 
 def test_the_condition_and_the_labels_change_every_position():
     prior = _prior(**CONFIGS["all"])
     codes, labels, condition = prior_inputs(prior, 2, 4, 6)
-    logits = np.asarray(prior(codes, labels=labels, condition=condition))
+    logits = to_numpy(prior(codes, labels=labels, condition=condition))
     other_labels = (labels + 1) % 3
-    other_condition = np.asarray(condition).copy()
+    other_condition = to_numpy(condition).copy()
     other_condition[:, -1, -1] = (other_condition[:, -1, -1] + 1) % 6  # the last condition code: a prefix token
     for changed in (
-        np.asarray(prior(codes, labels=other_labels, condition=condition)),
-        np.asarray(prior(codes, labels=labels, condition=other_condition)),
+        to_numpy(prior(codes, labels=other_labels, condition=condition)),
+        to_numpy(prior(codes, labels=labels, condition=other_condition)),
     ):
         assert np.abs(changed - logits).max(axis=(0, 3)).min() > 1e-4  # the first position too
 
@@ -91,7 +93,7 @@ def test_training_lowers_the_loss_on_a_learnable_grid():
     history = prior.fit(tf.data.Dataset.from_tensor_slices({"codes": codes}).batch(32), epochs=8, verbose=0)
     bits = history.history["bits_per_code"]
     assert bits[0] > 2.5 and bits[-1] < 0.6, bits  # log2(10) = 3.3 at the start; log2(10) / 16 = 0.21 at best
-    greedy = np.asarray(prior.sample(4, seed=0, top_k=1)).reshape(4, 16)
+    greedy = to_numpy(prior.sample(4, seed=0, top_k=1)).reshape(4, 16)
     np.testing.assert_array_equal(np.diff(greedy, axis=1) % 10, 1)
 
 
@@ -102,11 +104,11 @@ def test_keras_file_round_trip_keeps_the_logits_and_the_samples(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "prior.keras")
     assert isinstance(loaded, TransformerPrior) and loaded.get_config() == prior.get_config()
     np.testing.assert_allclose(
-        np.asarray(loaded(codes, labels=labels, condition=condition)),
-        np.asarray(prior(codes, labels=labels, condition=condition)), atol=1e-6,
+        to_numpy(loaded(codes, labels=labels, condition=condition)),
+        to_numpy(prior(codes, labels=labels, condition=condition)), atol=1e-6,
     )
     arguments = dict(labels=labels, condition=condition, seed=4)
-    np.testing.assert_array_equal(np.asarray(loaded.sample(2, **arguments)), np.asarray(prior.sample(2, **arguments)))
+    np.testing.assert_array_equal(to_numpy(loaded.sample(2, **arguments)), to_numpy(prior.sample(2, **arguments)))
 
 
 def test_registry_presets_and_hierarchical_prior():

@@ -46,7 +46,7 @@ import keras
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._backend import IS_TENSORFLOW, argmin_int32, fold_seed
+from vq_keras._backend import IS_JAX, argmin_int32, fold_seed
 from vq_keras.layers._codebook_seeding import kmeans_plus_plus, sample_rows
 from vq_keras._index_checks import checked_range
 from vq_keras._replicas import gather_over_replicas, sum_over_replicas
@@ -339,7 +339,7 @@ class BaseQuantizer(Quantizer):
 
     def _require_codebook_moves_survive(self, dead_code_threshold, codebook_init):
         """Refuses restarts and k-means++ where Keras would drop the codebook rows they move."""
-        if IS_TENSORFLOW or self.codebook_is_state:
+        if not IS_JAX or self.codebook_is_state:
             return
         if dead_code_threshold is None and codebook_init != "kmeans++":
             return

@@ -159,6 +159,7 @@ class CausalSelfAttention(keras.layers.Layer):
             (outputs, cache): (batch, channels), position p of `call`'s output
             (dropout off), and the cache holding p's key and value.
         """
+        inputs = ops.convert_to_tensor(inputs)  # added to tensors below: NumPy + a torch tensor fails
         batch = ops.shape(inputs)[0]
         length = ops.shape(cache["key"])[2]
         asking = cache["previous"] if self.mask_type == "A" else inputs

@@ -247,7 +247,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             horizontal pre-activations (batch, 1, width, 2p): the link from
             the vertical stack and the conditioning, for `horizontal_step`.
         """
-        v_pre = self._vertical_pre_activation(rows, label_embedding, spatial_condition)
+        v_pre = self._vertical_pre_activation(ops.convert_to_tensor(rows), label_embedding, spatial_condition)
         return self._gate(v_pre), self._horizontal_bias(v_pre, label_embedding, spatial_condition)
 
     def horizontal_step(self, columns, h, bias):
@@ -265,7 +265,8 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             (h_out, skip), each (batch, p): position (i, j) of `call`'s
             (dropout off, as when sampling), up to float rounding.
         """
-        h_pre = conv_at_one_position(self.horizontal_conv, columns) + bias
+        h = None if h is None else ops.convert_to_tensor(h)  # the residual: a NumPy h would not add to a torch tensor
+        h_pre = conv_at_one_position(self.horizontal_conv, columns) + ops.convert_to_tensor(bias)
         return self._horizontal_outputs(h_pre, h, training=False, apply=conv_at_one_position)
 
     def _vertical_pre_activation(self, v_in, label_embedding, spatial_condition):

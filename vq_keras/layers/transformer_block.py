@@ -162,6 +162,7 @@ class TransformerBlock(keras.layers.Layer):
                 "TransformerBlock.cached_call decodes causal blocks: with attention='bidirectional' every "
                 "position depends on later ones. Call the block on the whole sequence instead."
             )
+        inputs = ops.convert_to_tensor(inputs)  # added to tensors below: NumPy + a torch tensor fails
         query, key, value = self._queries_keys_values(inputs)
         key = ops.slice_update(cache["key"], (0, 0, start, 0), key)
         value = ops.slice_update(cache["value"], (0, 0, start, 0), ops.cast(value, cache["value"].dtype))

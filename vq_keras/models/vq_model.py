@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._backend import IS_TENSORFLOW
+from vq_keras._backend import BACKEND, IS_TENSORFLOW, portable_compile_config
 from vq_keras._image_checks import graph_unit_checked, unit_checked
 from vq_keras._replicas import mean_over_replicas, own_losses, share_of_replica, sum_over_replicas
 from vq_keras._step_flag import StepFlag
@@ -123,6 +123,13 @@ class VQModel(keras.Model):
 
     def compile(self, optimizer=None, **kwargs):
         """Like `keras.Model.compile`; the default optimizer is Adam(3e-4)."""
+        if BACKEND == "torch" and kwargs.get("jit_compile") is True:
+            raise ValueError(
+                f"{type(self).__name__} trains eagerly on the PyTorch backend: torch.compile (jit_compile=True) "
+                "fails in its forward pass (dynamo cannot decide a comparison of the symbolic batch shape). "
+                "Received: jit_compile=True. Leave jit_compile out (Keras runs PyTorch eagerly by default), or "
+                "train on TensorFlow or JAX for a compiled step."
+            )
         if optimizer is None:
             optimizer = keras.optimizers.Adam(DEFAULT_LEARNING_RATE)
         super().compile(optimizer=optimizer, **kwargs)
@@ -130,6 +137,9 @@ class VQModel(keras.Model):
     def compile_from_config(self, config):
         # Keras skips this for models that override compile(); ours keeps its
         # signature, so restore the saved optimizer (and its state) as usual.
+        config = portable_compile_config(config)
+        if BACKEND == "torch" and isinstance(config, dict) and config.get("jit_compile") is True:
+            config = {**config, "jit_compile": False}  # written where XLA compiled the step; PyTorch runs eagerly
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
