@@ -90,8 +90,9 @@ def test_training_lowers_the_loss_on_a_learnable_grid():
     codes = ((start + np.arange(16)) % 10).reshape(256, 4, 4).astype("int32")
     prior = TransformerPrior(10, grid_shape=(4, 4), **TINY)
     prior.compile(optimizer=keras.optimizers.Adam(3e-3))
-    history = prior.fit(tf.data.Dataset.from_tensor_slices({"codes": codes}).batch(32), epochs=8, verbose=0)
+    history = prior.fit(tf.data.Dataset.from_tensor_slices({"codes": codes}).batch(32), epochs=12, verbose=0)
     bits = history.history["bits_per_code"]
+    # 12 epochs: the initial weights differ by backend (Keras seeds each its own way), and so the pace.
     assert bits[0] > 2.5 and bits[-1] < 0.6, bits  # log2(10) = 3.3 at the start; log2(10) / 16 = 0.21 at best
     greedy = to_numpy(prior.sample(4, seed=0, top_k=1)).reshape(4, 16)
     np.testing.assert_array_equal(np.diff(greedy, axis=1) % 10, 1)
