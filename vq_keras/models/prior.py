@@ -583,11 +583,12 @@ class Prior(keras.Model):
 
         The kind's sampling loop (`draw`: raster order for autoregressive
         priors, `num_steps` parallel steps for masked ones) runs inside one
-        compiled function (a tf.function on TensorFlow, jax.jit on JAX); codes
-        are drawn from Categorical(logits / temperature), filtered by top_k and
-        top_p, with stateless RNG keys folded from the seed. The same seed gives
-        the same codes on the same machine, backend and version (TensorFlow and
-        JAX draw from different random streams); the compiled function is
+        compiled function (a tf.function on TensorFlow, jax.jit on JAX; eager,
+        without gradients, on PyTorch); codes are drawn from
+        Categorical(logits / temperature), filtered by top_k and top_p, with
+        stateless RNG keys folded from the seed. The same seed gives the same
+        codes on the same machine, backend and version (each backend draws from
+        its own random stream); the compiled function is
         cached on this instance per (num, grid, conditioning, method).
 
         Args:
