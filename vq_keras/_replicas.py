@@ -57,14 +57,6 @@ def share_of_replica(loss):
     return loss / float(num_replicas())
 
 
-def loss_for_gradients(optimizer, loss):
-    """The float32 global-batch `loss` as this replica's share, loss-scaled by the
-    optimizer (a `LossScaleOptimizer` under mixed_float16; identity otherwise).
-    Differentiate the result inside the tape and pass the gradients to
-    `optimizer.apply`, which unscales them and sums them across replicas."""
-    return optimizer.scale_loss(share_of_replica(loss))
-
-
 def own_losses(losses):
     """The `add_loss` tensors this replica created, from a layer's `losses`.
 

@@ -403,8 +403,8 @@ class Prior(keras.Model):
         return {**element, **{key: value for key, value in zip(DATA_KEYS, checked) if value is not None}}
 
     def train_step(self, *state_and_data):
-        """Keras' own train step (`(data)` on TensorFlow, `(state, data)` on JAX); the objective
-        runs in `compute_loss` (see below)."""
+        """Keras' own train step (`(data)` on TensorFlow and PyTorch, `(state, data)` on JAX); the
+        objective runs in `compute_loss` (see below)."""
         self._unpack(state_and_data[-1])  # refuses a batch of another structure by name
         with self._batch_forward.on():
             return super().train_step(*state_and_data)
@@ -414,11 +414,11 @@ class Prior(keras.Model):
         with self._batch_forward.on():
             return super().test_step(*state_and_data)
 
-    # Keras' steps run the forward pass, `self(x)` (TensorFlow) or `stateless_call(..., x)` (JAX),
-    # then hand its output to compute_loss. A prior's objective needs the batch's labels and
+    # Keras' steps run the forward pass, `self(x)` (TensorFlow, PyTorch) or `stateless_call(..., x)`
+    # (JAX), then hand its output to compute_loss. A prior's objective needs the batch's labels and
     # condition and may mask codes or drop labels first (`per_code_loss`), so that first forward
-    # pass of a step returns the batch and compute_loss runs the objective: both backends
-    # differentiate compute_loss (the tape, jax.grad).
+    # pass of a step returns the batch and compute_loss runs the objective: every backend
+    # differentiates compute_loss (the tape, jax.grad, autograd).
 
     def stateless_call(self, trainable_variables, non_trainable_variables, *args, return_losses=False, **kwargs):
         if self._batch_forward.take():

@@ -209,7 +209,7 @@ class VQModel(keras.Model):
         return ops.clip(self(images, training=False), 0.0, 1.0)
 
     def train_step(self, *state_and_data):
-        """Keras' own train step (either backend: `(data)` on TensorFlow, `(state, data)` on JAX),
+        """Keras' own train step (any backend: `(data)` on TensorFlow and PyTorch, `(state, data)` on JAX),
         its forward pass returning the code grids beside the reconstruction for `compute_loss`."""
         with self._with_codes.on():
             return super().train_step(*state_and_data)
