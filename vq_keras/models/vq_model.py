@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from vq_keras import metrics
-from vq_keras._backend import BACKEND, IS_TENSORFLOW, portable_compile_config
+from vq_keras._backend import BACKEND, IS_JAX, portable_compile_config
 from vq_keras._image_checks import graph_unit_checked, unit_checked
 from vq_keras._replicas import mean_over_replicas, own_losses, share_of_replica, sum_over_replicas
 from vq_keras._step_flag import StepFlag
@@ -291,8 +291,9 @@ class VQModel(keras.Model):
 
         Keras' JAX trainer detaches the variables' values for its loop and reattaches them
         when the loop ends; fit does so in a `finally`, evaluate and predict do not, so an error
-        in their first step would leave the model without weights. Neither changes a weight."""
-        if IS_TENSORFLOW:
+        in their first step would leave the model without weights. Neither changes a weight.
+        TensorFlow and PyTorch keep the variables attached: nothing to copy there."""
+        if not IS_JAX:
             yield
             return
         variables = [*self.trainable_variables, *self.non_trainable_variables, *self.metrics_variables]
