@@ -35,6 +35,7 @@ from training.callbacks import SampleMonitor
 from training.data.codes import load_or_encode
 from training.data.images import parse_image_size
 from training.data.pipeline import data_fingerprint, shuffled_batches
+from training.distribute import precision_policy
 from training.errors import UsageError
 from training.optimizer import extendable_settings, make_optimizer, resume_settings
 from training.resume import Backups, configure_determinism, fit_resumable
@@ -62,6 +63,7 @@ LOGS = ("*_prior", "codes")
 def train_priors(config, settings_names):
     """Stage 2 for the parsed flags; returns the path of the saved prior."""
     overrides = architecture_overrides(config)  # an unknown --prior before any data is read
+    precision_policy(config.mixed_precision)
     keras.utils.set_random_seed(config.seed)
     configure_determinism(config.deterministic, config.jit_compile)
     logdir = Path(config.logdir).absolute()
@@ -91,7 +93,7 @@ def _train_levels(config, autoencoder, hparams, logdir, overrides):
     grids = [codes.shape[1:] for codes in data.codes["train"]]
     priors = make_priors(
         autoencoder, config.model, config.preset, grids, data.num_classes,
-        overrides, config.prior,
+        overrides, config.prior, precision_policy(config.mixed_precision),
     )
     settings = resume_settings(hparams)
     trained = []
@@ -197,10 +199,14 @@ def architecture_overrides(config):
     return given
 
 
-def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=None, kind="pixelcnn"):
+def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=None, kind="pixelcnn", dtype=None):
     """One prior of kind `kind` (a name in PRIORS) per level from its preset, fitted to the
     autoencoder's codebook sizes and grids (and to the data set's classes if
-    class-conditional), with `overrides` (e.g. num_layers) applied to every level."""
+    class-conditional), with `overrides` (e.g. num_layers) applied to every level.
+
+    `dtype`: the priors' Keras dtype policy while they train (e.g. "mixed_bfloat16"). A prior's
+    config does not keep it, so a saved prior computes in float32 when loaded (exact cached
+    sampling and the generate signature as for any prior file); its weights are float32 either way."""
     prior_type = PRIORS[kind]
     names = prior_preset_names(model_name, preset, len(grids))
     unknown = [name for name in names if name not in prior_type.PRESETS]
@@ -219,7 +225,7 @@ def make_priors(autoencoder, model_name, preset, grids, num_classes, overrides=N
                 condition_upsampling=grids[level][0] // grids[level - 1][0],
             )
         try:
-            priors.append(prior_type(**config, name=f"{level_name}_prior"))
+            priors.append(prior_type(**config, name=f"{level_name}_prior", dtype=dtype))
         except ValueError as error:
             raise UsageError(f"The {level_name} prior ({kind} preset {name} with {overrides}): {error}") from None
     return priors
@@ -242,7 +248,7 @@ def fit_prior(prior, data, level, config, logdir, settings, callbacks):
     prior.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     print(
         f"Training the {prior.name} ({type(prior).__name__}, {prior.num_embeddings} codes on {prior.grid_shape[0]}x"
-        f"{prior.grid_shape[1]} grids) on {count} code grids; uniform guessing scores "
+        f"{prior.grid_shape[1]} grids, {prior.dtype_policy.name}) on {count} code grids; uniform guessing scores "
         f"log2({prior.num_embeddings}) = {math.log2(prior.num_embeddings):.2f} bits per code."
     )
     backups = Backups(logdir / "backup", settings)

@@ -198,7 +198,11 @@ def define_fit_flags():
         "strategy", "default",
         f"tf.distribute strategy: one of {', '.join(STRATEGIES)} (multi_worker reads TF_CONFIG).",
     )
-    flags.DEFINE_string("mixed_precision", "none", f"Keras dtype policy: one of {', '.join(PRECISIONS)}.")
+    flags.DEFINE_string(
+        "mixed_precision", "none",
+        f"Keras dtype policy of the training: one of {', '.join(PRECISIONS)} (--stage=prior: the saved priors "
+        "compute in float32).",
+    )
 
     flags.DEFINE_boolean(
         "overwrite", False,
@@ -233,7 +237,7 @@ AUTOENCODER_SETTINGS = (
 PRIOR_SETTINGS = (
     "stage", "dataset", "model", "preset", "image_size", "autoencoder", "class_conditional", "prior", "num_layers", "num_filters",
     "hidden_dim", "num_heads", "dropout", "label_dropout",
-    "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed", "deterministic",
+    "mixed_precision", "epochs", "steps_per_epoch", "batch_size", "learning_rate", "learning_rate_decay", "seed", "deterministic",
     "jit_compile",
 )
 # May differ between the runs of one log directory: where things are, how often to back up, what to show.

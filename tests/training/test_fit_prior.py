@@ -178,11 +178,14 @@ def test_stage2_trains_transformer_priors_for_each_level_of_a_vqvae2(tmp_path):
     result = run_module(
         "training.fit", "--stage=prior", "--prior=transformer", "--model=vqvae2", f"--autoencoder={autoencoder}",
         "--class_conditional", "--label_dropout=0.2", "--epochs=1", "--steps_per_epoch=2", "--num_layers=1",
-        "--hidden_dim=8", "--num_heads=2", "--batch_size=8", "--validation_steps=2", f"--logdir={tmp_path / 'run'}",
+        "--hidden_dim=8", "--num_heads=2", "--batch_size=8", "--validation_steps=2", "--mixed_precision=mixed_bfloat16",
+        f"--logdir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "(TransformerPrior, 16 codes on 8x8 grids, mixed_bfloat16)" in result.stdout
     prior = keras.saving.load_model(tmp_path / "run" / "prior.keras")
     top, bottom = prior.priors
+    assert top.dtype_policy.name == bottom.blocks[0].dtype_policy.name == "float32"  # trained in bfloat16
     assert top.label_dropout == bottom.label_dropout == 0.2
     assert isinstance(top, TransformerPrior) and isinstance(bottom, TransformerPrior)
     assert (top.grid_shape, bottom.grid_shape, bottom.condition_upsampling) == ((4, 4), (8, 8), 2)

@@ -9,7 +9,8 @@ import pytest
 from tests.backend import to_numpy
 
 from tests.zoo.conftest import SMALL
-from vq_keras.zoo import VQVAE, VQVAE2, PixelCNNPrior
+from tests.presets import TINY_PRIORS
+from vq_keras.zoo import PRIORS, VQVAE, VQVAE2, PixelCNNPrior
 
 STEPS = 6
 # Relative tolerances against float32, from the formats' precision: float16
@@ -122,3 +123,32 @@ def test_prior_logits_and_log_probs_stay_float32_under_float16():
     log_softmax = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
     expected = np.take_along_axis(log_softmax, codes[..., None], -1)[..., 0].sum((1, 2))
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(PRIORS))
+def test_a_prior_trains_in_bfloat16_like_float32_and_saves_a_float32_prior(kind, tmp_path):
+    # What `training.fit --stage=prior --mixed_precision=mixed_bfloat16` does: the priors are
+    # built with that dtype (no global policy), and the saved file computes in float32.
+    keras.config.set_dtype_policy("float32")
+    offsets = np.random.default_rng(0).integers(0, 16, size=(64, 1, 1))
+    codes = ((np.arange(4)[:, None] + np.arange(4)[None, :] + offsets) % 16).astype("int32")  # learnable diagonals
+
+    def train(dtype):
+        keras.utils.set_random_seed(0)
+        prior = PRIORS[kind](num_embeddings=16, grid_shape=(4, 4), **TINY_PRIORS[kind], dtype=dtype)
+        prior.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+        return prior, prior.fit(codes, batch_size=16, shuffle=False, epochs=3, verbose=0).history["loss"]
+
+    float32, losses32 = train(None)
+    mixed, losses = train("mixed_bfloat16")
+    assert {layer.dtype_policy.name for layer in sublayers(mixed)} == {"mixed_bfloat16"}
+    assert losses32[-1] < losses32[0] * (1 - 2 * TRAINED_RTOL["mixed_bfloat16"])
+    np.testing.assert_allclose(losses, losses32, rtol=TRAINED_RTOL["mixed_bfloat16"])
+
+    mixed.save(tmp_path / "prior.keras")
+    loaded = keras.saving.load_model(tmp_path / "prior.keras")
+    assert {layer.dtype_policy.name for layer in [loaded, *sublayers(loaded)]} == {"float32"}
+    for saved, trained in zip(loaded.weights, mixed.weights, strict=True):
+        np.testing.assert_array_equal(to_numpy(saved), to_numpy(trained), err_msg=trained.path)
+    float32.set_weights(mixed.get_weights())
+    np.testing.assert_array_equal(to_numpy(loaded(codes)), to_numpy(float32(codes)))
