@@ -41,7 +41,8 @@ compiled call, no sampling loop).
   `--positions` codes they are timed over the first `--positions` positions;
 * MaskGIT: `MaskGITPrior.from_preset("cifar10")` at `--num_steps` parallel steps, the whole grid.
 
-It also times one training step of each (batch `--train_batch` of 8x8 grids, Adam) in grids/s.
+It also times one training step of each (batch `--train_batch` of 8x8 grids, Adam) in grids/s, in
+each of `--train_dtypes` (float32 and mixed_bfloat16, as `training.fit --mixed_precision`).
 
     python -m benchmarks.sampling --compare=kinds --cases=8:16,32:16 --rounds=2
 """
@@ -72,6 +73,11 @@ flags.DEFINE_integer("positions", 64, "--compare=kinds: autoregressive positions
 flags.DEFINE_integer("num_steps", 8, "--compare=kinds: MaskGIT's decoding steps.")
 flags.DEFINE_integer("pixelcnn_filters", 64, "--compare=kinds: the PixelCNN's channels (64: the zoo entry's).")
 flags.DEFINE_integer("train_batch", 32, "--compare=kinds: the batch of the timed training steps.")
+flags.DEFINE_integer("train_steps", 20, "--compare=kinds: the training steps of each timed round.")
+flags.DEFINE_list(
+    "train_dtypes", ["float32", "mixed_bfloat16"],
+    "--compare=kinds: the dtype policies the training steps are timed in (as training.fit --mixed_precision).",
+)
 flags.DEFINE_integer(
     "full_rows", None,
     "Time the full sampler on a grid of this many rows (and the case's width) when the case has more; "
@@ -180,15 +186,17 @@ def kind_samplers(num, grid):
     }
 
 
-def training_rates(batch, rounds, steps=10):
-    """grids/s of one Adam training step of each kind on 8x8 grids of 512 codes."""
+def training_rates(batch, rounds, dtypes, steps):
+    """{(kind, dtype policy): grids/s} of one Adam training step on 8x8 grids of 512 codes."""
     codes = np.random.default_rng(0).integers(0, 512, (batch * steps, 8, 8)).astype(np.int32)
     data = tf.data.Dataset.from_tensor_slices({"codes": codes}).batch(batch).repeat()
-    priors = {
-        "PixelCNN": PixelCNNPrior.from_preset(FLAGS.preset, num_filters=FLAGS.pixelcnn_filters, dropout=0.0),
-        "transformer": TransformerPrior.from_preset("cifar10"),
-        "MaskGIT": MaskGITPrior.from_preset("cifar10"),
-    }
+    priors = {}
+    for dtype in dtypes:
+        priors["PixelCNN", dtype] = PixelCNNPrior.from_preset(
+            FLAGS.preset, num_filters=FLAGS.pixelcnn_filters, dropout=0.0, dtype=dtype
+        )
+        priors["transformer", dtype] = TransformerPrior.from_preset("cifar10", dtype=dtype)
+        priors["MaskGIT", dtype] = MaskGITPrior.from_preset("cifar10", dtype=dtype)
     for prior in priors.values():
         prior.compile(optimizer=keras.optimizers.Adam(1e-3))
         prior.fit(data, steps_per_epoch=3, epochs=1, verbose=0)  # trace
@@ -224,8 +232,11 @@ def compare_kinds():
             + f" | {rates[names[3]] / rates[names[0]]:.2f} | {rates[names[1]] / rates[names[2]]:.1f} |",
             flush=True,
         )
-    rates = training_rates(FLAGS.train_batch, FLAGS.rounds)
-    print(f"Training step, batch {FLAGS.train_batch} of 8x8 grids: " + ", ".join(f"{n} {r:.0f} grids/s" for n, r in rates.items()))
+    rates = training_rates(FLAGS.train_batch, FLAGS.rounds, FLAGS.train_dtypes, FLAGS.train_steps)
+    first = FLAGS.train_dtypes[0]
+    print(f"Training step, batch {FLAGS.train_batch} of 8x8 grids, grids/s (/ {first}):")
+    for (kind, dtype), rate in rates.items():
+        print(f"  {kind} {dtype}: {rate:.0f} ({rate / rates[kind, first]:.2f})")
     print(f"load after: {os.getloadavg()}")
 
 
